@@ -1,0 +1,323 @@
+//! `RawMap`: the bucket arrays, the growth in progress and the counters,
+//! driven by precomputed hashes. It knows nothing about `Hash` or
+//! `BuildHasher`; the safe map in `mod.rs` supplies hashes and key equality.
+
+use std::mem;
+
+use super::grow::{log2_for_capacity, Evacuation, FinishedGrowth};
+use super::stats::{Growth, GrowthKind, MapStats};
+use super::table::{Probe, Slot, Table};
+use super::tophash::{tophash, EMPTY_ONE};
+
+/// Lifetime counters. Plain integers bumped by the map's single owner: no
+/// atomics and no shared writes on the hot path.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Counters {
+    pub(crate) peak: usize,
+    pub(crate) inserts: u64,
+    pub(crate) updates: u64,
+    pub(crate) removes: u64,
+    pub(crate) growths: [u64; 3],
+    pub(crate) growth_nanos: [u64; 3],
+    pub(crate) evacuated_buckets: u64,
+}
+
+pub(crate) struct RawMap<K, V> {
+    /// The current bucket array; during a growth, the new one.
+    pub(crate) table: Table<K, V>,
+    pub(crate) growth: Option<Evacuation<K, V>>,
+    pub(crate) len: usize,
+    pub(crate) counters: Counters,
+    pub(crate) auto_shrink: bool,
+    /// The size (`B`) queued halvings stop at.
+    pub(crate) shrink_target: Option<u8>,
+    /// The last growth to finish, until someone takes it.
+    pub(crate) last_finished: Option<FinishedGrowth>,
+    /// Reused buffer of hashes for the evacuation of one chain.
+    pub(crate) scratch: Vec<u64>,
+}
+
+impl<K: Clone, V: Clone> Clone for RawMap<K, V> {
+    fn clone(&self) -> Self {
+        RawMap {
+            table: self.table.clone(),
+            growth: self.growth.clone(),
+            len: self.len,
+            counters: self.counters,
+            auto_shrink: self.auto_shrink,
+            shrink_target: self.shrink_target,
+            last_finished: self.last_finished,
+            scratch: Vec::new(),
+        }
+    }
+}
+
+impl<K, V> RawMap<K, V> {
+    pub(crate) const fn new() -> Self {
+        RawMap {
+            table: Table::unallocated(),
+            growth: None,
+            len: 0,
+            counters: Counters {
+                peak: 0,
+                inserts: 0,
+                updates: 0,
+                removes: 0,
+                growths: [0; 3],
+                growth_nanos: [0; 3],
+                evacuated_buckets: 0,
+            },
+            auto_shrink: false,
+            shrink_target: None,
+            last_finished: None,
+            scratch: Vec::new(),
+        }
+    }
+
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        let mut raw = Self::new();
+        if capacity > 0 {
+            raw.table = Table::new(log2_for_capacity(capacity), true);
+        }
+        raw
+    }
+
+    /// Finds an entry. Reads the old bucket while it is not evacuated;
+    /// never moves anything.
+    #[inline]
+    pub(crate) fn get(&self, hash: u64, eq: impl FnMut(&K) -> bool) -> Option<&(K, V)> {
+        if self.len == 0 {
+            return None;
+        }
+        let top = tophash(hash);
+        if let Some(growth) = &self.growth {
+            if let Some(index) = growth.unevacuated(hash) {
+                return growth.old.get(index, top, eq);
+            }
+        }
+        self.table.get(hash as usize & self.table.mask(), top, eq)
+    }
+
+    #[inline]
+    pub(crate) fn get_mut(&mut self, hash: u64, eq: impl FnMut(&K) -> bool) -> Option<&mut (K, V)> {
+        if self.len == 0 {
+            return None;
+        }
+        let top = tophash(hash);
+        if let Some(growth) = &mut self.growth {
+            if let Some(index) = growth.unevacuated(hash) {
+                return growth.old.get_mut(index, top, eq);
+            }
+        }
+        let index = hash as usize & self.table.mask();
+        self.table.get_mut(index, top, eq)
+    }
+
+    /// What every write does first: allocate the first array, and help a
+    /// growth in progress.
+    #[inline]
+    fn prepare_write(&mut self, hash: u64, hasher: &impl Fn(&K) -> u64) {
+        if !self.table.is_allocated() {
+            self.table = Table::new(0, true);
+        }
+        if self.shrink_target.is_some() {
+            self.start_queued_shrink();
+        }
+        if self.growth.is_some() {
+            self.grow_work(hash, hasher);
+        }
+    }
+
+    /// Locates `hash`'s key for a write (insert or entry).
+    #[inline]
+    pub(crate) fn probe_for_write(
+        &mut self,
+        hash: u64,
+        eq: impl FnMut(&K) -> bool,
+        hasher: &impl Fn(&K) -> u64,
+    ) -> Probe {
+        self.prepare_write(hash, hasher);
+        self.table
+            .probe(hash as usize & self.table.mask(), tophash(hash), eq)
+    }
+
+    /// Inserts or overwrites. Returns the previous value of an existing key.
+    #[inline]
+    pub(crate) fn insert(
+        &mut self,
+        hash: u64,
+        key: K,
+        value: V,
+        hasher: &impl Fn(&K) -> u64,
+    ) -> Option<V>
+    where
+        K: Eq,
+    {
+        match self.probe_for_write(hash, |k| *k == key, hasher) {
+            Probe::Found(slot) => Some(self.overwrite(slot, value)),
+            Probe::Vacant(free) => {
+                self.insert_absent(hash, free, key, value, hasher);
+                None
+            }
+        }
+    }
+
+    pub(crate) fn overwrite(&mut self, slot: Slot, value: V) -> V {
+        self.counters.updates += 1;
+        mem::replace(&mut self.table.entry_mut(slot).1, value)
+    }
+
+    /// Stores a key known to be absent, whose chain `probe_for_write` just
+    /// scanned. Starts a growth first if this new key needs one (Go's
+    /// `mapassign`: only new keys, only when not already growing).
+    pub(crate) fn insert_absent(
+        &mut self,
+        hash: u64,
+        mut free: Option<Slot>,
+        key: K,
+        value: V,
+        hasher: &impl Fn(&K) -> u64,
+    ) -> &mut (K, V) {
+        if let Some(kind) = self.growth_needed() {
+            self.start_growth(kind);
+            self.grow_work(hash, hasher);
+            free = self.table.find_free(hash as usize & self.table.mask());
+        }
+        self.len += 1;
+        self.counters.inserts += 1;
+        if self.len > self.counters.peak {
+            self.counters.peak = self.len;
+        }
+        let index = hash as usize & self.table.mask();
+        self.table.place(index, free, tophash(hash), key, value)
+    }
+
+    #[inline]
+    pub(crate) fn remove(
+        &mut self,
+        hash: u64,
+        eq: impl FnMut(&K) -> bool,
+        hasher: &impl Fn(&K) -> u64,
+    ) -> Option<(K, V)> {
+        if self.len == 0 {
+            return None;
+        }
+        match self.probe_for_write(hash, eq, hasher) {
+            Probe::Found(slot) => Some(self.take(slot)),
+            Probe::Vacant(_) => None,
+        }
+    }
+
+    /// Removes the entry at a slot of the current array.
+    pub(crate) fn take(&mut self, slot: Slot) -> (K, V) {
+        let entry = self.table.take(slot);
+        self.len -= 1;
+        self.counters.removes += 1;
+        self.maybe_auto_shrink();
+        entry
+    }
+
+    /// Removes every entry; keeps the current array's size, drops the old one.
+    pub(crate) fn clear(&mut self) {
+        self.counters.removes += self.len as u64;
+        self.len = 0;
+        if self.growth.take().is_some() {
+            self.shrink_target = None;
+        }
+        if self.table.is_allocated() {
+            self.table = Table::new(self.table.log2, true);
+        }
+    }
+
+    /// Empties the map and hands its arrays to the caller (drain, into_iter).
+    pub(crate) fn take_tables(&mut self) -> (Table<K, V>, Option<Table<K, V>>) {
+        self.counters.removes += self.len as u64;
+        self.len = 0;
+        self.shrink_target = None;
+        let table = mem::replace(&mut self.table, Table::unallocated());
+        (table, self.growth.take().map(|growth| growth.old))
+    }
+
+    /// Keeps the entries `keep` accepts. Visits every entry once, wherever
+    /// an evacuation has left it, and moves nothing.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&K, &mut V) -> bool) {
+        let RawMap {
+            table,
+            growth,
+            len,
+            counters,
+            ..
+        } = self;
+        let tables = std::iter::once(table).chain(growth.as_mut().map(|g| &mut g.old));
+        for table in tables {
+            for chunk in table.chunks_mut() {
+                for head in chunk.iter_mut() {
+                    let mut removed = false;
+                    let mut cursor = Some(&mut *head);
+                    while let Some(bucket) = cursor {
+                        for (i, slot) in bucket.slots.iter_mut().enumerate() {
+                            if let Some((key, value)) = slot {
+                                if !keep(key, value) {
+                                    *slot = None;
+                                    bucket.tophash[i] = EMPTY_ONE;
+                                    *len -= 1;
+                                    counters.removes += 1;
+                                    removed = true;
+                                }
+                            }
+                        }
+                        cursor = bucket.overflow.as_deref_mut();
+                    }
+                    if removed {
+                        head.refresh_free_markers();
+                    }
+                }
+            }
+        }
+        self.maybe_auto_shrink();
+    }
+
+    pub(crate) fn stats(&self) -> MapStats {
+        let old = self.growth.as_ref().map(|g| &g.old);
+        let overflow_buckets = self.table.overflow_buckets + old.map_or(0, |t| t.overflow_buckets);
+        let memory_bytes = self.table.heap_bytes()
+            + old.map_or(0, Table::heap_bytes)
+            + self.scratch.capacity() * mem::size_of::<u64>();
+        let buckets = if self.table.is_allocated() {
+            self.table.buckets()
+        } else {
+            0
+        };
+        let seconds = |kind: GrowthKind| self.counters.growth_nanos[kind.index()] as f64 / 1e9;
+        MapStats {
+            entries: self.len,
+            peak_entries: self.counters.peak,
+            buckets,
+            overflow_buckets,
+            load_factor: if buckets == 0 {
+                0.0
+            } else {
+                self.len as f64 / buckets as f64
+            },
+            memory_bytes,
+            growth: self.growth.as_ref().map(|g| Growth {
+                kind: g.kind,
+                old_buckets: g.old.buckets(),
+                evacuated_old_buckets: g.evacuated,
+                entries_at_start: g.entries_at_start,
+                helping_writes: g.helping_writes,
+            }),
+            growths_double: self.counters.growths[GrowthKind::Double.index()],
+            growths_same_size: self.counters.growths[GrowthKind::SameSize.index()],
+            shrinks: self.counters.growths[GrowthKind::Shrink.index()],
+            growth_seconds_double: seconds(GrowthKind::Double),
+            growth_seconds_same_size: seconds(GrowthKind::SameSize),
+            growth_seconds_shrink: seconds(GrowthKind::Shrink),
+            evacuated_buckets_total: self.counters.evacuated_buckets,
+            inserts: self.counters.inserts,
+            updates: self.counters.updates,
+            removes: self.counters.removes,
+            max_overflow_chain: self.table.max_chain().max(old.map_or(0, Table::max_chain)),
+        }
+    }
+}
