@@ -83,7 +83,7 @@ impl<K, V> Evacuation<K, V> {
     pub(crate) fn unevacuated(&self, hash: u64) -> Option<usize> {
         let index = hash as usize & self.old.mask();
         // Below the mark the old chunk may already be freed: never read it.
-        if index < self.mark || is_evacuated(self.old.bucket(index).tophash[0]) {
+        if index < self.mark || is_evacuated(self.old.tophash(index)[0]) {
             None
         } else {
             Some(index)
@@ -188,16 +188,20 @@ impl<K, V> RawMap<K, V> {
             .as_mut()
             .expect("invariant: evacuate runs only during a growth");
         let old = &mut growth.old;
-        if index >= growth.mark && !is_evacuated(old.bucket(index).tophash[0]) {
+        if index >= growth.mark && !is_evacuated(old.tophash(index)[0]) {
             // Phase 1 runs the user's Hash impl and changes nothing, so a
             // panic there leaves the bucket whole and still findable.
             scratch.clear();
-            let mut cursor = Some(old.bucket(index));
-            while let Some(bucket) = cursor {
-                for (key, _) in bucket.slots.iter().flatten() {
+            let head = old.bucket(index);
+            let mut entries = &head.slots.entries;
+            let mut cursor = head.slots.overflow.as_deref();
+            loop {
+                for (key, _) in entries.iter().flatten() {
                     scratch.push(hasher(key));
                 }
-                cursor = bucket.overflow.as_deref();
+                let Some(bucket) = cursor else { break };
+                entries = &bucket.slots.entries;
+                cursor = bucket.slots.overflow.as_deref();
             }
             // Phase 2 runs no user code. Destination chunks are materialised
             // for every bucket this one maps to, whether or not it receives an
@@ -215,28 +219,27 @@ impl<K, V> RawMap<K, V> {
                     .expect("invariant: one recorded hash per evacuated entry")
             };
             let head = old.bucket_mut(index);
-            let mut chain = head.overflow.take();
+            let mut chain = head.slots.overflow.take();
             let mut markers = [EVACUATED_EMPTY; 8];
             for (slot, marker) in markers.iter_mut().enumerate() {
-                if let Some((key, value)) = head.slots[slot].take() {
-                    let hash = next_hash();
-                    let dest = hash as usize & new_mask;
+                if let Some((key, value)) = head.slots.entries[slot].take() {
+                    let dest = next_hash() as usize & new_mask;
                     *marker = if dest == x { EVACUATED_X } else { EVACUATED_Y };
                     debug_assert!(head.tophash[slot] >= MIN_TOPHASH);
                     table.push(dest, head.tophash[slot], key, value);
                 }
             }
-            head.tophash = markers;
+            *head.tophash = markers;
             let mut chain_len = 0;
             while let Some(mut bucket) = chain {
                 chain_len += 1;
-                for slot in 0..bucket.slots.len() {
-                    if let Some((key, value)) = bucket.slots[slot].take() {
+                for slot in 0..bucket.slots.entries.len() {
+                    if let Some((key, value)) = bucket.slots.entries[slot].take() {
                         let dest = next_hash() as usize & new_mask;
                         table.push(dest, bucket.tophash[slot], key, value);
                     }
                 }
-                chain = bucket.overflow.take();
+                chain = bucket.slots.overflow.take();
             }
             old.overflow_buckets -= chain_len;
             old.chain_changed(chain_len, 0);
@@ -249,7 +252,7 @@ impl<K, V> RawMap<K, V> {
             growth.mark += 1;
             while growth.mark < end
                 && growth.mark != stop
-                && is_evacuated(old.bucket(growth.mark).tophash[0])
+                && is_evacuated(old.tophash(growth.mark)[0])
             {
                 growth.mark += 1;
             }

@@ -9,9 +9,8 @@ use std::marker::PhantomData;
 use std::slice;
 use std::vec;
 
-use super::table::{Bucket, Table};
+use super::table::{Chunk, Slots, Table};
 
-type Chunk<K, V> = Box<[Bucket<K, V>]>;
 /// Every head bucket of the current array, then of the old one.
 type Heads<'a, K, V> = Flatten<Chain<slice::Iter<'a, Chunk<K, V>>, slice::Iter<'a, Chunk<K, V>>>>;
 type HeadsMut<'a, K, V> =
@@ -29,7 +28,7 @@ pub(crate) fn heads<'a, K, V>(
 /// [`InstrumentedMap::iter`](crate::InstrumentedMap::iter).
 pub struct Iter<'a, K, V> {
     heads: Heads<'a, K, V>,
-    bucket: Option<&'a Bucket<K, V>>,
+    bucket: Option<&'a Slots<K, V>>,
     slots: slice::Iter<'a, Option<(K, V)>>,
     remaining: usize,
 }
@@ -70,11 +69,11 @@ impl<'a, K, V> Iterator for Iter<'a, K, V> {
                 return None;
             }
             let next = match self.bucket.and_then(|b| b.overflow.as_deref()) {
-                Some(overflow) => overflow,
+                Some(overflow) => &overflow.slots,
                 None => self.heads.next()?,
             };
             self.bucket = Some(next);
-            self.slots = next.slots.iter();
+            self.slots = next.entries.iter();
         }
     }
 
@@ -96,7 +95,7 @@ impl<K: fmt::Debug, V: fmt::Debug> fmt::Debug for Iter<'_, K, V> {
 /// [`InstrumentedMap::iter_mut`](crate::InstrumentedMap::iter_mut).
 pub struct IterMut<'a, K, V> {
     heads: HeadsMut<'a, K, V>,
-    overflow: Option<&'a mut Bucket<K, V>>,
+    overflow: Option<&'a mut Slots<K, V>>,
     slots: slice::IterMut<'a, Option<(K, V)>>,
     remaining: usize,
 }
@@ -141,11 +140,9 @@ impl<'a, K, V> Iterator for IterMut<'a, K, V> {
                 Some(overflow) => overflow,
                 None => self.heads.next()?,
             };
-            let Bucket {
-                slots, overflow, ..
-            } = next;
-            self.slots = slots.iter_mut();
-            self.overflow = overflow.as_deref_mut();
+            let Slots { entries, overflow } = next;
+            self.slots = entries.iter_mut();
+            self.overflow = overflow.as_deref_mut().map(|bucket| &mut bucket.slots);
         }
     }
 
@@ -169,8 +166,8 @@ impl<K, V> fmt::Debug for IterMut<'_, K, V> {
 /// [`InstrumentedMap::into_iter`](crate::InstrumentedMap#impl-IntoIterator-for-InstrumentedMap<K,+V,+S>).
 pub struct IntoIter<K, V> {
     chunks: vec::IntoIter<Chunk<K, V>>,
-    buckets: vec::IntoIter<Bucket<K, V>>,
-    current: Option<Bucket<K, V>>,
+    buckets: vec::IntoIter<Slots<K, V>>,
+    current: Option<Slots<K, V>>,
     slot: usize,
     remaining: usize,
 }
@@ -197,15 +194,15 @@ impl<K, V> Iterator for IntoIter<K, V> {
     fn next(&mut self) -> Option<(K, V)> {
         loop {
             if let Some(bucket) = &mut self.current {
-                while self.slot < bucket.slots.len() {
+                while self.slot < bucket.entries.len() {
                     let slot = self.slot;
                     self.slot += 1;
-                    if let Some(entry) = bucket.slots[slot].take() {
+                    if let Some(entry) = bucket.entries[slot].take() {
                         self.remaining -= 1;
                         return Some(entry);
                     }
                 }
-                self.current = bucket.overflow.take().map(|overflow| *overflow);
+                self.current = bucket.overflow.take().map(|overflow| overflow.slots);
                 self.slot = 0;
                 if self.current.is_some() {
                     continue;
@@ -216,7 +213,7 @@ impl<K, V> Iterator for IntoIter<K, V> {
             }
             match self.buckets.next() {
                 Some(bucket) => self.current = Some(bucket),
-                None => self.buckets = self.chunks.next()?.into_vec().into_iter(),
+                None => self.buckets = self.chunks.next()?.slots.into_vec().into_iter(),
             }
         }
     }

@@ -6,7 +6,7 @@ use std::mem;
 
 use super::grow::{log2_for_capacity, Evacuation, FinishedGrowth};
 use super::stats::{Growth, GrowthKind, MapStats};
-use super::table::{Probe, Slot, Table};
+use super::table::{Chunk, Probe, Slot, Table, Tophash};
 use super::tophash::{tophash, EMPTY_ONE};
 
 /// Lifetime counters. Plain integers bumped by the map's single owner: no
@@ -89,13 +89,11 @@ impl<K, V> RawMap<K, V> {
         if self.len == 0 {
             return None;
         }
-        let top = tophash(hash);
-        if let Some(growth) = &self.growth {
-            if let Some(index) = growth.unevacuated(hash) {
-                return growth.old.get(index, top, eq);
-            }
-        }
-        self.table.get(hash as usize & self.table.mask(), top, eq)
+        let (table, index) = match self.growth.as_ref().map(|g| (g, g.unevacuated(hash))) {
+            Some((growth, Some(index))) => (&growth.old, index),
+            _ => (&self.table, hash as usize & self.table.mask()),
+        };
+        table.get(index, tophash(hash), eq)
     }
 
     #[inline]
@@ -103,14 +101,15 @@ impl<K, V> RawMap<K, V> {
         if self.len == 0 {
             return None;
         }
-        let top = tophash(hash);
-        if let Some(growth) = &mut self.growth {
-            if let Some(index) = growth.unevacuated(hash) {
-                return growth.old.get_mut(index, top, eq);
+        let old_index = self.growth.as_ref().and_then(|g| g.unevacuated(hash));
+        let (table, index) = match (old_index, &mut self.growth) {
+            (Some(index), Some(growth)) => (&mut growth.old, index),
+            _ => {
+                let mask = self.table.mask();
+                (&mut self.table, hash as usize & mask)
             }
-        }
-        let index = hash as usize & self.table.mask();
-        self.table.get_mut(index, top, eq)
+        };
+        table.get_mut(index, tophash(hash), eq)
     }
 
     /// What every write does first: allocate the first array, and help a
@@ -181,7 +180,9 @@ impl<K, V> RawMap<K, V> {
         if let Some(kind) = self.growth_needed() {
             self.start_growth(kind);
             self.grow_work(hash, hasher);
-            free = self.table.find_free(hash as usize & self.table.mask());
+            // The scanned chain belonged to the old array: let `place`
+            // find the first free slot of the new one.
+            free = None;
         }
         self.len += 1;
         self.counters.inserts += 1;
@@ -251,25 +252,30 @@ impl<K, V> RawMap<K, V> {
         let tables = std::iter::once(table).chain(growth.as_mut().map(|g| &mut g.old));
         for table in tables {
             for chunk in table.chunks_mut() {
-                for head in chunk.iter_mut() {
+                let Chunk { tophash, slots } = chunk;
+                for (head_tophash, head) in tophash.iter_mut().zip(slots.iter_mut()) {
                     let mut removed = false;
-                    let mut cursor = Some(&mut *head);
-                    while let Some(bucket) = cursor {
-                        for (i, slot) in bucket.slots.iter_mut().enumerate() {
+                    let mut visit = |tophash: &mut Tophash, entries: &mut [Option<(K, V)>]| {
+                        for (i, slot) in entries.iter_mut().enumerate() {
                             if let Some((key, value)) = slot {
                                 if !keep(key, value) {
                                     *slot = None;
-                                    bucket.tophash[i] = EMPTY_ONE;
+                                    tophash[i] = EMPTY_ONE;
                                     *len -= 1;
                                     counters.removes += 1;
                                     removed = true;
                                 }
                             }
                         }
-                        cursor = bucket.overflow.as_deref_mut();
+                    };
+                    visit(head_tophash, &mut head.entries);
+                    let mut cursor = head.overflow.as_deref_mut();
+                    while let Some(bucket) = cursor {
+                        visit(&mut bucket.tophash, &mut bucket.slots.entries);
+                        cursor = bucket.slots.overflow.as_deref_mut();
                     }
                     if removed {
-                        head.refresh_free_markers();
+                        head.refresh_free_markers(head_tophash);
                     }
                 }
             }

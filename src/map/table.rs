@@ -6,48 +6,62 @@
 //! - `EMPTY_REST` at a position means every later position of the chain is
 //!   free, so scans may stop there (Go's `emptyRest`);
 //! - a bucket array is split into chunks of `2^chunk_shift` buckets. A chunk
-//!   that is not materialised is an empty boxed slice, so creating a table
-//!   of `2^B` buckets costs one small allocation per chunk pointer and never
-//!   touches the buckets themselves. The evacuation code materialises a
-//!   destination chunk before it writes to it and frees an old chunk once the
+//!   that is not materialised holds empty boxed slices, so creating a table
+//!   of `2^B` buckets costs one small write per chunk and never touches the
+//!   buckets themselves. The evacuation code materialises a destination
+//!   chunk before it writes to it and frees an old chunk once the
 //!   evacuation mark has passed it, which is what bounds the work of a write.
+//!
+//! Layout: within a chunk the tophash bytes of all buckets are stored
+//! contiguously, apart from the entries (the way hashbrown keeps its control
+//! bytes apart from its slots). A miss, and the first step of every hit,
+//! then reads 8 bytes per bucket from a dense array instead of a cache line
+//! of a 200-byte bucket. Overflow buckets keep their tophash next to their
+//! entries, as in Go.
 
 use std::mem;
 
-use super::tophash::{match_free, match_tophash, BUCKET_SLOTS, EMPTY_ONE, EMPTY_REST, MIN_TOPHASH};
+use super::tophash::{
+    match_free, match_tophash, BUCKET_SLOTS, EMPTY_ONE, EMPTY_REST, MIN_TOPHASH,
+};
 
 /// Target size of one materialised chunk. Small enough that creating one
 /// costs a few microseconds, large enough that the chunk-pointer array stays
 /// a few kilobytes for tables of millions of buckets.
 const CHUNK_BYTES: usize = 64 * 1024;
 
-/// One bucket: eight slots, their tophash bytes, and the overflow chain.
-pub(crate) struct Bucket<K, V> {
-    pub(crate) tophash: [u8; BUCKET_SLOTS],
-    pub(crate) overflow: Option<Box<Bucket<K, V>>>,
-    pub(crate) slots: [Option<(K, V)>; BUCKET_SLOTS],
+/// A bucket's eight tophash bytes.
+pub(crate) type Tophash = [u8; BUCKET_SLOTS];
+
+/// A bucket's eight entries and the link to its overflow chain.
+pub(crate) struct Slots<K, V> {
+    pub(crate) entries: [Option<(K, V)>; BUCKET_SLOTS],
+    pub(crate) overflow: Option<Box<Overflow<K, V>>>,
 }
 
-impl<K, V> Bucket<K, V> {
-    pub(crate) fn empty() -> Self {
-        Bucket {
-            tophash: [EMPTY_REST; BUCKET_SLOTS],
+/// An overflow bucket: tophash bytes and slots together, as in Go.
+pub(crate) struct Overflow<K, V> {
+    pub(crate) tophash: Tophash,
+    pub(crate) slots: Slots<K, V>,
+}
+
+impl<K, V> Slots<K, V> {
+    pub(crate) const fn empty() -> Self {
+        Slots {
+            entries: [const { None }; BUCKET_SLOTS],
             overflow: None,
-            slots: [const { None }; BUCKET_SLOTS],
         }
     }
-}
 
-impl<K, V> Bucket<K, V> {
-    /// Rewrites the free markers of this chain after slots were emptied
-    /// without [`Table::take`] (by `retain`): free slots after the last entry
-    /// become `EMPTY_REST`, the others `EMPTY_ONE`.
-    pub(crate) fn refresh_free_markers(&mut self) {
-        let mut chain: Vec<&mut [u8; BUCKET_SLOTS]> = Vec::new();
-        let mut cursor = Some(self);
+    /// Rewrites the free markers of the chain headed by (`tophash`, `self`)
+    /// after slots were emptied without [`Table::take`] (by `retain`): free
+    /// slots after the last entry become `EMPTY_REST`, the others `EMPTY_ONE`.
+    pub(crate) fn refresh_free_markers(&mut self, tophash: &mut Tophash) {
+        let mut chain: Vec<&mut Tophash> = vec![tophash];
+        let mut cursor = self.overflow.as_deref_mut();
         while let Some(bucket) = cursor {
             chain.push(&mut bucket.tophash);
-            cursor = bucket.overflow.as_deref_mut();
+            cursor = bucket.slots.overflow.as_deref_mut();
         }
         let mut rest = true;
         for tophash in chain.iter_mut().rev() {
@@ -62,33 +76,126 @@ impl<K, V> Bucket<K, V> {
     }
 }
 
-impl<K, V> Drop for Bucket<K, V> {
-    /// Unlink the overflow chain iteratively: a colliding hasher makes chains
-    /// of `n / 8` buckets, and the recursive drop glue would overflow the stack.
+impl<K, V> Drop for Slots<K, V> {
+    /// Unlinks the overflow chain iteratively: a colliding hasher makes
+    /// chains of `n / 8` buckets, and recursive drop glue would overflow the
+    /// stack.
     fn drop(&mut self) {
         let mut next = self.overflow.take();
         while let Some(mut bucket) = next {
-            next = bucket.overflow.take();
+            next = bucket.slots.overflow.take();
         }
     }
 }
 
-impl<K: Clone, V: Clone> Clone for Bucket<K, V> {
+impl<K: Clone, V: Clone> Clone for Slots<K, V> {
     /// Clones the chain iteratively, for the same reason as `drop`.
     fn clone(&self) -> Self {
-        let shallow = |b: &Bucket<K, V>| Bucket {
-            tophash: b.tophash,
+        let mut head = Slots {
+            entries: self.entries.clone(),
             overflow: None,
-            slots: b.slots.clone(),
         };
-        let mut head = shallow(self);
         let mut tail = &mut head;
         let mut source = self.overflow.as_deref();
         while let Some(bucket) = source {
-            tail = tail.overflow.insert(Box::new(shallow(bucket)));
-            source = bucket.overflow.as_deref();
+            let copy = Overflow {
+                tophash: bucket.tophash,
+                slots: Slots {
+                    entries: bucket.slots.entries.clone(),
+                    overflow: None,
+                },
+            };
+            tail = &mut tail.overflow.insert(Box::new(copy)).slots;
+            source = bucket.slots.overflow.as_deref();
         }
         head
+    }
+}
+
+/// `2^chunk_shift` buckets: their tophash bytes, then their slots. Both
+/// slices are empty while the chunk is not materialised.
+pub(crate) struct Chunk<K, V> {
+    pub(crate) tophash: Box<[Tophash]>,
+    pub(crate) slots: Box<[Slots<K, V>]>,
+}
+
+impl<K, V> Chunk<K, V> {
+    fn unmaterialized() -> Self {
+        Chunk {
+            tophash: Box::default(),
+            slots: Box::default(),
+        }
+    }
+
+    fn new(len: usize) -> Self {
+        Chunk {
+            tophash: vec![[EMPTY_REST; BUCKET_SLOTS]; len].into_boxed_slice(),
+            slots: (0..len).map(|_| Slots::empty()).collect(),
+        }
+    }
+
+    pub(crate) fn is_materialized(&self) -> bool {
+        !self.slots.is_empty()
+    }
+}
+
+impl<K: Clone, V: Clone> Clone for Chunk<K, V> {
+    fn clone(&self) -> Self {
+        Chunk {
+            tophash: self.tophash.clone(),
+            slots: self.slots.clone(),
+        }
+    }
+}
+
+/// A bucket, seen through its tophash bytes and its slots.
+pub(crate) struct BucketRef<'a, K, V> {
+    pub(crate) tophash: &'a Tophash,
+    pub(crate) slots: &'a Slots<K, V>,
+}
+
+impl<K, V> Clone for BucketRef<'_, K, V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<K, V> Copy for BucketRef<'_, K, V> {}
+
+impl<'a, K, V> BucketRef<'a, K, V> {
+    #[inline]
+    fn next(self) -> Option<Self> {
+        if self.tophash[BUCKET_SLOTS - 1] == EMPTY_REST {
+            // Nothing later in the chain holds an entry.
+            return None;
+        }
+        self.slots.overflow.as_deref().map(|bucket| BucketRef {
+            tophash: &bucket.tophash,
+            slots: &bucket.slots,
+        })
+    }
+
+    #[inline]
+    fn find(self, top: u8, eq: &mut impl FnMut(&K) -> bool) -> Option<usize> {
+        match_tophash(self.tophash, top)
+            .find(|&i| matches!(&self.slots.entries[i], Some(entry) if eq(&entry.0)))
+    }
+}
+
+/// A bucket, mutably.
+pub(crate) struct BucketMut<'a, K, V> {
+    pub(crate) tophash: &'a mut Tophash,
+    pub(crate) slots: &'a mut Slots<K, V>,
+}
+
+impl<'a, K, V> BucketMut<'a, K, V> {
+    /// The next bucket of the chain, whether or not it holds entries.
+    #[inline]
+    fn into_overflow(self) -> Option<Self> {
+        self.slots.overflow.as_deref_mut().map(|bucket| BucketMut {
+            tophash: &mut bucket.tophash,
+            slots: &mut bucket.slots,
+        })
     }
 }
 
@@ -112,7 +219,7 @@ pub(crate) enum Probe {
 
 /// The largest `chunk_shift` for this bucket size (see [`CHUNK_BYTES`]).
 fn max_chunk_shift<K, V>() -> u8 {
-    let size = mem::size_of::<Bucket<K, V>>();
+    let size = mem::size_of::<Slots<K, V>>() + mem::size_of::<Tophash>();
     let mut shift = 4u8;
     while shift < 16 && (size << (shift + 1)) <= CHUNK_BYTES {
         shift += 1;
@@ -120,15 +227,11 @@ fn max_chunk_shift<K, V>() -> u8 {
     shift
 }
 
-fn new_chunk<K, V>(len: usize) -> Box<[Bucket<K, V>]> {
-    (0..len).map(|_| Bucket::empty()).collect()
-}
-
 /// A bucket array of `2^log2` buckets plus the overflow buckets chained to it.
 pub(crate) struct Table<K, V> {
     pub(crate) log2: u8,
     chunk_shift: u8,
-    chunks: Vec<Box<[Bucket<K, V>]>>,
+    chunks: Vec<Chunk<K, V>>,
     materialized: usize,
     pub(crate) overflow_buckets: usize,
     /// `chains[l]` counts the buckets whose overflow chain is `l` long
@@ -171,9 +274,9 @@ impl<K, V> Table<K, V> {
         let chunks = (0..chunk_count)
             .map(|_| {
                 if materialize {
-                    new_chunk(chunk_len)
+                    Chunk::new(chunk_len)
                 } else {
-                    Box::default()
+                    Chunk::unmaterialized()
                 }
             })
             .collect();
@@ -207,36 +310,53 @@ impl<K, V> Table<K, V> {
         (1 << self.chunk_shift) - 1
     }
 
+    /// Bucket `index`'s tophash bytes.
     #[inline]
-    pub(crate) fn bucket(&self, index: usize) -> &Bucket<K, V> {
-        &self.chunks[index >> self.chunk_shift][index & self.chunk_mask()]
+    pub(crate) fn tophash(&self, index: usize) -> &Tophash {
+        &self.chunks[index >> self.chunk_shift].tophash[index & self.chunk_mask()]
     }
 
     #[inline]
-    pub(crate) fn bucket_mut(&mut self, index: usize) -> &mut Bucket<K, V> {
-        let mask = self.chunk_mask();
-        &mut self.chunks[index >> self.chunk_shift][index & mask]
+    pub(crate) fn bucket(&self, index: usize) -> BucketRef<'_, K, V> {
+        let chunk = &self.chunks[index >> self.chunk_shift];
+        let i = index & self.chunk_mask();
+        BucketRef {
+            tophash: &chunk.tophash[i],
+            slots: &chunk.slots[i],
+        }
+    }
+
+    #[inline]
+    pub(crate) fn bucket_mut(&mut self, index: usize) -> BucketMut<'_, K, V> {
+        let i = index & self.chunk_mask();
+        let chunk = &mut self.chunks[index >> self.chunk_shift];
+        BucketMut {
+            tophash: &mut chunk.tophash[i],
+            slots: &mut chunk.slots[i],
+        }
     }
 
     /// The chunks, for iteration. Chunks that are not materialised or were
-    /// freed are empty slices.
-    pub(crate) fn chunks(&self) -> &[Box<[Bucket<K, V>]>] {
+    /// freed hold empty slices.
+    pub(crate) fn chunks(&self) -> &[Chunk<K, V>] {
         &self.chunks
     }
 
-    pub(crate) fn chunks_mut(&mut self) -> &mut [Box<[Bucket<K, V>]>] {
+    pub(crate) fn chunks_mut(&mut self) -> &mut [Chunk<K, V>] {
         &mut self.chunks
     }
 
-    pub(crate) fn into_chunks(mut self) -> Vec<Box<[Bucket<K, V>]>> {
+    pub(crate) fn into_chunks(mut self) -> Vec<Chunk<K, V>> {
         mem::take(&mut self.chunks)
     }
 
     /// Creates the chunk holding bucket `index` if it does not exist yet.
+    #[inline]
     pub(crate) fn materialize(&mut self, index: usize) {
-        let chunk = index >> self.chunk_shift;
-        if self.chunks[chunk].is_empty() {
-            self.chunks[chunk] = new_chunk(1 << self.chunk_shift);
+        let len = 1 << self.chunk_shift;
+        let chunk = &mut self.chunks[index >> self.chunk_shift];
+        if !chunk.is_materialized() {
+            *chunk = Chunk::new(len);
             self.materialized += 1;
         }
     }
@@ -246,8 +366,8 @@ impl<K, V> Table<K, V> {
     pub(crate) fn free_chunks_below(&mut self, from: usize, mark: usize) -> usize {
         let mut chunk = from;
         while (chunk + 1) << self.chunk_shift <= mark {
-            if !self.chunks[chunk].is_empty() {
-                self.chunks[chunk] = Box::default();
+            if self.chunks[chunk].is_materialized() {
+                self.chunks[chunk] = Chunk::unmaterialized();
                 self.materialized -= 1;
             }
             chunk += 1;
@@ -257,9 +377,10 @@ impl<K, V> Table<K, V> {
 
     /// Heap bytes held by the bucket arrays, overflow buckets and bookkeeping.
     pub(crate) fn heap_bytes(&self) -> usize {
-        let bucket = mem::size_of::<Bucket<K, V>>();
-        ((self.materialized << self.chunk_shift) + self.overflow_buckets) * bucket
-            + self.chunks.capacity() * mem::size_of::<Box<[Bucket<K, V>]>>()
+        let bucket = mem::size_of::<Slots<K, V>>() + mem::size_of::<Tophash>();
+        (self.materialized << self.chunk_shift) * bucket
+            + self.overflow_buckets * mem::size_of::<Overflow<K, V>>()
+            + self.chunks.capacity() * mem::size_of::<Chunk<K, V>>()
             + self.chains.capacity() * mem::size_of::<usize>()
     }
 
@@ -291,17 +412,10 @@ impl<K, V> Table<K, V> {
     ) -> Option<&(K, V)> {
         let mut bucket = self.bucket(index);
         loop {
-            for i in match_tophash(&bucket.tophash, top) {
-                if let Some(entry) = &bucket.slots[i] {
-                    if eq(&entry.0) {
-                        return Some(entry);
-                    }
-                }
+            if let Some(i) = bucket.find(top, &mut eq) {
+                return bucket.slots.entries[i].as_ref();
             }
-            if bucket.tophash[BUCKET_SLOTS - 1] == EMPTY_REST {
-                return None;
-            }
-            bucket = bucket.overflow.as_deref()?;
+            bucket = bucket.next()?;
         }
     }
 
@@ -313,17 +427,30 @@ impl<K, V> Table<K, V> {
         top: u8,
         mut eq: impl FnMut(&K) -> bool,
     ) -> Option<&mut (K, V)> {
-        let mut bucket = self.bucket_mut(index);
+        let slot = self.find(index, top, &mut eq)?;
+        Some(self.entry_mut(slot))
+    }
+
+    /// Where the key `eq` accepts sits, if present.
+    #[inline]
+    pub(crate) fn find(
+        &self,
+        index: usize,
+        top: u8,
+        mut eq: impl FnMut(&K) -> bool,
+    ) -> Option<Slot> {
+        let mut bucket = self.bucket(index);
+        let mut depth = 0;
         loop {
-            let found = match_tophash(&bucket.tophash, top)
-                .find(|&i| matches!(&bucket.slots[i], Some(entry) if eq(&entry.0)));
-            if let Some(i) = found {
-                return bucket.slots[i].as_mut();
+            if let Some(i) = bucket.find(top, &mut eq) {
+                return Some(Slot {
+                    bucket: index,
+                    depth,
+                    index: i,
+                });
             }
-            if bucket.tophash[BUCKET_SLOTS - 1] == EMPTY_REST {
-                return None;
-            }
-            bucket = bucket.overflow.as_deref_mut()?;
+            bucket = bucket.next()?;
+            depth += 1;
         }
     }
 
@@ -335,26 +462,21 @@ impl<K, V> Table<K, V> {
         let mut depth = 0;
         let mut free = None;
         loop {
-            for i in match_tophash(&bucket.tophash, top) {
-                if matches!(&bucket.slots[i], Some(entry) if eq(&entry.0)) {
-                    return Probe::Found(Slot {
-                        bucket: index,
-                        depth,
-                        index: i,
-                    });
-                }
-            }
-            if free.is_none() {
-                free = match_free(&bucket.tophash).lowest().map(|i| Slot {
+            if let Some(i) = bucket.find(top, &mut eq) {
+                return Probe::Found(Slot {
                     bucket: index,
                     depth,
                     index: i,
                 });
             }
-            if bucket.tophash[BUCKET_SLOTS - 1] == EMPTY_REST {
-                return Probe::Vacant(free);
+            if free.is_none() {
+                free = match_free(bucket.tophash).lowest().map(|i| Slot {
+                    bucket: index,
+                    depth,
+                    index: i,
+                });
             }
-            match bucket.overflow.as_deref() {
+            match bucket.next() {
                 Some(next) => {
                     bucket = next;
                     depth += 1;
@@ -364,90 +486,40 @@ impl<K, V> Table<K, V> {
         }
     }
 
-    /// Where the key `eq` accepts sits, if present.
-    #[cfg(test)]
-    pub(crate) fn find(&self, index: usize, top: u8, eq: impl FnMut(&K) -> bool) -> Option<Slot> {
-        match self.probe(index, top, eq) {
-            Probe::Found(slot) => Some(slot),
-            Probe::Vacant(_) => None,
-        }
-    }
-
-    /// The first free slot of bucket `index`'s chain, if any.
-    pub(crate) fn find_free(&self, index: usize) -> Option<Slot> {
-        let mut bucket = self.bucket(index);
-        let mut depth = 0;
-        loop {
-            if let Some(i) = match_free(&bucket.tophash).lowest() {
-                return Some(Slot {
-                    bucket: index,
-                    depth,
-                    index: i,
-                });
-            }
-            bucket = bucket.overflow.as_deref()?;
-            depth += 1;
-        }
-    }
-
-    fn bucket_at_mut(&mut self, slot: Slot) -> &mut Bucket<K, V> {
+    fn bucket_at_mut(&mut self, slot: Slot) -> BucketMut<'_, K, V> {
         let mut bucket = self.bucket_mut(slot.bucket);
         for _ in 0..slot.depth {
             bucket = bucket
-                .overflow
-                .as_deref_mut()
-                .expect("invariant: a Slot's depth lies within its overflow chain");
-        }
-        bucket
-    }
-
-    fn bucket_at(&self, slot: Slot) -> &Bucket<K, V> {
-        let mut bucket = self.bucket(slot.bucket);
-        for _ in 0..slot.depth {
-            bucket = bucket
-                .overflow
-                .as_deref()
+                .into_overflow()
                 .expect("invariant: a Slot's depth lies within its overflow chain");
         }
         bucket
     }
 
     pub(crate) fn entry(&self, slot: Slot) -> &(K, V) {
-        self.bucket_at(slot).slots[slot.index]
+        let mut slots = &self.chunks[slot.bucket >> self.chunk_shift].slots
+            [slot.bucket & self.chunk_mask()];
+        for _ in 0..slot.depth {
+            slots = &slots
+                .overflow
+                .as_deref()
+                .expect("invariant: a Slot's depth lies within its overflow chain")
+                .slots;
+        }
+        slots.entries[slot.index]
             .as_ref()
             .expect("invariant: a found Slot holds an entry")
     }
 
     pub(crate) fn entry_mut(&mut self, slot: Slot) -> &mut (K, V) {
-        self.bucket_at_mut(slot).slots[slot.index]
+        self.bucket_at_mut(slot).slots.entries[slot.index]
             .as_mut()
             .expect("invariant: a found Slot holds an entry")
     }
 
-    /// Appends an empty overflow bucket to bucket `index`'s chain and returns
-    /// its first slot.
-    fn append_overflow(&mut self, index: usize) -> Slot {
-        let mut bucket = self.bucket_mut(index);
-        let mut depth = 0;
-        while bucket.overflow.is_some() {
-            bucket = bucket
-                .overflow
-                .as_deref_mut()
-                .expect("invariant: checked is_some just above");
-            depth += 1;
-        }
-        bucket.overflow = Some(Box::new(Bucket::empty()));
-        self.overflow_buckets += 1;
-        self.chain_changed(depth, depth + 1);
-        Slot {
-            bucket: index,
-            depth: depth + 1,
-            index: 0,
-        }
-    }
-
     /// Stores an entry in `free`, or in a new overflow bucket when the chain
     /// is full. The caller has checked that the key is absent.
+    #[inline]
     pub(crate) fn place(
         &mut self,
         index: usize,
@@ -456,53 +528,112 @@ impl<K, V> Table<K, V> {
         key: K,
         value: V,
     ) -> &mut (K, V) {
-        debug_assert!(top >= MIN_TOPHASH);
-        let slot = match free {
-            Some(slot) => slot,
-            None => self.append_overflow(index),
-        };
-        let bucket = self.bucket_at_mut(slot);
-        bucket.tophash[slot.index] = top;
-        bucket.slots[slot.index].insert((key, value))
+        match free {
+            Some(slot) => {
+                let bucket = self.bucket_at_mut(slot);
+                bucket.tophash[slot.index] = top;
+                bucket.slots.entries[slot.index].insert((key, value))
+            }
+            None => self.push(index, top, key, value),
+        }
     }
 
-    /// Stores an entry whose key is known to be absent (evacuation).
-    pub(crate) fn push(&mut self, index: usize, top: u8, key: K, value: V) {
-        let free = self.find_free(index);
-        self.place(index, free, top, key, value);
+    /// Stores an entry whose key is known to be absent in the first free
+    /// slot of bucket `index`'s chain, appending an overflow bucket when the
+    /// chain is full.
+    #[inline]
+    pub(crate) fn push(&mut self, index: usize, top: u8, key: K, value: V) -> &mut (K, V) {
+        debug_assert!(top >= MIN_TOPHASH);
+        let i = index & self.chunk_mask();
+        let chunk = &mut self.chunks[index >> self.chunk_shift];
+        let mut bucket = BucketMut {
+            tophash: &mut chunk.tophash[i],
+            slots: &mut chunk.slots[i],
+        };
+        let mut depth = 0;
+        loop {
+            if let Some(slot) = match_free(bucket.tophash).lowest() {
+                bucket.tophash[slot] = top;
+                return bucket.slots.entries[slot].insert((key, value));
+            }
+            if bucket.slots.overflow.is_none() {
+                // The chain is full: Go's `newoverflow`.
+                self.overflow_buckets += 1;
+                if depth > 0 {
+                    self.chains[depth] -= 1;
+                }
+                if self.chains.len() <= depth + 1 {
+                    self.chains.resize(depth + 2, 0);
+                }
+                self.chains[depth + 1] += 1;
+                let mut tophash = [EMPTY_REST; BUCKET_SLOTS];
+                tophash[0] = top;
+                let mut slots = Slots::empty();
+                slots.entries[0] = Some((key, value));
+                let bucket = bucket
+                    .slots
+                    .overflow
+                    .insert(Box::new(Overflow { tophash, slots }));
+                return bucket.slots.entries[0]
+                    .as_mut()
+                    .expect("invariant: stored just above");
+            }
+            bucket = bucket
+                .into_overflow()
+                .expect("invariant: checked is_some just above");
+            depth += 1;
+        }
     }
 
     /// Takes the entry out of `slot`, keeping the `EMPTY_REST` markers exact
     /// the way Go's `mapdelete` does.
     pub(crate) fn take(&mut self, slot: Slot) -> (K, V) {
         let head = self.bucket_mut(slot.bucket);
-        if slot.depth == 0 && head.overflow.is_none() {
-            let entry = head.slots[slot.index]
+        if slot.depth == 0 && head.slots.overflow.is_none() {
+            let entry = head.slots.entries[slot.index]
                 .take()
                 .expect("invariant: a found Slot holds an entry");
-            mark_free(&mut [&mut head.tophash], slot.index);
+            mark_free(&mut [head.tophash], slot.index);
             return entry;
         }
-        let entry = self.bucket_at_mut(slot).slots[slot.index]
+        let entry = self.bucket_at_mut(slot).slots.entries[slot.index]
             .take()
             .expect("invariant: a found Slot holds an entry");
         // A chain: gather its tophash arrays to walk back across buckets.
-        let mut chain: Vec<&mut [u8; BUCKET_SLOTS]> = Vec::new();
-        let mut cursor = Some(self.bucket_mut(slot.bucket));
+        let head = self.bucket_mut(slot.bucket);
+        let mut chain: Vec<&mut Tophash> = vec![head.tophash];
+        let mut cursor = head.slots.overflow.as_deref_mut();
         while let Some(bucket) = cursor {
             chain.push(&mut bucket.tophash);
-            cursor = bucket.overflow.as_deref_mut();
+            cursor = bucket.slots.overflow.as_deref_mut();
         }
         mark_free(&mut chain, slot.depth * BUCKET_SLOTS + slot.index);
         entry
     }
 }
 
+impl<'a, K, V> IntoIterator for &'a Chunk<K, V> {
+    type Item = &'a Slots<K, V>;
+    type IntoIter = std::slice::Iter<'a, Slots<K, V>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.slots.iter()
+    }
+}
+
+impl<'a, K, V> IntoIterator for &'a mut Chunk<K, V> {
+    type Item = &'a mut Slots<K, V>;
+    type IntoIter = std::slice::IterMut<'a, Slots<K, V>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.slots.iter_mut()
+    }
+}
+
 /// Marks position `pos` of a chain's tophash arrays free, then turns the run
 /// of free slots that now ends the chain into `EMPTY_REST` (Go's `mapdelete`).
-fn mark_free(chain: &mut [&mut [u8; BUCKET_SLOTS]], mut pos: usize) {
-    let at =
-        |chain: &[&mut [u8; BUCKET_SLOTS]], p: usize| chain[p / BUCKET_SLOTS][p % BUCKET_SLOTS];
+fn mark_free(chain: &mut [&mut Tophash], mut pos: usize) {
+    let at = |chain: &[&mut Tophash], p: usize| chain[p / BUCKET_SLOTS][p % BUCKET_SLOTS];
     chain[pos / BUCKET_SLOTS][pos % BUCKET_SLOTS] = EMPTY_ONE;
     let total = chain.len() * BUCKET_SLOTS;
     if pos + 1 < total && at(chain, pos + 1) != EMPTY_REST {
@@ -526,9 +657,7 @@ mod tests {
 
     #[test]
     fn mark_free_turns_trailing_run_into_empty_rest() {
-        let mut a = [
-            5u8, EMPTY_ONE, 6, 7, EMPTY_REST, EMPTY_REST, EMPTY_REST, EMPTY_REST,
-        ];
+        let mut a = [5u8, EMPTY_ONE, 6, 7, EMPTY_REST, EMPTY_REST, EMPTY_REST, EMPTY_REST];
         mark_free(&mut [&mut a], 3);
         assert_eq!(a, [5, EMPTY_ONE, 6, EMPTY_REST, 0, 0, 0, 0]);
         mark_free(&mut [&mut a], 2);
@@ -565,5 +694,8 @@ mod tests {
         assert_eq!(slot.depth, 2);
         assert_eq!(t.take(slot), (19, 19));
         assert!(t.find(0, MIN_TOPHASH, |k| *k == 19).is_none());
+        let slot = t.find(0, MIN_TOPHASH, |k| *k == 3).unwrap();
+        assert_eq!(t.take(slot), (3, 3));
+        assert_eq!(t.bucket(0).tophash[3], EMPTY_ONE);
     }
 }
