@@ -39,6 +39,12 @@
 
 #![forbid(unsafe_code)]
 
+pub mod detect;
 pub mod map;
+pub mod registry;
 
+pub use detect::{Condition, DetectorConfig, MisuseKind};
 pub use map::{DefaultHashBuilder, Entry, Growth, GrowthKind, InstrumentedMap, MapStats};
+pub use registry::{
+    Event, MapBuilder, MapSnapshot, RegisterError, Registry, RegistryBuilder, RegistrySnapshot,
+};

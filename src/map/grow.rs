@@ -11,10 +11,13 @@
 use std::mem;
 use std::time::Instant;
 
+use super::observe::FinishedGrowth;
 use super::raw::RawMap;
 use super::stats::GrowthKind;
 use super::table::Table;
-use super::tophash::{is_evacuated, EVACUATED_EMPTY, EVACUATED_X, EVACUATED_Y, MIN_TOPHASH};
+use super::tophash::{
+    is_evacuated, BUCKET_SLOTS, EVACUATED_EMPTY, EVACUATED_X, EVACUATED_Y, MIN_TOPHASH,
+};
 
 /// How far one advance of the evacuation mark may scan, as in Go's
 /// `advanceEvacuationMark`, so no single write scans the whole old array.
@@ -91,22 +94,6 @@ impl<K, V> Evacuation<K, V> {
     }
 }
 
-/// A growth that just finished, as reported to whoever drives the map.
-// The registry's event pipeline reads these; until it exists they are only stored.
-#[allow(dead_code)]
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct FinishedGrowth {
-    pub(crate) kind: GrowthKind,
-    pub(crate) old_buckets: usize,
-    pub(crate) new_buckets: usize,
-    pub(crate) entries_at_start: usize,
-    pub(crate) entries: usize,
-    pub(crate) started: Instant,
-    pub(crate) finished: Instant,
-    pub(crate) helping_writes: u64,
-    pub(crate) completed_explicitly: bool,
-}
-
 impl<K, V> RawMap<K, V> {
     /// The growth, if any, that inserting one more new key must start:
     /// Go's `mapassign` checks, in Go's order.
@@ -114,7 +101,8 @@ impl<K, V> RawMap<K, V> {
     pub(crate) fn growth_needed(&self) -> Option<GrowthKind> {
         if self.growth.is_some() {
             None
-        } else if over_load_factor(self.len + 1, self.table.log2) {
+        } else if self.len >= self.table.max_load {
+            // Same as over_load_factor(len + 1, B), without the arithmetic.
             Some(GrowthKind::Double)
         } else if too_many_overflow_buckets(self.table.overflow_buckets, self.table.log2) {
             Some(GrowthKind::SameSize)
@@ -134,18 +122,22 @@ impl<K, V> RawMap<K, V> {
             GrowthKind::Shrink => log2 - 1,
         };
         let old = mem::replace(&mut self.table, Table::new(new_log2, false));
+        let started = Instant::now();
         self.growth = Some(Evacuation {
             old,
             kind,
             mark: 0,
             evacuated: 0,
             freed_chunks: 0,
-            started: Instant::now(),
+            started,
             entries_at_start: self.len,
             helping_writes: 0,
             completed_explicitly: false,
         });
         self.counters.growths[kind.index()] += 1;
+        if let Some(observer) = &self.observed.observer {
+            observer.growth_started(&self.stats(), started);
+        }
     }
 
     /// Go's `growWork`: evacuate the old bucket `hash` maps to, then the one
@@ -172,6 +164,7 @@ impl<K, V> RawMap<K, V> {
             self.evacuate(mark, hasher);
             self.start_queued_shrink();
         }
+        self.publish();
     }
 
     /// Moves every entry of old bucket `index`'s chain into the new array
@@ -193,6 +186,7 @@ impl<K, V> RawMap<K, V> {
             // panic there leaves the bucket whole and still findable.
             scratch.clear();
             let head = old.bucket(index);
+            scratch.reserve(BUCKET_SLOTS);
             let mut entries = &head.slots.entries;
             let mut cursor = head.slots.overflow.as_deref();
             loop {
@@ -274,7 +268,7 @@ impl<K, V> RawMap<K, V> {
         let kind = growth.kind;
         self.counters.growth_nanos[kind.index()] +=
             finished.duration_since(growth.started).as_nanos() as u64;
-        self.last_finished = Some(FinishedGrowth {
+        let finished = FinishedGrowth {
             kind,
             old_buckets: growth.old.buckets(),
             new_buckets: self.table.buckets(),
@@ -284,7 +278,10 @@ impl<K, V> RawMap<K, V> {
             finished,
             helping_writes: growth.helping_writes,
             completed_explicitly: growth.completed_explicitly,
-        });
+        };
+        if let Some(observer) = &self.observed.observer {
+            observer.growth_finished(&finished, &self.stats());
+        }
     }
 
     /// Starts the next queued halving, if one is due. Called before a write
@@ -310,6 +307,7 @@ impl<K, V> RawMap<K, V> {
             self.table = Table::unallocated();
             self.scratch = Vec::new();
             self.shrink_target = None;
+            self.publish();
             return;
         }
         if !self.table.is_allocated() {
@@ -323,6 +321,7 @@ impl<K, V> RawMap<K, V> {
         if self.growth.is_none() && !over_load_factor(self.len, self.table.log2 - 1) {
             self.start_growth(GrowthKind::Shrink);
         }
+        self.publish();
     }
 
     /// The opt-in auto-shrink: halve once entries fall below 1/8 of slot
@@ -359,6 +358,10 @@ mod tests {
         assert_eq!(log2_for_capacity(8), 0);
         assert_eq!(log2_for_capacity(9), 1);
         assert_eq!(log2_for_capacity(100_000), 14);
+        for log2 in 0..40 {
+            let max = super::super::table::max_load(log2);
+            assert!(!over_load_factor(max, log2) && over_load_factor(max + 1, log2));
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@ use std::ops::Index;
 mod entry;
 mod grow;
 mod iter;
+mod observe;
 mod raw;
 mod stats;
 mod table;
@@ -26,6 +27,7 @@ pub use entry::{Entry, OccupiedEntry, VacantEntry};
 pub use iter::{Drain, IntoIter, IntoKeys, IntoValues, Iter, IterMut, Keys, Values, ValuesMut};
 pub use stats::{Growth, GrowthKind, MapStats};
 
+pub(crate) use observe::{FinishedGrowth, Observer, DEFAULT_PUBLISH_EVERY};
 use raw::RawMap;
 use table::Probe;
 
@@ -174,6 +176,30 @@ impl<K, V, S> InstrumentedMap<K, V, S> {
     /// ```
     pub fn set_auto_shrink(&mut self, enabled: bool) {
         self.raw.auto_shrink = enabled;
+    }
+
+    /// Publishes the map's stats to its registry now. A registered map
+    /// publishes by itself every `publish_every` writes (64 by default) and
+    /// at every growth start and finish; call this after the last write of
+    /// a burst so observers see exact counts. No-op for unregistered maps.
+    ///
+    /// ```
+    /// let registry = mapscope::Registry::new();
+    /// let mut map = mapscope::InstrumentedMap::builder("m").register(&registry).unwrap();
+    /// map.insert(1, 1);
+    /// map.publish();
+    /// assert_eq!(registry.snapshot().map("m").unwrap().stats.inserts, 1);
+    /// ```
+    pub fn publish(&self) {
+        self.raw.publish();
+    }
+
+    /// Connects the map to its registry entry and publishes once.
+    pub(crate) fn attach(&mut self, observer: std::sync::Arc<dyn Observer>, publish_every: u32) {
+        self.raw.observed.observer = Some(observer);
+        self.raw.observed.publish_every = publish_every;
+        self.raw.observed.until_publish = publish_every;
+        self.raw.publish();
     }
 
     /// Whether auto-shrink is on.

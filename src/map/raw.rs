@@ -4,7 +4,8 @@
 
 use std::mem;
 
-use super::grow::{log2_for_capacity, Evacuation, FinishedGrowth};
+use super::grow::{log2_for_capacity, Evacuation};
+use super::observe::Observed;
 use super::stats::{Growth, GrowthKind, MapStats};
 use super::table::{Chunk, Probe, Slot, Table, Tophash};
 use super::tophash::{tophash, EMPTY_ONE};
@@ -31,8 +32,8 @@ pub(crate) struct RawMap<K, V> {
     pub(crate) auto_shrink: bool,
     /// The size (`B`) queued halvings stop at.
     pub(crate) shrink_target: Option<u8>,
-    /// The last growth to finish, until someone takes it.
-    pub(crate) last_finished: Option<FinishedGrowth>,
+    /// Who hears about this map, and when next.
+    pub(crate) observed: Observed,
     /// Reused buffer of hashes for the evacuation of one chain.
     pub(crate) scratch: Vec<u64>,
 }
@@ -46,13 +47,31 @@ impl<K: Clone, V: Clone> Clone for RawMap<K, V> {
             counters: self.counters,
             auto_shrink: self.auto_shrink,
             shrink_target: self.shrink_target,
-            last_finished: self.last_finished,
+            // A clone is a new, unregistered map: two writers must never
+            // publish into one registry slot.
+            observed: Observed::none(),
             scratch: Vec::new(),
         }
     }
 }
 
+impl<K, V> Drop for RawMap<K, V> {
+    fn drop(&mut self) {
+        if let Some(observer) = self.observed.observer.take() {
+            observer.dropped(&self.stats());
+        }
+    }
+}
+
 impl<K, V> RawMap<K, V> {
+    /// Hands the current stats to the observer, if any.
+    #[cold]
+    pub(crate) fn publish(&self) {
+        if let Some(observer) = &self.observed.observer {
+            observer.publish(&self.stats());
+        }
+    }
+
     pub(crate) const fn new() -> Self {
         RawMap {
             table: Table::unallocated(),
@@ -69,7 +88,7 @@ impl<K, V> RawMap<K, V> {
             },
             auto_shrink: false,
             shrink_target: None,
-            last_finished: None,
+            observed: Observed::none(),
             scratch: Vec::new(),
         }
     }
@@ -116,6 +135,9 @@ impl<K, V> RawMap<K, V> {
     /// growth in progress.
     #[inline]
     fn prepare_write(&mut self, hash: u64, hasher: &impl Fn(&K) -> u64) {
+        if self.observed.tick() {
+            self.publish();
+        }
         if !self.table.is_allocated() {
             self.table = Table::new(0, true);
         }
@@ -228,6 +250,7 @@ impl<K, V> RawMap<K, V> {
         if self.table.is_allocated() {
             self.table = Table::new(self.table.log2, true);
         }
+        self.publish();
     }
 
     /// Empties the map and hands its arrays to the caller (drain, into_iter).
@@ -236,7 +259,9 @@ impl<K, V> RawMap<K, V> {
         self.len = 0;
         self.shrink_target = None;
         let table = mem::replace(&mut self.table, Table::unallocated());
-        (table, self.growth.take().map(|growth| growth.old))
+        let old = self.growth.take().map(|growth| growth.old);
+        self.publish();
+        (table, old)
     }
 
     /// Keeps the entries `keep` accepts. Visits every entry once, wherever
@@ -281,6 +306,7 @@ impl<K, V> RawMap<K, V> {
             }
         }
         self.maybe_auto_shrink();
+        self.publish();
     }
 
     pub(crate) fn stats(&self) -> MapStats {

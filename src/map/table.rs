@@ -21,9 +21,7 @@
 
 use std::mem;
 
-use super::tophash::{
-    match_free, match_tophash, BUCKET_SLOTS, EMPTY_ONE, EMPTY_REST, MIN_TOPHASH,
-};
+use super::tophash::{match_free, match_tophash, BUCKET_SLOTS, EMPTY_ONE, EMPTY_REST, MIN_TOPHASH};
 
 /// Target size of one materialised chunk. Small enough that creating one
 /// costs a few microseconds, large enough that the chunk-pointer array stays
@@ -227,6 +225,16 @@ fn max_chunk_shift<K, V>() -> u8 {
     shift
 }
 
+/// The most entries `2^log2` buckets hold without a doubling: 8, or
+/// `6.5 * 2^log2`, Go's `overLoadFactor` as an integer threshold.
+pub(crate) fn max_load(log2: u8) -> usize {
+    if log2 == 0 {
+        BUCKET_SLOTS
+    } else {
+        13usize.saturating_mul(1 << (log2 - 1))
+    }
+}
+
 /// A bucket array of `2^log2` buckets plus the overflow buckets chained to it.
 pub(crate) struct Table<K, V> {
     pub(crate) log2: u8,
@@ -234,6 +242,9 @@ pub(crate) struct Table<K, V> {
     chunks: Vec<Chunk<K, V>>,
     materialized: usize,
     pub(crate) overflow_buckets: usize,
+    /// Entries this array holds before inserting another new key doubles
+    /// it: Go's `overLoadFactor` threshold, precomputed.
+    pub(crate) max_load: usize,
     /// `chains[l]` counts the buckets whose overflow chain is `l` long
     /// (`l >= 1`), so the longest chain is known without a scan.
     chains: Vec<usize>,
@@ -247,6 +258,7 @@ impl<K: Clone, V: Clone> Clone for Table<K, V> {
             chunks: self.chunks.clone(),
             materialized: self.materialized,
             overflow_buckets: self.overflow_buckets,
+            max_load: self.max_load,
             chains: self.chains.clone(),
         }
     }
@@ -261,6 +273,7 @@ impl<K, V> Table<K, V> {
             chunks: Vec::new(),
             materialized: 0,
             overflow_buckets: 0,
+            max_load: 0,
             chains: Vec::new(),
         }
     }
@@ -286,6 +299,7 @@ impl<K, V> Table<K, V> {
             chunks,
             materialized: if materialize { chunk_count } else { 0 },
             overflow_buckets: 0,
+            max_load: max_load(log2),
             chains: Vec::new(),
         }
     }
@@ -486,6 +500,7 @@ impl<K, V> Table<K, V> {
         }
     }
 
+    #[inline]
     fn bucket_at_mut(&mut self, slot: Slot) -> BucketMut<'_, K, V> {
         let mut bucket = self.bucket_mut(slot.bucket);
         for _ in 0..slot.depth {
@@ -497,8 +512,8 @@ impl<K, V> Table<K, V> {
     }
 
     pub(crate) fn entry(&self, slot: Slot) -> &(K, V) {
-        let mut slots = &self.chunks[slot.bucket >> self.chunk_shift].slots
-            [slot.bucket & self.chunk_mask()];
+        let mut slots =
+            &self.chunks[slot.bucket >> self.chunk_shift].slots[slot.bucket & self.chunk_mask()];
         for _ in 0..slot.depth {
             slots = &slots
                 .overflow
@@ -657,7 +672,9 @@ mod tests {
 
     #[test]
     fn mark_free_turns_trailing_run_into_empty_rest() {
-        let mut a = [5u8, EMPTY_ONE, 6, 7, EMPTY_REST, EMPTY_REST, EMPTY_REST, EMPTY_REST];
+        let mut a = [
+            5u8, EMPTY_ONE, 6, 7, EMPTY_REST, EMPTY_REST, EMPTY_REST, EMPTY_REST,
+        ];
         mark_free(&mut [&mut a], 3);
         assert_eq!(a, [5, EMPTY_ONE, 6, EMPTY_REST, 0, 0, 0, 0]);
         mark_free(&mut [&mut a], 2);

@@ -1,0 +1,129 @@
+//! A registered map's side of the registry: where it publishes and sends events.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, OnceLock};
+use std::time::{Instant, SystemTime};
+
+use crate::map::{FinishedGrowth, MapStats, Observer};
+
+use super::events::{CapturedContext, Event, GrowthFinished, GrowthStarted, MapId};
+use super::publish::SharedStats;
+
+/// Captures the tracing context current in the calling thread.
+pub type ContextCapture = Box<dyn Fn() -> Option<CapturedContext> + Send + Sync>;
+
+/// Shared by a registry and all its maps: the event queue's sending side.
+pub(crate) struct EventSink {
+    pub(crate) tx: SyncSender<Event>,
+    pub(crate) dropped: AtomicU64,
+    pub(crate) epoch: Instant,
+    pub(crate) capture: OnceLock<ContextCapture>,
+}
+
+impl std::fmt::Debug for EventSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventSink")
+            .field("dropped", &self.dropped)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EventSink {
+    /// Queues an event without blocking; counts it when the queue is full.
+    pub(crate) fn send(&self, event: Event) {
+        if self.tx.try_send(event).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The current tracing context, if a capture hook is installed. Runs
+    /// only at growth start and misuse, never per operation.
+    pub(crate) fn capture(&self) -> Option<CapturedContext> {
+        self.capture.get().and_then(|capture| capture())
+    }
+
+    pub(crate) fn nanos_since_epoch(&self, at: Instant) -> u64 {
+        // +1 keeps 0 free to mean "none".
+        at.saturating_duration_since(self.epoch).as_nanos() as u64 + 1
+    }
+}
+
+/// One registered map, as the registry and the map's observer hook see it.
+#[derive(Debug)]
+pub(crate) struct MapEntry {
+    pub(crate) id: MapId,
+    pub(crate) shared: SharedStats,
+    /// When the growth in progress started (see `EventSink::nanos_since_epoch`), 0 if none.
+    growth_started_ns: AtomicU64,
+    /// When the map was dropped, 0 while it lives.
+    pub(crate) dropped_at_ns: AtomicU64,
+    pub(crate) sink: Arc<EventSink>,
+}
+
+impl MapEntry {
+    pub(crate) fn new(id: MapId, sink: Arc<EventSink>) -> Self {
+        MapEntry {
+            id,
+            shared: SharedStats::default(),
+            growth_started_ns: AtomicU64::new(0),
+            dropped_at_ns: AtomicU64::new(0),
+            sink,
+        }
+    }
+}
+
+// Every method runs on the map owner's thread, inside a map operation:
+// single-writer relaxed stores only, no locks.
+impl Observer for MapEntry {
+    fn publish(&self, stats: &MapStats) {
+        let started = if stats.growth.is_some() {
+            self.growth_started_ns.load(Ordering::Relaxed)
+        } else {
+            0
+        };
+        self.shared.store(stats, started);
+    }
+
+    fn growth_started(&self, stats: &MapStats, started: Instant) {
+        let ns = self.sink.nanos_since_epoch(started);
+        self.growth_started_ns.store(ns, Ordering::Relaxed);
+        self.shared.store(stats, ns);
+        let Some(growth) = stats.growth else { return };
+        self.sink.send(Event::GrowthStarted(GrowthStarted {
+            map: self.id.clone(),
+            kind: growth.kind,
+            old_buckets: growth.old_buckets,
+            new_buckets: stats.buckets,
+            entries: stats.entries,
+            at: SystemTime::now(),
+            context: self.sink.capture(),
+        }));
+    }
+
+    fn growth_finished(&self, growth: &FinishedGrowth, stats: &MapStats) {
+        self.growth_started_ns.store(0, Ordering::Relaxed);
+        self.shared.store(stats, 0);
+        let duration = growth.finished.duration_since(growth.started);
+        self.sink.send(Event::GrowthFinished(GrowthFinished {
+            map: self.id.clone(),
+            kind: growth.kind,
+            old_buckets: growth.old_buckets,
+            new_buckets: growth.new_buckets,
+            entries_at_start: growth.entries_at_start,
+            entries: growth.entries,
+            started_at: SystemTime::now()
+                .checked_sub(growth.finished.elapsed() + duration)
+                .unwrap_or(SystemTime::UNIX_EPOCH),
+            duration,
+            helping_writes: growth.helping_writes,
+            completed_explicitly: growth.completed_explicitly,
+        }));
+    }
+
+    fn dropped(&self, stats: &MapStats) {
+        self.shared.store(stats, 0);
+        let now = self.sink.nanos_since_epoch(Instant::now());
+        self.dropped_at_ns.store(now, Ordering::Release);
+    }
+}

@@ -1,0 +1,128 @@
+//! Registration errors and the validation of names and labels.
+
+/// Labels mapscope adds itself; a map may not set them.
+pub const RESERVED_LABELS: [&str; 4] = ["map", "source", "kind", "le"];
+
+/// Most labels one map may carry.
+pub const MAX_LABELS: usize = 16;
+
+/// Longest map name or label value, in bytes.
+pub const MAX_VALUE_BYTES: usize = 256;
+
+/// Why a map could not be registered. Each message says what to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegisterError {
+    /// The map name is empty, too long, or has control characters.
+    #[error(
+        "invalid map name {name:?}: use 1 to {MAX_VALUE_BYTES} bytes without control characters"
+    )]
+    InvalidMapName {
+        /// The rejected name.
+        name: String,
+    },
+    /// A label name does not match `[a-zA-Z_][a-zA-Z0-9_]*` or starts with `__`.
+    #[error("invalid label name {name:?}: use [a-zA-Z_][a-zA-Z0-9_]* and do not start with \"__\" (reserved by Prometheus)")]
+    InvalidLabelName {
+        /// The rejected label name.
+        name: String,
+    },
+    /// A label name mapscope sets itself.
+    #[error("label {name:?} is reserved (mapscope sets map, source, kind and le itself): rename it, for example to \"{name}_name\"")]
+    ReservedLabel {
+        /// The rejected label name.
+        name: String,
+    },
+    /// The same label name given twice.
+    #[error("label {name:?} is given twice: give each label once")]
+    DuplicateLabel {
+        /// The repeated label name.
+        name: String,
+    },
+    /// A label value is too long or has control characters.
+    #[error("value of label {name:?} is invalid: use at most {MAX_VALUE_BYTES} bytes without control characters")]
+    InvalidLabelValue {
+        /// The label whose value was rejected.
+        name: String,
+    },
+    /// More labels than [`MAX_LABELS`].
+    #[error("{count} labels given, the limit is {MAX_LABELS}: drop labels, or fold them into the map name")]
+    TooManyLabels {
+        /// How many were given.
+        count: usize,
+    },
+    /// A live map with the same name and labels is registered.
+    #[error("a map named {name:?} with labels {labels:?} is already registered: use a distinct name or label, or drop the first map")]
+    Duplicate {
+        /// The name.
+        name: String,
+        /// The labels.
+        labels: Vec<(String, String)>,
+    },
+}
+
+fn valid_value(value: &str) -> bool {
+    value.len() <= MAX_VALUE_BYTES && !value.chars().any(char::is_control)
+}
+
+/// Whether `name` is a valid Prometheus label name that mapscope leaves to
+/// users.
+///
+/// ```
+/// use mapscope::registry::validate_label_name;
+/// assert!(validate_label_name("tenant").is_ok());
+/// assert!(validate_label_name("map").is_err());
+/// assert!(validate_label_name("__name").is_err());
+/// assert!(validate_label_name("9lives").is_err());
+/// ```
+pub fn validate_label_name(name: &str) -> Result<(), RegisterError> {
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') || name.starts_with("__")
+    {
+        return Err(RegisterError::InvalidLabelName {
+            name: name.to_owned(),
+        });
+    }
+    if RESERVED_LABELS.contains(&name) {
+        return Err(RegisterError::ReservedLabel {
+            name: name.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Validates a map name and its labels; returns the labels sorted by name.
+pub fn validate(
+    name: &str,
+    labels: &[(String, String)],
+) -> Result<Vec<(String, String)>, RegisterError> {
+    if name.is_empty() || !valid_value(name) || name.starts_with("__") {
+        return Err(RegisterError::InvalidMapName {
+            name: name.to_owned(),
+        });
+    }
+    if labels.len() > MAX_LABELS {
+        return Err(RegisterError::TooManyLabels {
+            count: labels.len(),
+        });
+    }
+    let mut sorted = labels.to_vec();
+    sorted.sort();
+    for (i, (label, value)) in sorted.iter().enumerate() {
+        validate_label_name(label)?;
+        if !valid_value(value) {
+            return Err(RegisterError::InvalidLabelValue {
+                name: label.clone(),
+            });
+        }
+        if i > 0 && sorted[i - 1].0 == *label {
+            return Err(RegisterError::DuplicateLabel {
+                name: label.clone(),
+            });
+        }
+    }
+    Ok(sorted)
+}

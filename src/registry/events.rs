@@ -1,0 +1,122 @@
+//! Events maps emit, and the bounded queue that carries them.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::detect::MisuseKind;
+use crate::map::GrowthKind;
+
+/// Which map an event or series is about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MapId {
+    /// The map's name (the `map` label).
+    pub name: Arc<str>,
+    /// The map's own labels, sorted by name.
+    pub labels: Arc<[(String, String)]>,
+    /// The reporting application (`source` label), for maps ingested by the sidecar.
+    pub source: Option<Arc<str>>,
+}
+
+/// Something a captured tracing context can be stored as. The OpenTelemetry
+/// integration stores its `Context` here; the registry only carries it.
+pub type CapturedContext = Arc<dyn std::any::Any + Send + Sync>;
+
+/// A map started growing.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct GrowthStarted {
+    /// The map.
+    pub map: MapId,
+    /// Double, same-size or shrink.
+    pub kind: GrowthKind,
+    /// Buckets before.
+    pub old_buckets: usize,
+    /// Buckets after.
+    pub new_buckets: usize,
+    /// Entries when it started.
+    pub entries: usize,
+    /// When it started.
+    pub at: SystemTime,
+    /// The tracing context current in the thread that started it, if a
+    /// context capture hook is installed (see `mapscope::otel`).
+    pub context: Option<CapturedContext>,
+}
+
+/// A map finished a growth: its last old bucket was evacuated.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct GrowthFinished {
+    /// The map.
+    pub map: MapId,
+    /// Double, same-size or shrink.
+    pub kind: GrowthKind,
+    /// Buckets before.
+    pub old_buckets: usize,
+    /// Buckets after.
+    pub new_buckets: usize,
+    /// Entries when it started.
+    pub entries_at_start: usize,
+    /// Entries when it finished.
+    pub entries: usize,
+    /// When it started.
+    pub started_at: SystemTime,
+    /// Wall time from start to the last evacuated bucket.
+    pub duration: Duration,
+    /// Writes that helped evacuate.
+    pub helping_writes: u64,
+    /// Whether `complete_growth()` finished it (rather than writes).
+    pub completed_explicitly: bool,
+}
+
+/// A detector fired, or a client reported misuse.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct MisuseEvent {
+    /// The map.
+    pub map: MapId,
+    /// What happened.
+    pub kind: MisuseKind,
+    /// A sentence for a human.
+    pub details: String,
+    /// When.
+    pub at: SystemTime,
+    /// The detector's number (see `Condition::value`); 0 for client reports.
+    pub value: f64,
+    /// The trace and span the misuse belongs to, as 32 and 16 hex digits,
+    /// when a client reported them.
+    pub trace: Option<(String, String)>,
+    /// The tracing context current when the misuse happened, if captured.
+    pub context: Option<CapturedContext>,
+}
+
+/// An event from a map.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Event {
+    /// A growth started.
+    GrowthStarted(GrowthStarted),
+    /// A growth finished.
+    GrowthFinished(GrowthFinished),
+    /// Misuse or a health condition.
+    Misuse(MisuseEvent),
+}
+
+impl Event {
+    /// The map the event is about.
+    pub fn map(&self) -> &MapId {
+        match self {
+            Event::GrowthStarted(e) => &e.map,
+            Event::GrowthFinished(e) => &e.map,
+            Event::Misuse(e) => &e.map,
+        }
+    }
+}
+
+/// An event with its registry-wide sequence number.
+#[derive(Debug, Clone)]
+pub struct EventRecord {
+    /// Increases by one per event the registry accepted.
+    pub seq: u64,
+    /// The event.
+    pub event: Event,
+}

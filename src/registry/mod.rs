@@ -1,0 +1,489 @@
+//! The registry: every instrumented map of a process, by name and labels,
+//! and the single point exporters read from.
+//!
+//! Maps publish their stats into the registry without locks (see
+//! `publish.rs`); [`Registry::snapshot`] reads them, runs the detectors,
+//! and returns a [`RegistrySnapshot`]. Prometheus, OpenTelemetry, the
+//! reporter and the JSON API all read snapshots and nothing else.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::detect::{DetectorConfig, DetectorState, MisuseKind, Transition};
+use crate::map::{MapStats, Observer};
+
+mod builder;
+mod entry;
+mod error;
+mod events;
+mod publish;
+mod snapshot;
+
+pub use builder::MapBuilder;
+pub use entry::ContextCapture;
+pub use error::{
+    validate, validate_label_name, RegisterError, MAX_LABELS, MAX_VALUE_BYTES, RESERVED_LABELS,
+};
+pub use events::{
+    CapturedContext, Event, EventRecord, GrowthFinished, GrowthStarted, MapId, MisuseEvent,
+};
+pub use snapshot::{MapSnapshot, RegistrySnapshot};
+
+use entry::{EventSink, MapEntry};
+
+/// The name of the series that maps past the cardinality cap fold into.
+pub const OVERFLOW_MAP: &str = "_overflow";
+
+/// Builds a [`Registry`] with non-default settings.
+///
+/// ```
+/// use std::time::Duration;
+/// let registry = mapscope::Registry::builder()
+///     .grace_period(Duration::from_secs(5))
+///     .max_maps(100)
+///     .build();
+/// assert!(registry.snapshot().maps.is_empty());
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct RegistryBuilder {
+    grace_period: Duration,
+    max_maps: usize,
+    event_queue: usize,
+    recent_events: usize,
+    detectors: DetectorConfig,
+}
+
+impl Default for RegistryBuilder {
+    fn default() -> Self {
+        RegistryBuilder {
+            grace_period: Duration::from_secs(30),
+            max_maps: 10_000,
+            event_queue: 4096,
+            recent_events: 256,
+            detectors: DetectorConfig::default(),
+        }
+    }
+}
+
+impl RegistryBuilder {
+    /// How long a dropped map's final values stay visible. Default 30 s.
+    pub fn grace_period(mut self, grace: Duration) -> Self {
+        self.grace_period = grace;
+        self
+    }
+
+    /// How many live maps get their own series; later ones fold into
+    /// `map="_overflow"`. Default 10,000.
+    pub fn max_maps(mut self, max: usize) -> Self {
+        self.max_maps = max;
+        self
+    }
+
+    /// Capacity of the event queue between maps and the registry. Events
+    /// past it are dropped and counted. Default 4096, at least 1.
+    pub fn event_queue(mut self, capacity: usize) -> Self {
+        self.event_queue = capacity.max(1);
+        self
+    }
+
+    /// How many recent events the registry keeps for its readers. Default 256.
+    pub fn recent_events(mut self, count: usize) -> Self {
+        self.recent_events = count.max(1);
+        self
+    }
+
+    /// Detector thresholds for maps that do not set their own.
+    pub fn detectors(mut self, config: DetectorConfig) -> Self {
+        self.detectors = config;
+        self
+    }
+
+    /// Builds the registry.
+    pub fn build(self) -> Registry {
+        let (tx, rx) = sync_channel(self.event_queue);
+        let sink = Arc::new(EventSink {
+            tx,
+            dropped: Default::default(),
+            epoch: Instant::now(),
+            capture: OnceLock::new(),
+        });
+        Registry {
+            inner: Arc::new(Inner {
+                sink,
+                config: self,
+                state: Mutex::new(State {
+                    maps: BTreeMap::new(),
+                    keys: HashMap::new(),
+                    next_id: 0,
+                    events_rx: rx,
+                    recent: VecDeque::new(),
+                    next_seq: 0,
+                    overflow_folds: 0,
+                    registrations: 0,
+                }),
+            }),
+        }
+    }
+}
+
+/// Every instrumented map of a process (or of a test), by name and labels.
+///
+/// Cheap to clone: clones share one registry.
+///
+/// ```
+/// use mapscope::{InstrumentedMap, Registry};
+///
+/// let registry = Registry::new();
+/// let mut sessions = InstrumentedMap::<u64, u64>::builder("sessions")
+///     .label("tenant", "acme")
+///     .register(&registry)
+///     .expect("valid name and labels");
+/// sessions.insert(1, 1);
+/// sessions.publish();
+/// let snapshot = registry.snapshot();
+/// assert_eq!(snapshot.map("sessions").unwrap().stats.entries, 1);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    sink: Arc<EventSink>,
+    config: RegistryBuilder,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    maps: BTreeMap<u64, Registered>,
+    keys: HashMap<(Arc<str>, Arc<[(String, String)]>), u64>,
+    next_id: u64,
+    events_rx: Receiver<Event>,
+    recent: VecDeque<EventRecord>,
+    next_seq: u64,
+    overflow_folds: u64,
+    registrations: u64,
+}
+
+#[derive(Debug)]
+struct Registered {
+    entry: Arc<MapEntry>,
+    detectors: DetectorConfig,
+    detector_state: DetectorState,
+    folded: bool,
+    last: MapStats,
+    growth_started_ns: u64,
+}
+
+/// New events since a reader's cursor. See [`Registry::events_since`].
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct EventBatch {
+    /// The events, oldest first.
+    pub events: Vec<EventRecord>,
+    /// The cursor to pass next time.
+    pub next: u64,
+    /// Events the reader missed because they left the recent-events window.
+    pub missed: u64,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Registry {
+    /// A registry with the default settings.
+    pub fn new() -> Self {
+        RegistryBuilder::default().build()
+    }
+
+    /// A builder for non-default settings.
+    pub fn builder() -> RegistryBuilder {
+        RegistryBuilder::default()
+    }
+
+    /// The process-wide registry that `register_global()` uses.
+    pub fn global() -> &'static Registry {
+        static GLOBAL: OnceLock<Registry> = OnceLock::new();
+        GLOBAL.get_or_init(Registry::new)
+    }
+
+    /// Installs the hook that captures the current tracing context at growth
+    /// start and misuse. Only the first call takes effect; returns whether
+    /// this one did. `mapscope::otel` installs it.
+    pub fn set_context_capture(&self, capture: ContextCapture) -> bool {
+        self.inner.sink.capture.set(capture).is_ok()
+    }
+
+    /// The default detector thresholds of this registry.
+    pub fn detector_config(&self) -> DetectorConfig {
+        self.inner.config.detectors
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave State half-updated in
+        // a way that matters to readers: every update is a single insert or
+        // remove. Keep serving.
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers a map's observer. Called by `MapBuilder::register`.
+    pub(crate) fn register_observer(
+        &self,
+        name: &str,
+        labels: &[(String, String)],
+        detectors: DetectorConfig,
+    ) -> Result<Arc<dyn Observer>, RegisterError> {
+        let labels = validate(name, labels)?;
+        let key: (Arc<str>, Arc<[(String, String)]>) = (name.into(), labels.into());
+        let mut state = self.lock();
+        if let Some(&existing) = state.keys.get(&key) {
+            let dropped = state.maps[&existing]
+                .entry
+                .dropped_at_ns
+                .load(Ordering::Acquire)
+                != 0;
+            if !dropped {
+                return Err(RegisterError::Duplicate {
+                    name: name.to_owned(),
+                    labels: key.1.to_vec(),
+                });
+            }
+            // The old map is in its grace period: the new one takes over.
+            state.maps.remove(&existing);
+        }
+        let live = state
+            .maps
+            .values()
+            .filter(|r| !r.folded && r.entry.dropped_at_ns.load(Ordering::Relaxed) == 0)
+            .count();
+        let folded = live >= self.inner.config.max_maps;
+        if folded {
+            state.overflow_folds += 1;
+        }
+        let id = state.next_id;
+        state.next_id += 1;
+        state.registrations += 1;
+        let entry = Arc::new(MapEntry::new(
+            MapId {
+                name: key.0.clone(),
+                labels: key.1.clone(),
+                source: None,
+            },
+            self.inner.sink.clone(),
+        ));
+        state.keys.insert(key, id);
+        state.maps.insert(
+            id,
+            Registered {
+                entry: entry.clone(),
+                detectors,
+                detector_state: DetectorState::default(),
+                folded,
+                last: MapStats::default(),
+                growth_started_ns: 0,
+            },
+        );
+        Ok(entry)
+    }
+
+    /// Reads every map, runs the detectors, and returns the result. The
+    /// only thing exporters read. Maps past their grace period are removed.
+    pub fn snapshot(&self) -> RegistrySnapshot {
+        let now = Instant::now();
+        let sink = &self.inner.sink;
+        let grace = self.inner.config.grace_period;
+        let mut state = self.lock();
+        state.drain_queue(self.inner.config.recent_events);
+        let mut maps = Vec::with_capacity(state.maps.len());
+        let mut overflow: Option<MapSnapshot> = None;
+        let mut expired = Vec::new();
+        let mut fired = Vec::new();
+        for (&id, registered) in state.maps.iter_mut() {
+            if let Some((stats, growth_ns)) = registered.entry.shared.load() {
+                registered.last = stats;
+                registered.growth_started_ns = growth_ns;
+            }
+            let dropped_ns = registered.entry.dropped_at_ns.load(Ordering::Acquire);
+            let dropped = dropped_ns != 0;
+            if dropped {
+                let dropped_at = sink.epoch + Duration::from_nanos(dropped_ns - 1);
+                if now.saturating_duration_since(dropped_at) > grace {
+                    expired.push(id);
+                    continue;
+                }
+            } else {
+                let growth_started = (registered.growth_started_ns != 0)
+                    .then(|| sink.epoch + Duration::from_nanos(registered.growth_started_ns - 1));
+                let transitions = registered.detector_state.observe(
+                    &registered.last,
+                    &registered.detectors,
+                    now,
+                    growth_started,
+                );
+                for transition in transitions {
+                    fired.push((registered.entry.id.clone(), transition));
+                }
+            }
+            let snapshot = MapSnapshot {
+                id: registered.entry.id.clone(),
+                stats: registered.last,
+                conditions: registered.detector_state.active().to_vec(),
+                misuse: *registered.detector_state.firings(),
+                dropped,
+            };
+            if registered.folded {
+                fold_into(&mut overflow, snapshot);
+            } else {
+                maps.push(snapshot);
+            }
+        }
+        for id in expired {
+            if let Some(registered) = state.maps.remove(&id) {
+                let id = &registered.entry.id;
+                state.keys.remove(&(id.name.clone(), id.labels.clone()));
+            }
+        }
+        for (map, transition) in fired {
+            state.record_transition(map, transition, self.inner.config.recent_events);
+        }
+        maps.sort_by(|a, b| (&a.id.name, &a.id.labels).cmp(&(&b.id.name, &b.id.labels)));
+        maps.extend(overflow);
+        RegistrySnapshot {
+            maps,
+            events_dropped: sink.dropped.load(Ordering::Relaxed),
+            overflow_folds: state.overflow_folds,
+            registrations: state.registrations,
+            recent_events: state.recent.iter().cloned().collect(),
+        }
+    }
+
+    /// Events with a sequence number at or after `cursor`, for a reader
+    /// that keeps its own cursor (start at 0). Drains the queue first.
+    ///
+    /// ```
+    /// let registry = mapscope::Registry::new();
+    /// let batch = registry.events_since(0);
+    /// assert!(batch.events.is_empty());
+    /// assert_eq!(batch.next, 0);
+    /// ```
+    pub fn events_since(&self, cursor: u64) -> EventBatch {
+        let mut state = self.lock();
+        state.drain_queue(self.inner.config.recent_events);
+        let oldest = state.recent.front().map_or(state.next_seq, |r| r.seq);
+        let events: Vec<EventRecord> = state
+            .recent
+            .iter()
+            .filter(|r| r.seq >= cursor)
+            .cloned()
+            .collect();
+        EventBatch {
+            events,
+            next: state.next_seq,
+            missed: oldest.saturating_sub(cursor),
+        }
+    }
+}
+
+impl State {
+    fn drain_queue(&mut self, keep: usize) {
+        while let Ok(event) = self.events_rx.try_recv() {
+            self.push_recent(event, keep);
+        }
+    }
+
+    fn push_recent(&mut self, event: Event, keep: usize) {
+        self.recent.push_back(EventRecord {
+            seq: self.next_seq,
+            event,
+        });
+        self.next_seq += 1;
+        while self.recent.len() > keep {
+            self.recent.pop_front();
+        }
+    }
+
+    fn record_transition(&mut self, map: MapId, transition: Transition, keep: usize) {
+        match transition {
+            Transition::Fired(condition) => {
+                tracing::warn!(
+                    map = %map.name,
+                    kind = %condition.kind,
+                    details = %condition.details,
+                    "mapscope condition fired"
+                );
+                self.push_recent(
+                    Event::Misuse(MisuseEvent {
+                        map,
+                        kind: condition.kind,
+                        details: condition.details,
+                        at: SystemTime::now(),
+                        value: condition.value,
+                        trace: None,
+                        context: None,
+                    }),
+                    keep,
+                );
+            }
+            Transition::Cleared(kind) => {
+                tracing::info!(map = %map.name, kind = %kind, "mapscope condition cleared");
+            }
+        }
+    }
+}
+
+/// Adds one folded map into the `_overflow` series.
+fn fold_into(overflow: &mut Option<MapSnapshot>, map: MapSnapshot) {
+    let total = overflow.get_or_insert_with(|| MapSnapshot {
+        id: MapId {
+            name: OVERFLOW_MAP.into(),
+            labels: Arc::new([]),
+            source: None,
+        },
+        stats: MapStats::default(),
+        conditions: Vec::new(),
+        misuse: [0; MisuseKind::ALL.len()],
+        dropped: false,
+    });
+    let (t, s) = (&mut total.stats, &map.stats);
+    t.entries += s.entries;
+    t.peak_entries += s.peak_entries;
+    t.buckets += s.buckets;
+    t.overflow_buckets += s.overflow_buckets;
+    t.memory_bytes += s.memory_bytes;
+    t.load_factor = if t.buckets == 0 {
+        0.0
+    } else {
+        t.entries as f64 / t.buckets as f64
+    };
+    t.growths_double += s.growths_double;
+    t.growths_same_size += s.growths_same_size;
+    t.shrinks += s.shrinks;
+    t.growth_seconds_double += s.growth_seconds_double;
+    t.growth_seconds_same_size += s.growth_seconds_same_size;
+    t.growth_seconds_shrink += s.growth_seconds_shrink;
+    t.evacuated_buckets_total += s.evacuated_buckets_total;
+    t.inserts += s.inserts;
+    t.updates += s.updates;
+    t.removes += s.removes;
+    t.max_overflow_chain = t.max_overflow_chain.max(s.max_overflow_chain);
+    for (sum, count) in total.misuse.iter_mut().zip(map.misuse) {
+        *sum += count;
+    }
+    for condition in map.conditions {
+        if !total.conditions.iter().any(|c| c.kind == condition.kind) {
+            total.conditions.push(condition);
+        }
+    }
+}

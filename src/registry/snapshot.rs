@@ -1,0 +1,60 @@
+//! What exporters read: a registry's maps at one moment.
+
+use crate::detect::{Condition, MisuseKind};
+use crate::map::MapStats;
+
+use super::events::{EventRecord, MapId};
+
+/// One map's stats, counters and conditions.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct MapSnapshot {
+    /// Name, labels and source.
+    pub id: MapId,
+    /// The stats the map last published.
+    pub stats: MapStats,
+    /// Detector conditions active now.
+    pub conditions: Vec<Condition>,
+    /// Misuse and health events so far, by [`MisuseKind::index`]: detector
+    /// firings, plus the cumulative counts clients report.
+    pub misuse: [u64; MisuseKind::ALL.len()],
+    /// Whether the map was dropped and is in its grace period.
+    pub dropped: bool,
+}
+
+impl MapSnapshot {
+    /// Events of one misuse kind so far.
+    pub fn misuse_count(&self, kind: MisuseKind) -> u64 {
+        self.misuse[kind.index()]
+    }
+
+    /// Whether a condition of this kind is active.
+    pub fn is_active(&self, kind: MisuseKind) -> bool {
+        self.conditions.iter().any(|c| c.kind == kind)
+    }
+}
+
+/// Every map of a registry, plus the registry's own counters. The only
+/// thing exporters read.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct RegistrySnapshot {
+    /// The maps, live and in their grace period, sorted by name and labels.
+    /// Maps past the cardinality cap appear folded into one `_overflow` map.
+    pub maps: Vec<MapSnapshot>,
+    /// Events dropped because the queue was full.
+    pub events_dropped: u64,
+    /// Registrations folded into the `_overflow` map.
+    pub overflow_folds: u64,
+    /// Registrations accepted over the registry's life.
+    pub registrations: u64,
+    /// The most recent events, oldest first.
+    pub recent_events: Vec<EventRecord>,
+}
+
+impl RegistrySnapshot {
+    /// The first map with this name.
+    pub fn map(&self, name: &str) -> Option<&MapSnapshot> {
+        self.maps.iter().find(|m| &*m.id.name == name)
+    }
+}
