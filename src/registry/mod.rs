@@ -159,10 +159,13 @@ struct Inner {
     state: Mutex<State>,
 }
 
+/// A map's identity within a registry: name and sorted labels.
+type MapKey = (Arc<str>, Arc<[(String, String)]>);
+
 #[derive(Debug)]
 struct State {
     maps: BTreeMap<u64, Registered>,
-    keys: HashMap<(Arc<str>, Arc<[(String, String)]>), u64>,
+    keys: HashMap<MapKey, u64>,
     next_id: u64,
     events_rx: Receiver<Event>,
     recent: VecDeque<EventRecord>,
@@ -246,7 +249,7 @@ impl Registry {
         detectors: DetectorConfig,
     ) -> Result<Arc<dyn Observer>, RegisterError> {
         let labels = validate(name, labels)?;
-        let key: (Arc<str>, Arc<[(String, String)]>) = (name.into(), labels.into());
+        let key: MapKey = (name.into(), labels.into());
         let mut state = self.lock();
         if let Some(&existing) = state.keys.get(&key) {
             let dropped = state.maps[&existing]
