@@ -4,11 +4,13 @@
 //!   std (`benches/mapscope/compare.rs`);
 //! - `latency`: the worst single insert while growing to 2^22 keys
 //!   (`benches/mapscope/latency.rs`);
+//! - `registered`: the same operations on a registered, observed map and
+//!   on a `.build()` one (`benches/mapscope/registered.rs`);
 //! - `memory`: bytes per entry at 1e6 entries, steady and at the peak of a
 //!   growth, from a counting allocator (`benches/mapscope/memory.rs`).
 //!
 //! `cargo bench --bench mapscope` runs all three. Choose parts with
-//! `MAPSCOPE_BENCH=compare,latency,memory` (any subset), or pass a filter:
+//! `MAPSCOPE_BENCH=compare,registered,latency,memory` (any subset), or pass a filter:
 //! a criterion filter (`-- u64/lookup_hit/`) runs only the matching
 //! criterion benchmarks, and the filters `latency` and `memory` run only
 //! that part. `MAPSCOPE_LATENCY_KEYS`, `MAPSCOPE_LATENCY_RUNS` and
@@ -30,10 +32,13 @@ mod json;
 mod latency;
 #[path = "mapscope/memory.rs"]
 mod memory;
+#[path = "mapscope/registered.rs"]
+mod registered;
 
 /// Which parts to run, and how large.
 struct Plan {
     compare: bool,
+    registered: bool,
     latency: bool,
     memory: bool,
     /// Criterion's `--list`: name the custom parts instead of running them.
@@ -84,6 +89,7 @@ impl Plan {
         }
         let mut plan = Plan {
             compare: true,
+            registered: true,
             latency: true,
             memory: true,
             list: has("--list"),
@@ -93,16 +99,21 @@ impl Plan {
         };
         if let Ok(parts) = std::env::var("MAPSCOPE_BENCH") {
             plan.compare = false;
+            plan.registered = false;
             plan.latency = false;
             plan.memory = false;
             for part in parts.split(',').map(str::trim).filter(|p| !p.is_empty()) {
                 match part {
                     "compare" => plan.compare = true,
+                    "registered" => plan.registered = true,
                     "latency" => plan.latency = true,
                     "memory" => plan.memory = true,
-                    "all" => (plan.compare, plan.latency, plan.memory) = (true, true, true),
+                    "all" => {
+                        (plan.compare, plan.registered, plan.latency, plan.memory) =
+                            (true, true, true, true)
+                    }
                     other => {
-                        eprintln!("MAPSCOPE_BENCH: unknown part {other:?} (expected compare, latency, memory or all)");
+                        eprintln!("MAPSCOPE_BENCH: unknown part {other:?} (expected compare, registered, latency, memory or all)");
                         std::process::exit(2);
                     }
                 }
@@ -111,6 +122,7 @@ impl Plan {
             plan.latency = filter.contains("latency");
             plan.memory = filter.contains("memory");
             plan.compare = !(plan.latency || plan.memory);
+            plan.registered = plan.compare;
         }
         plan
     }
@@ -132,9 +144,14 @@ fn env_count(name: &str, default: usize) -> usize {
 
 fn main() {
     let plan = Plan::from_env_and_args();
-    if plan.compare {
+    if plan.compare || plan.registered {
         let mut criterion = Criterion::default().configure_from_args();
-        compare::benches(&mut criterion);
+        if plan.compare {
+            compare::benches(&mut criterion);
+        }
+        if plan.registered {
+            registered::benches(&mut criterion);
+        }
         criterion.final_summary();
     }
     if plan.list {
