@@ -40,10 +40,13 @@
 #![forbid(unsafe_code)]
 
 pub mod detect;
+pub mod export;
+pub mod http;
 pub mod map;
 pub mod registry;
 
 pub use detect::{Condition, DetectorConfig, MisuseKind};
+pub use http::serve;
 pub use map::{DefaultHashBuilder, Entry, Growth, GrowthKind, InstrumentedMap, MapStats};
 pub use registry::{
     Event, MapBuilder, MapSnapshot, RegisterError, Registry, RegistryBuilder, RegistrySnapshot,

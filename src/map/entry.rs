@@ -153,9 +153,8 @@ impl<'a, K: Hash, V, S: BuildHasher> VacantEntry<'a, K, V, S> {
     pub fn insert(self, value: V) -> &'a mut V {
         let InstrumentedMap { hash_builder, raw } = self.map;
         let hasher = |key: &K| hash_builder.hash_one(key);
-        &mut raw
-            .insert_absent(self.hash, self.free, self.key, value, &hasher)
-            .1
+        let slot = raw.insert_absent(self.hash, self.free, self.key, value, &hasher);
+        &mut raw.table.entry_mut(slot).1
     }
 }
 

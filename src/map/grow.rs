@@ -271,6 +271,20 @@ impl<K, V> RawMap<K, V> {
             .take()
             .expect("invariant: finish_growth runs only during a growth");
         debug_assert_eq!(growth.evacuated, growth.old.buckets());
+        self.record_finished(&growth);
+    }
+
+    /// Ends a growth whose old array `clear`, `drain` or `into_iter` threw
+    /// away, so observers see every growth that started also finish.
+    /// Returns the old array.
+    pub(crate) fn abandon_growth(&mut self) -> Option<Table<K, V>> {
+        let growth = self.growth.take()?;
+        self.shrink_target = None;
+        self.record_finished(&growth);
+        Some(growth.old)
+    }
+
+    fn record_finished(&mut self, growth: &Evacuation<K, V>) {
         let finished = Instant::now();
         let kind = growth.kind;
         self.counters.growth_nanos[kind.index()] +=

@@ -135,9 +135,6 @@ impl<K, V> RawMap<K, V> {
     /// growth in progress.
     #[inline]
     fn prepare_write(&mut self, hash: u64, hasher: &impl Fn(&K) -> u64) {
-        if self.observed.tick() {
-            self.publish();
-        }
         if !self.table.is_allocated() {
             self.table = Table::new(0, true);
         }
@@ -146,6 +143,15 @@ impl<K, V> RawMap<K, V> {
         }
         if self.growth.is_some() {
             self.grow_work(hash, hasher);
+        }
+    }
+
+    /// Counts a finished write, publishing every `publish_every` writes, so
+    /// a publication includes the write that triggered it.
+    #[inline]
+    fn written(&mut self) {
+        if self.observed.tick() {
+            self.publish();
         }
     }
 
@@ -185,7 +191,9 @@ impl<K, V> RawMap<K, V> {
 
     pub(crate) fn overwrite(&mut self, slot: Slot, value: V) -> V {
         self.counters.updates += 1;
-        mem::replace(&mut self.table.entry_mut(slot).1, value)
+        let old = mem::replace(&mut self.table.entry_mut(slot).1, value);
+        self.written();
+        old
     }
 
     /// Stores a key known to be absent, whose chain `probe_for_write` just
@@ -198,7 +206,7 @@ impl<K, V> RawMap<K, V> {
         key: K,
         value: V,
         hasher: &impl Fn(&K) -> u64,
-    ) -> &mut (K, V) {
+    ) -> Slot {
         if let Some(kind) = self.growth_needed() {
             self.start_growth(kind);
             self.grow_work(hash, hasher);
@@ -212,7 +220,9 @@ impl<K, V> RawMap<K, V> {
             self.counters.peak = self.len;
         }
         let index = hash as usize & self.table.mask();
-        self.table.place(index, free, tophash(hash), key, value)
+        let slot = self.table.place(index, free, tophash(hash), key, value);
+        self.written();
+        slot
     }
 
     #[inline]
@@ -227,7 +237,10 @@ impl<K, V> RawMap<K, V> {
         }
         match self.probe_for_write(hash, eq, hasher) {
             Probe::Found(slot) => Some(self.take(slot)),
-            Probe::Vacant(_) => None,
+            Probe::Vacant(_) => {
+                self.written();
+                None
+            }
         }
     }
 
@@ -237,6 +250,7 @@ impl<K, V> RawMap<K, V> {
         self.len -= 1;
         self.counters.removes += 1;
         self.maybe_auto_shrink();
+        self.written();
         entry
     }
 
@@ -244,9 +258,7 @@ impl<K, V> RawMap<K, V> {
     pub(crate) fn clear(&mut self) {
         self.counters.removes += self.len as u64;
         self.len = 0;
-        if self.growth.take().is_some() {
-            self.shrink_target = None;
-        }
+        drop(self.abandon_growth());
         if self.table.is_allocated() {
             self.table = Table::new(self.table.log2, true);
         }
@@ -258,8 +270,8 @@ impl<K, V> RawMap<K, V> {
         self.counters.removes += self.len as u64;
         self.len = 0;
         self.shrink_target = None;
+        let old = self.abandon_growth();
         let table = mem::replace(&mut self.table, Table::unallocated());
-        let old = self.growth.take().map(|growth| growth.old);
         self.publish();
         (table, old)
     }

@@ -533,7 +533,7 @@ impl<K, V> Table<K, V> {
     }
 
     /// Stores an entry in `free`, or in a new overflow bucket when the chain
-    /// is full. The caller has checked that the key is absent.
+    /// is full, and says where. The caller has checked that the key is absent.
     #[inline]
     pub(crate) fn place(
         &mut self,
@@ -542,12 +542,13 @@ impl<K, V> Table<K, V> {
         top: u8,
         key: K,
         value: V,
-    ) -> &mut (K, V) {
+    ) -> Slot {
         match free {
             Some(slot) => {
                 let bucket = self.bucket_at_mut(slot);
                 bucket.tophash[slot.index] = top;
-                bucket.slots.entries[slot.index].insert((key, value))
+                bucket.slots.entries[slot.index] = Some((key, value));
+                slot
             }
             None => self.push(index, top, key, value),
         }
@@ -557,7 +558,7 @@ impl<K, V> Table<K, V> {
     /// slot of bucket `index`'s chain, appending an overflow bucket when the
     /// chain is full.
     #[inline]
-    pub(crate) fn push(&mut self, index: usize, top: u8, key: K, value: V) -> &mut (K, V) {
+    pub(crate) fn push(&mut self, index: usize, top: u8, key: K, value: V) -> Slot {
         debug_assert!(top >= MIN_TOPHASH);
         let i = index & self.chunk_mask();
         let chunk = &mut self.chunks[index >> self.chunk_shift];
@@ -569,7 +570,12 @@ impl<K, V> Table<K, V> {
         loop {
             if let Some(slot) = match_free(bucket.tophash).lowest() {
                 bucket.tophash[slot] = top;
-                return bucket.slots.entries[slot].insert((key, value));
+                bucket.slots.entries[slot] = Some((key, value));
+                return Slot {
+                    bucket: index,
+                    depth,
+                    index: slot,
+                };
             }
             if bucket.slots.overflow.is_none() {
                 // The chain is full: Go's `newoverflow`.
@@ -585,13 +591,12 @@ impl<K, V> Table<K, V> {
                 tophash[0] = top;
                 let mut slots = Slots::empty();
                 slots.entries[0] = Some((key, value));
-                let bucket = bucket
-                    .slots
-                    .overflow
-                    .insert(Box::new(Overflow { tophash, slots }));
-                return bucket.slots.entries[0]
-                    .as_mut()
-                    .expect("invariant: stored just above");
+                bucket.slots.overflow = Some(Box::new(Overflow { tophash, slots }));
+                return Slot {
+                    bucket: index,
+                    depth: depth + 1,
+                    index: 0,
+                };
             }
             bucket = bucket
                 .into_overflow()

@@ -99,7 +99,11 @@ pub fn validate(
     name: &str,
     labels: &[(String, String)],
 ) -> Result<Vec<(String, String)>, RegisterError> {
-    if name.is_empty() || !valid_value(name) || name.starts_with("__") {
+    if name.is_empty()
+        || !valid_value(name)
+        || name.starts_with("__")
+        || name == super::OVERFLOW_MAP
+    {
         return Err(RegisterError::InvalidMapName {
             name: name.to_owned(),
         });

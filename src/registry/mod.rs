@@ -22,6 +22,7 @@ mod events;
 mod publish;
 mod snapshot;
 
+pub use self::EventBatch as Batch;
 pub use builder::MapBuilder;
 pub use entry::ContextCapture;
 pub use error::{
@@ -124,6 +125,7 @@ impl RegistryBuilder {
                     next_seq: 0,
                     overflow_folds: 0,
                     registrations: 0,
+                    retired: None,
                 }),
             }),
         }
@@ -172,6 +174,9 @@ struct State {
     next_seq: u64,
     overflow_folds: u64,
     registrations: u64,
+    /// Counters of folded maps whose grace period ended, kept so the
+    /// `_overflow` series' counters never go down.
+    retired: Option<MapSnapshot>,
 }
 
 #[derive(Debug)]
@@ -314,11 +319,14 @@ impl Registry {
         let mut expired = Vec::new();
         let mut fired = Vec::new();
         for (&id, registered) in state.maps.iter_mut() {
+            // The drop flag first: a map dropped after it was read publishes
+            // its final stats before setting it, so the stats read next are
+            // at least as new as the flag says.
+            let dropped_ns = registered.entry.dropped_at_ns.load(Ordering::Acquire);
             if let Some((stats, growth_ns)) = registered.entry.shared.load() {
                 registered.last = stats;
                 registered.growth_started_ns = growth_ns;
             }
-            let dropped_ns = registered.entry.dropped_at_ns.load(Ordering::Acquire);
             let dropped = dropped_ns != 0;
             if dropped {
                 let dropped_at = sink.epoch + Duration::from_nanos(dropped_ns - 1);
@@ -356,6 +364,31 @@ impl Registry {
             if let Some(registered) = state.maps.remove(&id) {
                 let id = &registered.entry.id;
                 state.keys.remove(&(id.name.clone(), id.labels.clone()));
+                if registered.folded {
+                    let mut final_counters = MapSnapshot {
+                        id: id.clone(),
+                        stats: registered.last,
+                        conditions: Vec::new(),
+                        misuse: *registered.detector_state.firings(),
+                        dropped: true,
+                    };
+                    // Gauges leave with the map; counters stay in the sum.
+                    let s = &mut final_counters.stats;
+                    (s.entries, s.peak_entries, s.buckets, s.overflow_buckets) = (0, 0, 0, 0);
+                    (s.memory_bytes, s.max_overflow_chain, s.growth) = (0, 0, None);
+                    fold_into(&mut state.retired, final_counters);
+                }
+            }
+        }
+        if let Some(retired) = &state.retired {
+            let mut retired = retired.clone();
+            retired.conditions.clear();
+            match &mut overflow {
+                Some(_) => fold_into(&mut overflow, retired),
+                None => {
+                    retired.dropped = false;
+                    overflow = Some(retired);
+                }
             }
         }
         for (map, transition) in fired {

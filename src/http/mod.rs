@@ -1,0 +1,132 @@
+//! The HTTP endpoint: `/metrics`, `/`, `/healthz`, `/readyz` and
+//! `/api/v1/maps`, as an axum [`Router`] an application merges into its
+//! own, or served by [`serve`] and the `mapscope` binary.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tower_http::compression::CompressionLayer;
+
+use crate::export::prometheus::{MapscopeCollector, CONTENT_TYPE};
+use crate::export::SnapshotSource;
+use crate::registry::Registry;
+
+mod api;
+mod landing;
+
+pub use api::{ApiCondition, ApiEvent, ApiGrowth, ApiMap, ApiSnapshot};
+
+/// What the routes read: the snapshot sources, their collector, and
+/// whether the process is ready.
+#[derive(Debug, Clone)]
+pub struct HttpState {
+    sources: Vec<Arc<dyn SnapshotSource>>,
+    collector: Arc<MapscopeCollector>,
+    ready: Arc<AtomicBool>,
+}
+
+impl HttpState {
+    /// State over several sources (the sidecar: its registry and the maps
+    /// clients report). Ready from the start.
+    pub fn new(sources: Vec<Arc<dyn SnapshotSource>>) -> Self {
+        HttpState {
+            collector: Arc::new(MapscopeCollector::with_sources(sources.clone())),
+            sources,
+            ready: Arc::new(AtomicBool::new(true)),
+        }
+    }
+
+    /// A handle that flips `/readyz` (the binary marks itself unready until
+    /// every listener is bound, and again while shutting down).
+    pub fn readiness(&self) -> Arc<AtomicBool> {
+        self.ready.clone()
+    }
+
+    fn snapshot(&self) -> Vec<crate::registry::RegistrySnapshot> {
+        self.sources.iter().map(|s| s.snapshot()).collect()
+    }
+}
+
+/// The mapscope routes over one registry, to merge into an application's
+/// router.
+///
+/// ```
+/// use axum::{routing::get, Router};
+///
+/// let registry = mapscope::Registry::new();
+/// let app: Router = Router::new()
+///     .route("/hello", get(|| async { "hi" }))
+///     .merge(mapscope::http::router(registry));
+/// # drop(app);
+/// ```
+pub fn router(registry: Registry) -> Router {
+    router_with(HttpState::new(vec![Arc::new(registry)]))
+}
+
+/// The mapscope routes over explicit state.
+pub fn router_with(state: HttpState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/", get(landing))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/api/v1/maps", get(maps))
+        .layer(CompressionLayer::new().gzip(true))
+        .with_state(state)
+}
+
+/// Serves [`router`] on `addr` until the process is stopped.
+///
+/// ```no_run
+/// # async fn run() -> std::io::Result<()> {
+/// let registry = mapscope::Registry::global().clone();
+/// mapscope::serve("127.0.0.1:9847".parse().unwrap(), registry).await
+/// # }
+/// ```
+pub async fn serve(addr: SocketAddr, registry: Registry) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    axum::serve(listener, router(registry)).await
+}
+
+/// Rendering is synchronous and proportional to the number of maps: it
+/// runs on a blocking thread so it never stalls the async workers
+/// (metrics-rs saw 15 s stalls before moving rendering off them, PR #576).
+async fn metrics(State(state): State<HttpState>) -> Response {
+    let collector = state.collector.clone();
+    match tokio::task::spawn_blocking(move || collector.render()).await {
+        Ok(body) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response(),
+        Err(error) => {
+            tracing::error!(%error, "rendering /metrics failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n").into_response()
+        }
+    }
+}
+
+async fn readyz(State(state): State<HttpState>) -> Response {
+    if state.ready.load(Ordering::Relaxed) {
+        "ready\n".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    }
+}
+
+async fn landing(State(state): State<HttpState>) -> Response {
+    match tokio::task::spawn_blocking(move || landing::page(&state.snapshot())).await {
+        Ok(page) => Html(page).into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n").into_response(),
+    }
+}
+
+async fn maps(State(state): State<HttpState>) -> Response {
+    match tokio::task::spawn_blocking(move || ApiSnapshot::from_snapshots(&state.snapshot())).await
+    {
+        Ok(snapshot) => axum::Json(snapshot).into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n").into_response(),
+    }
+}
