@@ -39,6 +39,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cli;
+pub mod demo;
 pub mod detect;
 pub mod export;
 pub mod http;

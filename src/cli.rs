@@ -1,0 +1,270 @@
+//! The `mapscope` command line: `sidecar` (the default), `demo`,
+//! `version` and `healthcheck`. Every flag also reads a `MAPSCOPE_*`
+//! environment variable.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::export::SnapshotSource;
+use crate::http::{router_with, HttpState};
+use crate::registry::Registry;
+
+/// The default scrape listener: all interfaces, port 9847 (clear of
+/// Prometheus 9090, node_exporter 9100, OTLP 4317/4318 and 9464).
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:9847";
+
+/// The default ingest listener: loopback only, since the containers of a
+/// pod share its network namespace.
+pub const DEFAULT_INGEST_LISTEN: &str = "127.0.0.1:9848";
+
+/// See what hash maps do to a service's latency and memory.
+#[derive(Debug, Parser)]
+#[command(name = "mapscope", version, about, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    sidecar: ServerArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve /metrics and the JSON API for this process's maps and the maps
+    /// clients report (the default).
+    Sidecar(ServerArgs),
+    /// The sidecar plus an in-process workload that reproduces every
+    /// scenario mapscope detects.
+    Demo(DemoArgs),
+    /// Print the version.
+    Version,
+    /// Exit 0 when a mapscope endpoint answers (for Docker's HEALTHCHECK).
+    Healthcheck(HealthcheckArgs),
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable lines.
+    Pretty,
+}
+
+/// Flags shared by `sidecar` and `demo`.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// Address of the HTTP listener: /metrics, /, /healthz, /readyz, /api/v1/maps.
+    #[arg(long, env = "MAPSCOPE_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    /// Address of the ingest listener (POST /v1/report).
+    #[arg(long, env = "MAPSCOPE_INGEST_LISTEN", default_value = DEFAULT_INGEST_LISTEN)]
+    pub ingest_listen: SocketAddr,
+    /// Log format.
+    #[arg(long, env = "MAPSCOPE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+    /// Seconds a dropped map's final values stay visible.
+    #[arg(long, env = "MAPSCOPE_GRACE_PERIOD", default_value_t = 30)]
+    pub grace_period: u64,
+    /// Live maps with their own series; more fold into map="_overflow".
+    #[arg(long, env = "MAPSCOPE_MAX_MAPS", default_value_t = 10_000)]
+    pub max_maps: usize,
+}
+
+/// Flags of `demo`.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Milliseconds between workload steps (smaller is faster).
+    #[arg(long, env = "MAPSCOPE_DEMO_TICK_MS", default_value_t = 100)]
+    pub tick: u64,
+}
+
+/// Flags of `healthcheck`.
+#[derive(Debug, Clone, Args)]
+pub struct HealthcheckArgs {
+    /// The URL to GET.
+    #[arg(long, env = "MAPSCOPE_HEALTHCHECK_URL", default_value = "http://127.0.0.1:9847/healthz")]
+    pub url: String,
+    /// Seconds to wait for an answer.
+    #[arg(long, default_value_t = 3)]
+    pub timeout: u64,
+}
+
+/// Runs the command line; the binary's `main`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        None => run_server(cli.sidecar, None),
+        Some(Command::Sidecar(args)) => run_server(args, None),
+        Some(Command::Demo(args)) => run_server(args.server.clone(), Some(args)),
+        Some(Command::Version) => {
+            println!(
+                "mapscope {} (revision {})",
+                crate::export::prometheus::VERSION,
+                crate::export::prometheus::REVISION
+            );
+            ExitCode::SUCCESS
+        }
+        Some(Command::Healthcheck(args)) => {
+            match healthcheck(&args.url, Duration::from_secs(args.timeout)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("mapscope healthcheck: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("MAPSCOPE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Pretty => builder.try_init(),
+    };
+}
+
+fn run_server(args: ServerArgs, demo: Option<DemoArgs>) -> ExitCode {
+    init_logging(args.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("mapscope: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(args, demo)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("mapscope: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServerArgs, demo: Option<DemoArgs>) -> std::io::Result<()> {
+    let registry = Registry::builder()
+        .grace_period(Duration::from_secs(args.grace_period))
+        .max_maps(args.max_maps)
+        .build();
+    let sources: Vec<Arc<dyn SnapshotSource>> = vec![Arc::new(registry.clone())];
+    let state = HttpState::new(sources);
+    let ready = state.readiness();
+    ready.store(false, Ordering::Relaxed);
+
+    let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot listen on {} (--listen): {e}", args.listen))
+    })?;
+    let local = listener.local_addr()?;
+    // A line tests and people can rely on.
+    println!("mapscope: http listening on http://{local}/");
+    tracing::info!(%local, "http listening");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let workload = demo.map(|demo| crate::demo::start(&registry, &demo, local, stop_rx.clone()));
+
+    ready.store(true, Ordering::Relaxed);
+    let app = router_with(state);
+    let shutdown = {
+        let ready = ready.clone();
+        async move {
+            shutdown_signal().await;
+            ready.store(false, Ordering::Relaxed);
+            tracing::info!("shutting down: finishing in-flight requests");
+            let _ = stop_tx.send(true);
+        }
+    };
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    if let Some(workload) = workload {
+        workload.stop().await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+/// GETs `url` (plain `http://host:port/path`) and succeeds on a 2xx answer.
+///
+/// ```
+/// let error = mapscope::cli::healthcheck("https://example.com/", std::time::Duration::from_secs(1));
+/// assert!(error.unwrap_err().contains("http://"));
+/// ```
+pub fn healthcheck(url: &str, timeout: Duration) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("--url {url:?}: only http:// URLs are supported"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr = authority
+        .to_socket_addrs()
+        .map_err(|e| format!("--url {url:?}: cannot resolve {authority:?}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("--url {url:?}: {authority:?} resolves to no address"))?;
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)
+        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .and_then(|()| stream.set_write_timeout(Some(timeout)))
+        .map_err(|e| format!("cannot set timeouts: {e}"))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nUser-Agent: mapscope-healthcheck\r\n\r\n"
+    )
+    .map_err(|e| format!("cannot send the request to {addr}: {e}"))?;
+    let mut head = [0u8; 64];
+    let n = stream
+        .read(&mut head)
+        .map_err(|e| format!("no answer from {addr}: {e}"))?;
+    let status_line = String::from_utf8_lossy(&head[..n]);
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse::<u16>().ok())
+        .ok_or_else(|| format!("{addr} did not answer HTTP: {status_line:?}"))?;
+    if (200..300).contains(&status) {
+        Ok(())
+    } else {
+        Err(format!("{url} answered {status}"))
+    }
+}
