@@ -163,7 +163,12 @@ async fn serve(args: ServerArgs, demo: Option<DemoArgs>) -> std::io::Result<()> 
     let registry = Registry::builder()
         .grace_period(Duration::from_secs(args.grace_period))
         .max_maps(args.max_maps)
+        .recent_events(4096)
         .build();
+    #[cfg(feature = "otel")]
+    let otel = crate::otel::init(&registry).map_err(|e| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("OpenTelemetry: {e}"))
+    })?;
     let sources: Vec<Arc<dyn SnapshotSource>> = vec![Arc::new(registry.clone())];
     let state = HttpState::new(sources);
     let ready = state.readiness();
@@ -197,6 +202,8 @@ async fn serve(args: ServerArgs, demo: Option<DemoArgs>) -> std::io::Result<()> 
     if let Some(workload) = workload {
         workload.stop().await;
     }
+    #[cfg(feature = "otel")]
+    tokio::task::spawn_blocking(move || otel.shutdown()).await.ok();
     tracing::info!("stopped");
     Ok(())
 }

@@ -48,6 +48,8 @@ pub mod map;
 pub mod registry;
 
 pub use detect::{Condition, DetectorConfig, MisuseKind};
+#[cfg(feature = "otel")]
+pub use export::otel;
 pub use http::serve;
 pub use map::{DefaultHashBuilder, Entry, Growth, GrowthKind, InstrumentedMap, MapStats};
 pub use registry::{

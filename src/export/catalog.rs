@@ -89,6 +89,7 @@ catalog! {
     MAPS = "mapscope_maps", Gauge, Process, [], "Maps registered, including those in their grace period.";
     MAP_OVERFLOW_FOLDS_TOTAL = "mapscope_map_overflow_folds_total", Counter, Process, [], "Registrations folded into map=\"_overflow\" by the cardinality cap.";
     EVENTS_DROPPED_TOTAL = "mapscope_events_dropped_total", Counter, Process, [], "Events dropped because the event queue was full.";
+    TRACE_EVENTS_SUPPRESSED_TOTAL = "mapscope_trace_events_suppressed_total", Counter, Process, [], "Misuse events kept from tracing by the per-map rate limit.";
     BUILD_INFO = "mapscope_build_info", Gauge, Process, ["version", "revision"], "Always 1; labels carry the build.";
 }
 

@@ -1,11 +1,14 @@
 //! Exporters: everything here reads [`RegistrySnapshot`]s and nothing else.
 //!
 //! - [`catalog`]: the one declaration of every metric;
-//! - [`prometheus`]: a `prometheus::core::Collector` and a text renderer.
+//! - [`prometheus`]: a `prometheus::core::Collector` and a text renderer;
+//! - `otel` (feature `otel`): growth spans and misuse events over OTLP.
 
 use crate::registry::{EventBatch, Registry, RegistrySnapshot};
 
 pub mod catalog;
+#[cfg(feature = "otel")]
+pub mod otel;
 pub mod prometheus;
 
 /// Something exporters can read maps from: the in-process [`Registry`], or

@@ -320,6 +320,12 @@ impl Collector for MapscopeCollector {
                             vec![],
                             snapshots.iter().map(|s| s.events_dropped).sum::<u64>() as f64,
                         )),
+                        catalog::TRACE_EVENTS_SUPPRESSED_TOTAL => metrics.push(sample(
+                            def,
+                            vec![],
+                            snapshots.iter().map(|s| s.trace_events_suppressed).sum::<u64>()
+                                as f64,
+                        )),
                         catalog::BUILD_INFO => metrics.push(sample(
                             def,
                             vec![label("version", VERSION), label("revision", REVISION)],

@@ -9,7 +9,7 @@
 //! bucket until it is evacuated and never move anything.
 
 use std::mem;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::observe::FinishedGrowth;
 use super::raw::RawMap;
@@ -67,6 +67,9 @@ pub(crate) struct Evacuation<K, V> {
     pub(crate) started: Instant,
     pub(crate) entries_at_start: usize,
     pub(crate) helping_writes: u64,
+    /// Time spent evacuating (measured only during a growth: one clock
+    /// read per helping write).
+    pub(crate) work: Duration,
     /// Whether `complete_growth` finished the work rather than writes.
     pub(crate) completed_explicitly: bool,
 }
@@ -82,6 +85,7 @@ impl<K: Clone, V: Clone> Clone for Evacuation<K, V> {
             started: self.started,
             entries_at_start: self.entries_at_start,
             helping_writes: self.helping_writes,
+            work: self.work,
             completed_explicitly: self.completed_explicitly,
         }
     }
@@ -139,6 +143,7 @@ impl<K, V> RawMap<K, V> {
             started,
             entries_at_start: self.len,
             helping_writes: 0,
+            work: Duration::ZERO,
             completed_explicitly: false,
         });
         self.counters.growths[kind.index()] += 1;
@@ -154,11 +159,18 @@ impl<K, V> RawMap<K, V> {
             return;
         };
         growth.helping_writes += 1;
+        let started = Instant::now();
         let index = hash as usize & growth.old.mask();
-        self.evacuate(index, hasher);
-        if let Some(growth) = &self.growth {
-            let mark = growth.mark;
-            self.evacuate(mark, hasher);
+        let mut done = self.evacuate(index, hasher);
+        if !done {
+            let mark = self.growth.as_ref().map_or(0, |g| g.mark);
+            done = self.evacuate(mark, hasher);
+        }
+        if let Some(growth) = &mut self.growth {
+            growth.work += started.elapsed();
+        }
+        if done {
+            self.finish_growth();
         }
     }
 
@@ -167,16 +179,27 @@ impl<K, V> RawMap<K, V> {
         self.start_queued_shrink();
         while let Some(growth) = &mut self.growth {
             growth.completed_explicitly = true;
-            let mark = growth.mark;
-            self.evacuate(mark, hasher);
+            let started = Instant::now();
+            loop {
+                let mark = self.growth.as_ref().map_or(0, |g| g.mark);
+                if self.evacuate(mark, hasher) {
+                    break;
+                }
+            }
+            if let Some(growth) = &mut self.growth {
+                growth.work += started.elapsed();
+            }
+            self.finish_growth();
             self.start_queued_shrink();
         }
         self.publish();
     }
 
     /// Moves every entry of old bucket `index`'s chain into the new array
-    /// (Go's `evacuate`), then advances the mark if it pointed here.
-    fn evacuate(&mut self, index: usize, hasher: &impl Fn(&K) -> u64) {
+    /// (Go's `evacuate`), then advances the mark if it pointed here. Returns
+    /// whether every old bucket is now evacuated; the caller then finishes
+    /// the growth.
+    fn evacuate(&mut self, index: usize, hasher: &impl Fn(&K) -> u64) -> bool {
         let RawMap {
             table,
             growth,
@@ -258,10 +281,8 @@ impl<K, V> RawMap<K, V> {
                 growth.mark += 1;
             }
             growth.freed_chunks = old.free_chunks_below(growth.freed_chunks, growth.mark);
-            if growth.mark == end {
-                self.finish_growth();
-            }
         }
+        growth.mark == growth.old.buckets()
     }
 
     /// Drops the old array and records the growth.
@@ -298,6 +319,7 @@ impl<K, V> RawMap<K, V> {
             started: growth.started,
             finished,
             helping_writes: growth.helping_writes,
+            work: growth.work,
             completed_explicitly: growth.completed_explicitly,
         };
         if let Some(observer) = &self.observed.observer {

@@ -32,6 +32,7 @@ pub(crate) struct FinishedGrowth {
     pub(crate) started: Instant,
     pub(crate) finished: Instant,
     pub(crate) helping_writes: u64,
+    pub(crate) work: std::time::Duration,
     pub(crate) completed_explicitly: bool,
 }
 
@@ -44,6 +45,10 @@ pub(crate) trait Observer: Send + Sync + fmt::Debug {
     fn growth_started(&self, stats: &MapStats, started: Instant);
     /// A growth finished.
     fn growth_finished(&self, growth: &FinishedGrowth, stats: &MapStats);
+    /// An insert took the map past its `max_entries` (once per crossing).
+    /// Runs in the thread that inserted, so the current tracing span is
+    /// the request that did it.
+    fn limit_exceeded(&self, stats: &MapStats, max_entries: usize);
     /// The map is being dropped; these are its final stats.
     fn dropped(&self, stats: &MapStats);
 }

@@ -34,6 +34,11 @@ pub(crate) struct RawMap<K, V> {
     pub(crate) shrink_target: Option<u8>,
     /// Who hears about this map, and when next.
     pub(crate) observed: Observed,
+    /// Entries past which an insert reports `limit_exceeded` (builder's
+    /// `max_entries`); `usize::MAX` when unset.
+    pub(crate) max_entries: usize,
+    /// Whether the map is past `max_entries` and has said so.
+    over_limit: bool,
     /// Reused buffer of hashes for the evacuation of one chain.
     pub(crate) scratch: Vec<u64>,
 }
@@ -50,6 +55,8 @@ impl<K: Clone, V: Clone> Clone for RawMap<K, V> {
             // A clone is a new, unregistered map: two writers must never
             // publish into one registry slot.
             observed: Observed::none(),
+            max_entries: self.max_entries,
+            over_limit: false,
             scratch: Vec::new(),
         }
     }
@@ -89,6 +96,8 @@ impl<K, V> RawMap<K, V> {
             auto_shrink: false,
             shrink_target: None,
             observed: Observed::none(),
+            max_entries: usize::MAX,
+            over_limit: false,
             scratch: Vec::new(),
         }
     }
@@ -219,6 +228,10 @@ impl<K, V> RawMap<K, V> {
         if self.len > self.counters.peak {
             self.counters.peak = self.len;
         }
+        // The one compare the limit costs per insert.
+        if self.len > self.max_entries {
+            self.limit_exceeded();
+        }
         let index = hash as usize & self.table.mask();
         let slot = self.table.place(index, free, tophash(hash), key, value);
         self.written();
@@ -244,10 +257,23 @@ impl<K, V> RawMap<K, V> {
         }
     }
 
+    #[cold]
+    fn limit_exceeded(&mut self) {
+        if !self.over_limit {
+            self.over_limit = true;
+            if let Some(observer) = &self.observed.observer {
+                observer.limit_exceeded(&self.stats(), self.max_entries);
+            }
+        }
+    }
+
     /// Removes the entry at a slot of the current array.
     pub(crate) fn take(&mut self, slot: Slot) -> (K, V) {
         let entry = self.table.take(slot);
         self.len -= 1;
+        if self.over_limit && self.len <= self.max_entries {
+            self.over_limit = false;
+        }
         self.counters.removes += 1;
         self.maybe_auto_shrink();
         self.written();
@@ -258,6 +284,7 @@ impl<K, V> RawMap<K, V> {
     pub(crate) fn clear(&mut self) {
         self.counters.removes += self.len as u64;
         self.len = 0;
+        self.over_limit = false;
         drop(self.abandon_growth());
         if self.table.is_allocated() {
             self.table = Table::new(self.table.log2, true);
@@ -269,6 +296,7 @@ impl<K, V> RawMap<K, V> {
     pub(crate) fn take_tables(&mut self) -> (Table<K, V>, Option<Table<K, V>>) {
         self.counters.removes += self.len as u64;
         self.len = 0;
+        self.over_limit = false;
         self.shrink_target = None;
         let old = self.abandon_growth();
         let table = mem::replace(&mut self.table, Table::unallocated());
@@ -316,6 +344,9 @@ impl<K, V> RawMap<K, V> {
                     }
                 }
             }
+        }
+        if self.len <= self.max_entries {
+            self.over_limit = false;
         }
         self.maybe_auto_shrink();
         self.publish();

@@ -89,7 +89,9 @@ impl<K, V, S> MapBuilder<K, V, S> {
         self
     }
 
-    /// `unbounded_growth` fires while the map holds more than `max` entries.
+    /// `unbounded_growth` fires while the map holds more than `max` entries,
+    /// and the insert that crosses the limit records a misuse event on the
+    /// tracing span active in its thread (one compare per insert).
     pub fn max_entries(mut self, max: usize) -> Self {
         self.max_entries = Some(max);
         self
@@ -147,7 +149,11 @@ impl<K, V, S> MapBuilder<K, V, S> {
         }
         let observer = registry.register_observer(&self.name, &self.labels, detectors)?;
         let publish_every = self.publish_every.get();
+        let max_entries = self.max_entries;
         let mut map = self.build();
+        if let Some(max) = max_entries {
+            map.raw.max_entries = max;
+        }
         map.attach(observer, publish_every);
         Ok(map)
     }

@@ -7,18 +7,41 @@ use std::time::{Instant, SystemTime};
 
 use crate::map::{FinishedGrowth, MapStats, Observer};
 
-use super::events::{CapturedContext, Event, GrowthFinished, GrowthStarted, MapId};
+use super::events::{CapturedContext, Event, GrowthFinished, GrowthStarted, MapId, MisuseEvent};
+use crate::detect::MisuseKind;
 use super::publish::SharedStats;
 
-/// Captures the tracing context current in the calling thread.
-pub type ContextCapture = Box<dyn Fn() -> Option<CapturedContext> + Send + Sync>;
+/// How a tracing integration hooks into a registry's maps. Both functions
+/// run in the thread of the map operation that triggered them, and only at
+/// growth start and misuse, never per operation.
+pub struct TracingHooks {
+    /// Captures the tracing context current in the calling thread.
+    pub capture: Box<dyn Fn() -> Option<CapturedContext> + Send + Sync>,
+    /// Records a misuse on the span active in the calling thread; returns
+    /// false when no span is active (the event is then exported later as a
+    /// standalone span).
+    pub record_misuse: Box<dyn Fn(&MisuseEvent) -> bool + Send + Sync>,
+    /// At most this many misuse events per map per second reach tracing;
+    /// the rest are counted as suppressed.
+    pub misuse_per_second: u32,
+}
+
+impl std::fmt::Debug for TracingHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TracingHooks")
+            .field("misuse_per_second", &self.misuse_per_second)
+            .finish_non_exhaustive()
+    }
+}
 
 /// Shared by a registry and all its maps: the event queue's sending side.
 pub(crate) struct EventSink {
     pub(crate) tx: SyncSender<Event>,
     pub(crate) dropped: AtomicU64,
     pub(crate) epoch: Instant,
-    pub(crate) capture: OnceLock<ContextCapture>,
+    pub(crate) hooks: OnceLock<TracingHooks>,
+    /// Misuse events kept from tracing by the rate limit.
+    pub(crate) suppressed: AtomicU64,
 }
 
 impl std::fmt::Debug for EventSink {
@@ -40,7 +63,7 @@ impl EventSink {
     /// The current tracing context, if a capture hook is installed. Runs
     /// only at growth start and misuse, never per operation.
     pub(crate) fn capture(&self) -> Option<CapturedContext> {
-        self.capture.get().and_then(|capture| capture())
+        self.hooks.get().and_then(|hooks| (hooks.capture)())
     }
 
     pub(crate) fn nanos_since_epoch(&self, at: Instant) -> u64 {
@@ -59,6 +82,10 @@ pub(crate) struct MapEntry {
     /// When the map was dropped, 0 while it lives.
     pub(crate) dropped_at_ns: AtomicU64,
     pub(crate) sink: Arc<EventSink>,
+    /// The second (since the epoch) of the misuse rate limit's window, and
+    /// the misuse events traced in it. Written by the owner only.
+    misuse_window: AtomicU64,
+    misuse_in_window: AtomicU64,
 }
 
 impl MapEntry {
@@ -69,7 +96,24 @@ impl MapEntry {
             growth_started_ns: AtomicU64::new(0),
             dropped_at_ns: AtomicU64::new(0),
             sink,
+            misuse_window: AtomicU64::new(0),
+            misuse_in_window: AtomicU64::new(0),
         }
+    }
+
+    /// The per-map misuse rate limit, with single-writer stores.
+    fn misuse_allowed(&self, per_second: u32) -> bool {
+        let second = self.sink.epoch.elapsed().as_secs() + 1;
+        if self.misuse_window.load(Ordering::Relaxed) != second {
+            self.misuse_window.store(second, Ordering::Relaxed);
+            self.misuse_in_window.store(0, Ordering::Relaxed);
+        }
+        let used = self.misuse_in_window.load(Ordering::Relaxed);
+        if used >= u64::from(per_second) {
+            return false;
+        }
+        self.misuse_in_window.store(used + 1, Ordering::Relaxed);
+        true
     }
 }
 
@@ -117,8 +161,34 @@ impl Observer for MapEntry {
                 .unwrap_or(SystemTime::UNIX_EPOCH),
             duration,
             helping_writes: growth.helping_writes,
+            evacuation_work: growth.work,
             completed_explicitly: growth.completed_explicitly,
         }));
+    }
+
+    fn limit_exceeded(&self, stats: &MapStats, max_entries: usize) {
+        let mut event = MisuseEvent {
+            map: self.id.clone(),
+            kind: MisuseKind::UnboundedGrowth,
+            details: format!(
+                "an insert took the map to {} entries, past max_entries {max_entries}",
+                stats.entries
+            ),
+            at: SystemTime::now(),
+            value: stats.entries as f64,
+            trace: None,
+            context: None,
+            traced: false,
+        };
+        if let Some(hooks) = self.sink.hooks.get() {
+            if self.misuse_allowed(hooks.misuse_per_second) {
+                event.traced = (hooks.record_misuse)(&event);
+            } else {
+                self.sink.suppressed.fetch_add(1, Ordering::Relaxed);
+                event.traced = true; // not to be traced later either
+            }
+        }
+        self.sink.send(Event::Misuse(event));
     }
 
     fn dropped(&self, stats: &MapStats) {

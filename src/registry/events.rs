@@ -64,6 +64,9 @@ pub struct GrowthFinished {
     pub duration: Duration,
     /// Writes that helped evacuate.
     pub helping_writes: u64,
+    /// Time spent evacuating, as opposed to wall time: the sum of the
+    /// helping writes' evacuation work.
+    pub evacuation_work: Duration,
     /// Whether `complete_growth()` finished it (rather than writes).
     pub completed_explicitly: bool,
 }
@@ -87,6 +90,9 @@ pub struct MisuseEvent {
     pub trace: Option<(String, String)>,
     /// The tracing context current when the misuse happened, if captured.
     pub context: Option<CapturedContext>,
+    /// Already recorded on the span active when it happened (or suppressed
+    /// by the rate limit), so exporters must not trace it again.
+    pub traced: bool,
 }
 
 /// An event from a map.

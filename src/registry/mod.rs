@@ -24,7 +24,7 @@ mod snapshot;
 
 pub use self::EventBatch as Batch;
 pub use builder::MapBuilder;
-pub use entry::ContextCapture;
+pub use entry::TracingHooks;
 pub use error::{
     validate, validate_label_name, RegisterError, MAX_LABELS, MAX_VALUE_BYTES, RESERVED_LABELS,
 };
@@ -110,7 +110,8 @@ impl RegistryBuilder {
             tx,
             dropped: Default::default(),
             epoch: Instant::now(),
-            capture: OnceLock::new(),
+            hooks: OnceLock::new(),
+            suppressed: Default::default(),
         });
         Registry {
             inner: Arc::new(Inner {
@@ -224,11 +225,16 @@ impl Registry {
         GLOBAL.get_or_init(Registry::new)
     }
 
-    /// Installs the hook that captures the current tracing context at growth
-    /// start and misuse. Only the first call takes effect; returns whether
-    /// this one did. `mapscope::otel` installs it.
-    pub fn set_context_capture(&self, capture: ContextCapture) -> bool {
-        self.inner.sink.capture.set(capture).is_ok()
+    /// Installs the tracing hooks (context capture at growth start, misuse
+    /// on the current span). Only the first call takes effect; returns
+    /// whether this one did. `mapscope::otel::init` installs them.
+    pub fn set_tracing_hooks(&self, hooks: TracingHooks) -> bool {
+        self.inner.sink.hooks.set(hooks).is_ok()
+    }
+
+    /// Counts misuse events that the tracing rate limit kept from tracing.
+    pub fn record_suppressed(&self, count: u64) {
+        self.inner.sink.suppressed.fetch_add(count, Ordering::Relaxed);
     }
 
     /// The default detector thresholds of this registry.
@@ -399,6 +405,7 @@ impl Registry {
         RegistrySnapshot {
             maps,
             events_dropped: sink.dropped.load(Ordering::Relaxed),
+            trace_events_suppressed: sink.suppressed.load(Ordering::Relaxed),
             overflow_folds: state.overflow_folds,
             registrations: state.registrations,
             recent_events: state.recent.iter().cloned().collect(),
@@ -468,6 +475,7 @@ impl State {
                         value: condition.value,
                         trace: None,
                         context: None,
+                        traced: false,
                     }),
                     keep,
                 );

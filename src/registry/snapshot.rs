@@ -44,6 +44,8 @@ pub struct RegistrySnapshot {
     pub maps: Vec<MapSnapshot>,
     /// Events dropped because the queue was full.
     pub events_dropped: u64,
+    /// Misuse events the tracing rate limit kept from tracing.
+    pub trace_events_suppressed: u64,
     /// Registrations folded into the `_overflow` map.
     pub overflow_folds: u64,
     /// Registrations accepted over the registry's life.
