@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::export::SnapshotSource;
 use crate::http::{router_with, HttpState};
+use crate::ingest::{IngestState, IngestStore, Limits};
 use crate::registry::Registry;
 
 /// The default scrape listener: all interfaces, port 9847 (clear of
@@ -25,7 +26,12 @@ pub const DEFAULT_INGEST_LISTEN: &str = "127.0.0.1:9848";
 
 /// See what hash maps do to a service's latency and memory.
 #[derive(Debug, Parser)]
-#[command(name = "mapscope", version, about, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "mapscope",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -74,6 +80,25 @@ pub struct ServerArgs {
     /// Live maps with their own series; more fold into map="_overflow".
     #[arg(long, env = "MAPSCOPE_MAX_MAPS", default_value_t = 10_000)]
     pub max_maps: usize,
+    /// Largest ingest request body, in bytes (413 past it).
+    #[arg(long, env = "MAPSCOPE_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Most reporting sources (app + instance) tracked (429 past it).
+    #[arg(long, env = "MAPSCOPE_MAX_SOURCES", default_value_t = 100)]
+    pub max_sources: usize,
+    /// Most maps in one report.
+    #[arg(long, env = "MAPSCOPE_MAX_MAPS_PER_SOURCE", default_value_t = 1000)]
+    pub max_maps_per_source: usize,
+    /// Most events in one report.
+    #[arg(long, env = "MAPSCOPE_MAX_EVENTS_PER_REPORT", default_value_t = 1000)]
+    pub max_events_per_report: usize,
+    /// Seconds without a report before a source is stale (at least 3 of
+    /// its declared report intervals).
+    #[arg(long, env = "MAPSCOPE_SOURCE_TTL", default_value_t = 30)]
+    pub source_ttl: u64,
+    /// Bearer token clients must send to the ingest listener.
+    #[arg(long, env = "MAPSCOPE_INGEST_TOKEN", hide_env_values = true)]
+    pub ingest_token: Option<String>,
 }
 
 /// Flags of `demo`.
@@ -90,7 +115,11 @@ pub struct DemoArgs {
 #[derive(Debug, Clone, Args)]
 pub struct HealthcheckArgs {
     /// The URL to GET.
-    #[arg(long, env = "MAPSCOPE_HEALTHCHECK_URL", default_value = "http://127.0.0.1:9847/healthz")]
+    #[arg(
+        long,
+        env = "MAPSCOPE_HEALTHCHECK_URL",
+        default_value = "http://127.0.0.1:9847/healthz"
+    )]
     pub url: String,
     /// Seconds to wait for an answer.
     #[arg(long, default_value_t = 3)]
@@ -165,25 +194,96 @@ async fn serve(args: ServerArgs, demo: Option<DemoArgs>) -> std::io::Result<()> 
         .max_maps(args.max_maps)
         .recent_events(4096)
         .build();
+    let limits = Limits {
+        max_body_bytes: args.max_body_bytes,
+        max_sources: args.max_sources,
+        max_maps_per_source: args.max_maps_per_source,
+        max_events_per_report: args.max_events_per_report,
+        source_ttl: Duration::from_secs(args.source_ttl),
+        grace_period: Duration::from_secs(args.grace_period),
+        ..Limits::default()
+    };
+    let store = Arc::new(IngestStore::new(limits, registry.detector_config()));
     #[cfg(feature = "otel")]
-    let otel = crate::otel::init(&registry).map_err(|e| {
-        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("OpenTelemetry: {e}"))
-    })?;
-    let sources: Vec<Arc<dyn SnapshotSource>> = vec![Arc::new(registry.clone())];
+    let otel = {
+        let config = crate::otel::OtelConfig::from_env().map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("OpenTelemetry: {e}"),
+            )
+        })?;
+        let store: Arc<dyn SnapshotSource> = store.clone();
+        crate::otel::init_with_sources(&registry, vec![store], config).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("OpenTelemetry: {e}"),
+            )
+        })?
+    };
+    let sources: Vec<Arc<dyn SnapshotSource>> = vec![Arc::new(registry.clone()), store.clone()];
     let state = HttpState::new(sources);
     let ready = state.readiness();
     ready.store(false, Ordering::Relaxed);
 
-    let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| {
-        std::io::Error::new(e.kind(), format!("cannot listen on {} (--listen): {e}", args.listen))
-    })?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot listen on {} (--listen): {e}", args.listen),
+            )
+        })?;
     let local = listener.local_addr()?;
-    // A line tests and people can rely on.
+    let ingest_listener = tokio::net::TcpListener::bind(args.ingest_listen)
+        .await
+        .map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot listen on {} (--ingest-listen): {e}",
+                    args.ingest_listen
+                ),
+            )
+        })?;
+    let ingest_local = ingest_listener.local_addr()?;
+    // Lines tests and people can rely on.
     println!("mapscope: http listening on http://{local}/");
-    tracing::info!(%local, "http listening");
+    println!("mapscope: ingest listening on http://{ingest_local}/v1/report");
+    tracing::info!(%local, %ingest_local, "listening");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let workload = demo.map(|demo| crate::demo::start(&registry, &demo, local, stop_rx.clone()));
+    let workload =
+        demo.map(|demo| crate::demo::start(&registry, &demo, local, ingest_local, stop_rx.clone()));
+    let ingest_app = crate::ingest::router(IngestState::new(store.clone(), args.ingest_token));
+    let mut ingest_stop = stop_rx.clone();
+    let ingest = tokio::spawn(async move {
+        axum::serve(ingest_listener, ingest_app)
+            .with_graceful_shutdown(async move {
+                let _ = ingest_stop.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
+    // Stale sources are swept on a timer, never during a scrape.
+    let mut sweep_stop = stop_rx.clone();
+    let sweeper = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        let store = store.clone();
+                        let _ = tokio::task::spawn_blocking(move || store.sweep()).await;
+                    }
+                    changed = sweep_stop.changed() => {
+                        if changed.is_err() || *sweep_stop.borrow() {
+                            break;
+                        }
+                    }
+                }
+            }
+        })
+    };
 
     ready.store(true, Ordering::Relaxed);
     let app = router_with(state);
@@ -199,11 +299,15 @@ async fn serve(args: ServerArgs, demo: Option<DemoArgs>) -> std::io::Result<()> 
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;
+    let _ = ingest.await;
+    let _ = sweeper.await;
     if let Some(workload) = workload {
         workload.stop().await;
     }
     #[cfg(feature = "otel")]
-    tokio::task::spawn_blocking(move || otel.shutdown()).await.ok();
+    tokio::task::spawn_blocking(move || otel.shutdown())
+        .await
+        .ok();
     tracing::info!("stopped");
     Ok(())
 }

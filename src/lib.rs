@@ -44,6 +44,7 @@ pub mod demo;
 pub mod detect;
 pub mod export;
 pub mod http;
+pub mod ingest;
 pub mod map;
 pub mod registry;
 

@@ -29,6 +29,7 @@ pub fn start(
     registry: &Registry,
     args: &DemoArgs,
     http: SocketAddr,
+    _ingest: SocketAddr,
     stop: watch::Receiver<bool>,
 ) -> Workload {
     let registry = registry.clone();

@@ -34,6 +34,8 @@ pub enum Scope {
     Map,
     /// Process-wide series with only the extra labels.
     Process,
+    /// The sidecar's ingest series; absent where nothing is ingested.
+    Ingest,
 }
 
 /// One metric's declaration.
@@ -91,6 +93,10 @@ catalog! {
     EVENTS_DROPPED_TOTAL = "mapscope_events_dropped_total", Counter, Process, [], "Events dropped because the event queue was full.";
     TRACE_EVENTS_SUPPRESSED_TOTAL = "mapscope_trace_events_suppressed_total", Counter, Process, [], "Misuse events kept from tracing by the per-map rate limit.";
     BUILD_INFO = "mapscope_build_info", Gauge, Process, ["version", "revision"], "Always 1; labels carry the build.";
+    SOURCES = "mapscope_sources", Gauge, Ingest, [], "Sources (app and instance) reporting to the sidecar, stale ones excluded.";
+    SOURCE_LAST_REPORT_TIMESTAMP_SECONDS = "mapscope_source_last_report_timestamp_seconds", Gauge, Ingest, ["source"], "Unix time of each source's last accepted report.";
+    INGEST_REQUESTS_TOTAL = "mapscope_ingest_requests_total", Counter, Ingest, ["code"], "Ingest requests, by HTTP status code.";
+    INGEST_REJECTED_TOTAL = "mapscope_ingest_rejected_total", Counter, Ingest, ["reason"], "Rejected ingest requests, by reason.";
 }
 
 /// The declaration named `name`, if any.
@@ -123,8 +129,8 @@ pub fn markdown_table() -> String {
     let mut out = String::from("| metric | type | labels | meaning |\n|---|---|---|---|\n");
     for m in CATALOG {
         let mut labels: Vec<&str> = match m.scope {
-            Scope::Map => vec!["map", "(map labels)", "source*"],
-            Scope::Process => vec![],
+            Scope::Map => vec!["map", "(map labels)", "source (reported maps)"],
+            Scope::Process | Scope::Ingest => vec![],
         };
         labels.extend(m.labels);
         let labels = if labels.is_empty() {
@@ -132,7 +138,11 @@ pub fn markdown_table() -> String {
         } else {
             labels
                 .iter()
-                .map(|l| format!("`{l}`").replace("`(map labels)`", "the map's labels"))
+                .map(|l| match *l {
+                    "(map labels)" => "the map's labels".to_owned(),
+                    "source (reported maps)" => "`source` (reported maps)".to_owned(),
+                    l => format!("`{l}`"),
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
         };

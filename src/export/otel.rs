@@ -35,6 +35,7 @@ use opentelemetry_sdk::trace::{SdkTracerProvider, Tracer};
 use opentelemetry_sdk::Resource;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use crate::export::SnapshotSource;
 use crate::registry::{
     CapturedContext, Event, GrowthFinished, GrowthStarted, MapId, MisuseEvent, Registry,
     TracingHooks,
@@ -125,7 +126,11 @@ impl OtelConfig {
     /// assert!(off.endpoint.is_none() && off.disabled.is_some());
     /// ```
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, OtelError> {
-        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
         let mut config = OtelConfig {
             endpoint: None,
             protocol: Protocol::HttpProtobuf,
@@ -294,6 +299,17 @@ pub fn init(registry: &Registry) -> Result<OtelGuard, OtelError> {
 
 /// Sets up tracing export from an explicit configuration.
 pub fn init_with(registry: &Registry, config: OtelConfig) -> Result<OtelGuard, OtelError> {
+    init_with_sources(registry, Vec::new(), config)
+}
+
+/// Like [`init_with`], and also turns the events of `sources` into spans:
+/// the sidecar passes its store of client reports, whose misuse events
+/// carry the client's trace and span ids.
+pub fn init_with_sources(
+    registry: &Registry,
+    sources: Vec<Arc<dyn SnapshotSource>>,
+    config: OtelConfig,
+) -> Result<OtelGuard, OtelError> {
     let Some(endpoint) = config.endpoint.clone() else {
         return Ok(OtelGuard {
             provider: None,
@@ -314,19 +330,23 @@ pub fn init_with(registry: &Registry, config: OtelConfig) -> Result<OtelGuard, O
     let stop = Arc::new(AtomicBool::new(false));
     let pump = {
         let (stop, registry) = (stop.clone(), registry.clone());
+        let mut all: Vec<Arc<dyn SnapshotSource>> = vec![Arc::new(registry.clone())];
+        all.extend(sources);
         let mut pump = Pump::new(tracer, config.misuse_per_second);
         let interval = config.poll_interval;
         std::thread::Builder::new()
             .name("mapscope-otel".into())
             .spawn(move || {
-                let mut cursor = 0;
+                let mut cursors = vec![0; all.len()];
                 loop {
                     let stopping = stop.load(Ordering::Relaxed);
-                    let batch = registry.events_since(cursor);
-                    cursor = batch.next;
-                    let suppressed = pump.handle(batch.events.into_iter().map(|r| r.event));
-                    if suppressed > 0 {
-                        registry.record_suppressed(suppressed);
+                    for (source, cursor) in all.iter().zip(cursors.iter_mut()) {
+                        let batch = source.events_since(*cursor);
+                        *cursor = batch.next;
+                        let suppressed = pump.handle(batch.events.into_iter().map(|r| r.event));
+                        if suppressed > 0 {
+                            registry.record_suppressed(suppressed);
+                        }
                     }
                     if stopping {
                         break;
@@ -405,7 +425,10 @@ fn current_context() -> Option<Context> {
 fn misuse_attributes(event: &MisuseEvent) -> Vec<KeyValue> {
     let mut attributes = map_attributes(&event.map);
     attributes.push(KeyValue::new("mapscope.misuse.kind", event.kind.as_str()));
-    attributes.push(KeyValue::new("mapscope.misuse.details", event.details.clone()));
+    attributes.push(KeyValue::new(
+        "mapscope.misuse.details",
+        event.details.clone(),
+    ));
     if event.kind.is_error() {
         attributes.push(KeyValue::new("error.type", event.kind.as_str()));
     }
@@ -450,7 +473,10 @@ fn map_attributes(map: &MapId) -> Vec<KeyValue> {
         attributes.push(KeyValue::new("mapscope.source", source.to_string()));
     }
     for (name, value) in map.labels.iter() {
-        attributes.push(KeyValue::new(format!("mapscope.map.label.{name}"), value.clone()));
+        attributes.push(KeyValue::new(
+            format!("mapscope.map.label.{name}"),
+            value.clone(),
+        ));
     }
     attributes
 }
@@ -522,9 +548,15 @@ impl Pump {
             KeyValue::new("mapscope.growth.kind", finished.kind.as_str()),
             KeyValue::new("mapscope.buckets.before", finished.old_buckets as i64),
             KeyValue::new("mapscope.buckets.after", finished.new_buckets as i64),
-            KeyValue::new("mapscope.entries.at_start", finished.entries_at_start as i64),
+            KeyValue::new(
+                "mapscope.entries.at_start",
+                finished.entries_at_start as i64,
+            ),
             KeyValue::new("mapscope.entries.at_end", finished.entries as i64),
-            KeyValue::new("mapscope.evacuated_old_buckets", finished.old_buckets as i64),
+            KeyValue::new(
+                "mapscope.evacuated_old_buckets",
+                finished.old_buckets as i64,
+            ),
             KeyValue::new("mapscope.helping_writes", finished.helping_writes as i64),
             KeyValue::new(
                 "mapscope.evacuation.work_seconds",

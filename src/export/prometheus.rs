@@ -16,7 +16,7 @@ use super::catalog::{self, MetricDef, MetricType, Scope, CATALOG};
 use super::SnapshotSource;
 use crate::detect::MisuseKind;
 use crate::map::GrowthKind;
-use crate::registry::{Event, MapSnapshot, Registry};
+use crate::registry::{Event, IngestStats, MapSnapshot, Registry};
 
 /// The `Content-Type` of the text exposition format. Prometheus 3 fails a
 /// scrape without an explicit version.
@@ -97,7 +97,7 @@ impl MapscopeCollector {
             .map(|m| {
                 let mut labels: Vec<String> = match m.scope {
                     Scope::Map => vec!["map".into()],
-                    Scope::Process => vec![],
+                    Scope::Process | Scope::Ingest => vec![],
                 };
                 labels.extend(m.labels.iter().map(|l| l.to_string()));
                 // UNWRAP: catalog names, help and labels are valid; a unit test renders them all.
@@ -261,6 +261,36 @@ fn map_samples(def: &MetricDef, map: &MapSnapshot, out: &mut Vec<Metric>) {
     }
 }
 
+/// The sidecar's own series.
+fn ingest_samples(def: &MetricDef, ingest: &[&IngestStats], out: &mut Vec<Metric>) {
+    match *def {
+        catalog::SOURCES => {
+            let count: usize = ingest.iter().map(|i| i.sources.len()).sum();
+            out.push(sample(def, vec![], count as f64));
+        }
+        catalog::SOURCE_LAST_REPORT_TIMESTAMP_SECONDS => {
+            for (source, at) in ingest.iter().flat_map(|i| &i.sources) {
+                out.push(sample(def, vec![label("source", source)], *at));
+            }
+        }
+        catalog::INGEST_REQUESTS_TOTAL => {
+            for (code, count) in ingest.iter().flat_map(|i| &i.requests) {
+                out.push(sample(
+                    def,
+                    vec![label("code", &code.to_string())],
+                    *count as f64,
+                ));
+            }
+        }
+        catalog::INGEST_REJECTED_TOTAL => {
+            for (reason, count) in ingest.iter().flat_map(|i| &i.rejected) {
+                out.push(sample(def, vec![label("reason", reason)], *count as f64));
+            }
+        }
+        other => unreachable!("ingest metric {} is declared but not exported", other.name),
+    }
+}
+
 impl Collector for MapscopeCollector {
     fn desc(&self) -> Vec<&Desc> {
         self.descs.iter().collect()
@@ -270,8 +300,10 @@ impl Collector for MapscopeCollector {
         let snapshots: Vec<_> = self.sources.iter().map(|s| s.snapshot()).collect();
         let histogram = self.update_histogram();
         let maps = || snapshots.iter().flat_map(|s| s.maps.iter());
+        let ingest: Vec<_> = snapshots.iter().filter_map(|s| s.ingest.as_ref()).collect();
         CATALOG
             .iter()
+            .filter(|def| def.scope != Scope::Ingest || !ingest.is_empty())
             .map(|def| {
                 let mut family = MetricFamily::default();
                 family.set_name(def.name.to_owned());
@@ -284,6 +316,7 @@ impl Collector for MapscopeCollector {
                 let mut metrics = Vec::new();
                 match def.scope {
                     Scope::Map => maps().for_each(|map| map_samples(def, map, &mut metrics)),
+                    Scope::Ingest => ingest_samples(def, &ingest, &mut metrics),
                     Scope::Process => match *def {
                         catalog::GROWTH_DURATION_SECONDS => {
                             for kind in GrowthKind::ALL {
@@ -323,8 +356,10 @@ impl Collector for MapscopeCollector {
                         catalog::TRACE_EVENTS_SUPPRESSED_TOTAL => metrics.push(sample(
                             def,
                             vec![],
-                            snapshots.iter().map(|s| s.trace_events_suppressed).sum::<u64>()
-                                as f64,
+                            snapshots
+                                .iter()
+                                .map(|s| s.trace_events_suppressed)
+                                .sum::<u64>() as f64,
                         )),
                         catalog::BUILD_INFO => metrics.push(sample(
                             def,

@@ -8,8 +8,8 @@ use std::time::{Instant, SystemTime};
 use crate::map::{FinishedGrowth, MapStats, Observer};
 
 use super::events::{CapturedContext, Event, GrowthFinished, GrowthStarted, MapId, MisuseEvent};
-use crate::detect::MisuseKind;
 use super::publish::SharedStats;
+use crate::detect::MisuseKind;
 
 /// How a tracing integration hooks into a registry's maps. Both functions
 /// run in the thread of the map operation that triggered them, and only at

@@ -22,7 +22,6 @@ mod events;
 mod publish;
 mod snapshot;
 
-pub use self::EventBatch as Batch;
 pub use builder::MapBuilder;
 pub use entry::TracingHooks;
 pub use error::{
@@ -31,7 +30,7 @@ pub use error::{
 pub use events::{
     CapturedContext, Event, EventRecord, GrowthFinished, GrowthStarted, MapId, MisuseEvent,
 };
-pub use snapshot::{MapSnapshot, RegistrySnapshot};
+pub use snapshot::{IngestStats, MapSnapshot, RegistrySnapshot};
 
 use entry::{EventSink, MapEntry};
 
@@ -234,7 +233,10 @@ impl Registry {
 
     /// Counts misuse events that the tracing rate limit kept from tracing.
     pub fn record_suppressed(&self, count: u64) {
-        self.inner.sink.suppressed.fetch_add(count, Ordering::Relaxed);
+        self.inner
+            .sink
+            .suppressed
+            .fetch_add(count, Ordering::Relaxed);
     }
 
     /// The default detector thresholds of this registry.
@@ -409,6 +411,7 @@ impl Registry {
             overflow_folds: state.overflow_folds,
             registrations: state.registrations,
             recent_events: state.recent.iter().cloned().collect(),
+            ingest: None,
         }
     }
 

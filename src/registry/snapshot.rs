@@ -1,5 +1,7 @@
 //! What exporters read: a registry's maps at one moment.
 
+use std::collections::BTreeMap;
+
 use crate::detect::{Condition, MisuseKind};
 use crate::map::MapStats;
 
@@ -52,6 +54,8 @@ pub struct RegistrySnapshot {
     pub registrations: u64,
     /// The most recent events, oldest first.
     pub recent_events: Vec<EventRecord>,
+    /// The sidecar's ingest statistics (only from its store of reported maps).
+    pub ingest: Option<IngestStats>,
 }
 
 impl RegistrySnapshot {
@@ -59,4 +63,17 @@ impl RegistrySnapshot {
     pub fn map(&self, name: &str) -> Option<&MapSnapshot> {
         self.maps.iter().find(|m| &*m.id.name == name)
     }
+}
+
+/// The sidecar's ingest statistics, for the `mapscope_sources`, `..._last_report_...`,
+/// `mapscope_ingest_requests_total` and `mapscope_ingest_rejected_total` metrics.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct IngestStats {
+    /// Each source label and the Unix time of its last report.
+    pub sources: Vec<(String, f64)>,
+    /// Requests by HTTP status code.
+    pub requests: BTreeMap<u16, u64>,
+    /// Rejected requests by reason.
+    pub rejected: BTreeMap<String, u64>,
 }
