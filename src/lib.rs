@@ -47,6 +47,7 @@ pub mod http;
 pub mod ingest;
 pub mod map;
 pub mod registry;
+pub mod reporter;
 
 pub use detect::{Condition, DetectorConfig, MisuseKind};
 #[cfg(feature = "otel")]
@@ -56,3 +57,4 @@ pub use map::{DefaultHashBuilder, Entry, Growth, GrowthKind, InstrumentedMap, Ma
 pub use registry::{
     Event, MapBuilder, MapSnapshot, RegisterError, Registry, RegistryBuilder, RegistrySnapshot,
 };
+pub use reporter::Reporter;

@@ -358,13 +358,15 @@ pub fn check(report: &Report, limits: &Limits) -> Result<(), Rejection> {
                 check_seconds(format!("{at}.duration_seconds"), duration)?;
                 match event.growth_kind.as_deref() {
                     None | Some("double" | "same_size" | "shrink") => {}
-                    Some(other) => return Err(Rejection::bad(
-                        "invalid_value",
-                        format!("{at}.growth_kind"),
-                        format!(
+                    Some(other) => {
+                        return Err(Rejection::bad(
+                            "invalid_value",
+                            format!("{at}.growth_kind"),
+                            format!(
                             "{at}.growth_kind must be double, same_size or shrink, got {other:?}"
                         ),
-                    )),
+                        ))
+                    }
                 }
             }
             "misuse" => {
