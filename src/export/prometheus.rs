@@ -375,6 +375,9 @@ impl Collector for MapscopeCollector {
                 family.set_metric(metrics);
                 family
             })
+            // The text format has no way to say "no samples"; a family
+            // without any (no reported source yet) is left out.
+            .filter(|family| !family.get_metric().is_empty())
             .collect()
     }
 }
