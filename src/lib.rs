@@ -58,3 +58,8 @@ pub use registry::{
     Event, MapBuilder, MapSnapshot, RegisterError, Registry, RegistryBuilder, RegistrySnapshot,
 };
 pub use reporter::Reporter;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
