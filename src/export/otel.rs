@@ -164,14 +164,19 @@ impl OtelConfig {
                 });
             }
         }
-        let protocol = get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-            .or_else(|| get("OTEL_EXPORTER_OTLP_PROTOCOL"));
+        let (variable, protocol) = match get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") {
+            Some(value) => ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", Some(value)),
+            None => (
+                "OTEL_EXPORTER_OTLP_PROTOCOL",
+                get("OTEL_EXPORTER_OTLP_PROTOCOL"),
+            ),
+        };
         config.protocol = match protocol.as_deref() {
             None | Some("http/protobuf") => Protocol::HttpProtobuf,
             Some("grpc") if cfg!(feature = "grpc") => Protocol::Grpc,
             Some(other) => {
                 return Err(OtelError::Unsupported {
-                    variable: "OTEL_EXPORTER_OTLP_PROTOCOL",
+                    variable,
                     value: other.to_owned(),
                     hint: "use http/protobuf (or grpc with mapscope's `grpc` cargo feature)",
                 })
@@ -317,13 +322,28 @@ pub fn init_with_sources(
             disabled: config.disabled.clone(),
         });
     };
+    if endpoint.starts_with("https://") && config.protocol == Protocol::HttpProtobuf {
+        return Err(OtelError::Unsupported {
+            variable: "OTEL_EXPORTER_OTLP_ENDPOINT",
+            value: endpoint,
+            hint: "mapscope's OTLP/HTTP exporter is built without TLS: send to a local collector over http:// (the usual sidecar or node-agent setup), which forwards over TLS",
+        });
+    }
     let provider = build_provider(&endpoint, config.protocol)?;
     if config.set_global {
         opentelemetry::global::set_tracer_provider(provider.clone());
     }
     let tracer = provider.tracer(SCOPE);
     registry.set_tracing_hooks(TracingHooks {
-        capture: Box::new(|| current_context().map(|cx| Arc::new(cx) as CapturedContext)),
+        // Only the span context is kept: holding the whole Context would hold
+        // the application's span open until the event left the registry.
+        capture: Box::new(|| {
+            current_context().map(|cx| {
+                let parent =
+                    Context::new().with_remote_span_context(cx.span().span_context().clone());
+                Arc::new(parent) as CapturedContext
+            })
+        }),
         record_misuse: Box::new(record_on_current_span),
         misuse_per_second: config.misuse_per_second,
     });
@@ -537,6 +557,10 @@ impl Pump {
             .as_ref()
             .and_then(|s| s.context.as_ref())
             .and_then(|cx| cx.downcast_ref::<Context>().cloned())
+            .or_else(|| {
+                let (trace_id, span_id) = finished.trace.as_ref()?;
+                remote_parent(trace_id, span_id)
+            })
             .unwrap_or_default();
         let finished_by = if finished.completed_explicitly {
             "complete_growth"
@@ -555,7 +579,7 @@ impl Pump {
             KeyValue::new("mapscope.entries.at_end", finished.entries as i64),
             KeyValue::new(
                 "mapscope.evacuated_old_buckets",
-                finished.old_buckets as i64,
+                finished.evacuated_old_buckets as i64,
             ),
             KeyValue::new("mapscope.helping_writes", finished.helping_writes as i64),
             KeyValue::new(

@@ -329,6 +329,8 @@ impl IngestStore {
                     helping_writes: 0,
                     evacuation_work: Duration::ZERO,
                     completed_explicitly: false,
+                    evacuated_old_buckets: 0,
+                    trace,
                 })
             } else {
                 let kind = event

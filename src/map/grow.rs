@@ -321,6 +321,7 @@ impl<K, V> RawMap<K, V> {
             helping_writes: growth.helping_writes,
             work: growth.work,
             completed_explicitly: growth.completed_explicitly,
+            evacuated_old_buckets: growth.evacuated,
         };
         if let Some(observer) = &self.observed.observer {
             observer.growth_finished(&finished, &self.stats());

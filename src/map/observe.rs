@@ -34,6 +34,7 @@ pub(crate) struct FinishedGrowth {
     pub(crate) helping_writes: u64,
     pub(crate) work: std::time::Duration,
     pub(crate) completed_explicitly: bool,
+    pub(crate) evacuated_old_buckets: usize,
 }
 
 /// Receives a map's stats and growth events; implemented by the registry.

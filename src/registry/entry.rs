@@ -163,6 +163,8 @@ impl Observer for MapEntry {
             helping_writes: growth.helping_writes,
             evacuation_work: growth.work,
             completed_explicitly: growth.completed_explicitly,
+            evacuated_old_buckets: growth.evacuated_old_buckets,
+            trace: None,
         }));
     }
 

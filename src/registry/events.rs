@@ -69,6 +69,12 @@ pub struct GrowthFinished {
     pub evacuation_work: Duration,
     /// Whether `complete_growth()` finished it (rather than writes).
     pub completed_explicitly: bool,
+    /// Old buckets evacuated: all of them, unless `clear`, `drain` or
+    /// `into_iter` abandoned the growth.
+    pub evacuated_old_buckets: usize,
+    /// The trace and span the growth belongs to (32 and 16 hex digits),
+    /// when a client reported them.
+    pub trace: Option<(String, String)>,
 }
 
 /// A detector fired, or a client reported misuse.
