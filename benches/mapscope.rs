@@ -6,11 +6,14 @@
 //!   (`benches/mapscope/latency.rs`);
 //! - `registered`: the same operations on a registered, observed map and
 //!   on a `.build()` one (`benches/mapscope/registered.rs`);
+//! - `scrape`: `MapscopeCollector::render()` over 1,000 and 10,000
+//!   registered maps, and the memory of a registered map
+//!   (`benches/mapscope/scrape.rs`);
 //! - `memory`: bytes per entry at 1e6 entries, steady and at the peak of a
 //!   growth, from a counting allocator (`benches/mapscope/memory.rs`).
 //!
 //! `cargo bench --bench mapscope` runs all three. Choose parts with
-//! `MAPSCOPE_BENCH=compare,registered,latency,memory` (any subset), or pass a filter:
+//! `MAPSCOPE_BENCH=compare,registered,scrape,latency,memory` (any subset), or pass a filter:
 //! a criterion filter (`-- u64/lookup_hit/`) runs only the matching
 //! criterion benchmarks, and the filters `latency` and `memory` run only
 //! that part. `MAPSCOPE_LATENCY_KEYS`, `MAPSCOPE_LATENCY_RUNS` and
@@ -34,11 +37,14 @@ mod latency;
 mod memory;
 #[path = "mapscope/registered.rs"]
 mod registered;
+#[path = "mapscope/scrape.rs"]
+mod scrape;
 
 /// Which parts to run, and how large.
 struct Plan {
     compare: bool,
     registered: bool,
+    scrape: bool,
     latency: bool,
     memory: bool,
     /// Criterion's `--list`: name the custom parts instead of running them.
@@ -90,6 +96,7 @@ impl Plan {
         let mut plan = Plan {
             compare: true,
             registered: true,
+            scrape: true,
             latency: true,
             memory: true,
             list: has("--list"),
@@ -100,20 +107,27 @@ impl Plan {
         if let Ok(parts) = std::env::var("MAPSCOPE_BENCH") {
             plan.compare = false;
             plan.registered = false;
+            plan.scrape = false;
             plan.latency = false;
             plan.memory = false;
             for part in parts.split(',').map(str::trim).filter(|p| !p.is_empty()) {
                 match part {
                     "compare" => plan.compare = true,
                     "registered" => plan.registered = true,
+                    "scrape" => plan.scrape = true,
                     "latency" => plan.latency = true,
                     "memory" => plan.memory = true,
                     "all" => {
-                        (plan.compare, plan.registered, plan.latency, plan.memory) =
-                            (true, true, true, true)
+                        (
+                            plan.compare,
+                            plan.registered,
+                            plan.scrape,
+                            plan.latency,
+                            plan.memory,
+                        ) = (true, true, true, true, true)
                     }
                     other => {
-                        eprintln!("MAPSCOPE_BENCH: unknown part {other:?} (expected compare, registered, latency, memory or all)");
+                        eprintln!("MAPSCOPE_BENCH: unknown part {other:?} (expected compare, registered, scrape, latency, memory or all)");
                         std::process::exit(2);
                     }
                 }
@@ -123,6 +137,7 @@ impl Plan {
             plan.memory = filter.contains("memory");
             plan.compare = !(plan.latency || plan.memory);
             plan.registered = plan.compare;
+            plan.scrape = plan.compare;
         }
         plan
     }
@@ -144,13 +159,16 @@ fn env_count(name: &str, default: usize) -> usize {
 
 fn main() {
     let plan = Plan::from_env_and_args();
-    if plan.compare || plan.registered {
+    if plan.compare || plan.registered || plan.scrape {
         let mut criterion = Criterion::default().configure_from_args();
         if plan.compare {
             compare::benches(&mut criterion);
         }
         if plan.registered {
             registered::benches(&mut criterion);
+        }
+        if plan.scrape {
+            scrape::benches(&mut criterion, plan.test);
         }
         criterion.final_summary();
     }

@@ -22,7 +22,13 @@ impl Drop for Demo {
 
 fn start_demo(tick_ms: u32) -> Demo {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mapscope"))
-        .args(["demo", "--listen", "127.0.0.1:0", "--ingest-listen", "127.0.0.1:0"])
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--ingest-listen",
+            "127.0.0.1:0",
+        ])
         .args(["--tick", &tick_ms.to_string(), "--log-format", "json"])
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
         .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
@@ -107,7 +113,10 @@ fn every_scenario_shows_up_and_sigterm_stops_the_demo() {
             .unwrap_or_default();
         seen_active.extend(positive(&text, "mapscope_map_condition_active"));
         seen_counted.extend(positive(&text, "mapscope_map_misuse_events_total"));
-        for line in text.lines().filter(|l| l.starts_with("mapscope_map_entries{")) {
+        for line in text
+            .lines()
+            .filter(|l| l.starts_with("mapscope_map_entries{"))
+        {
             if let Some(start) = line.find("map=\"") {
                 let rest = &line[start + 5..];
                 maps.insert(rest[..rest.find('"').unwrap()].to_owned());
@@ -118,8 +127,19 @@ fn every_scenario_shows_up_and_sigterm_stops_the_demo() {
         }
         std::thread::sleep(Duration::from_millis(250));
     }
-    for map in ["orders", "sessions", "user_cache", "routes", "events", "snapshot", "carts"] {
-        assert!(maps.contains(map), "map {map} never appeared; last scrape:\n{text}");
+    for map in [
+        "orders",
+        "sessions",
+        "user_cache",
+        "routes",
+        "events",
+        "snapshot",
+        "carts",
+    ] {
+        assert!(
+            maps.contains(map),
+            "map {map} never appeared; last scrape:\n{text}"
+        );
     }
     let missing: Vec<_> = expected.difference(&seen_active).collect();
     assert!(missing.is_empty(), "never active: {missing:?}");
@@ -139,7 +159,10 @@ fn every_scenario_shows_up_and_sigterm_stops_the_demo() {
             assert!(status.success(), "the demo exited with {status} on SIGTERM");
             break;
         }
-        assert!(Instant::now() < deadline, "the demo did not exit within 20 s of SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "the demo did not exit within 20 s of SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
