@@ -6,7 +6,7 @@
 //! continues from the next report's totals. Stale sources are swept by a
 //! timer ([`IngestStore::sweep`]), never during a scrape.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -14,12 +14,12 @@ use axum::http::StatusCode;
 
 use super::protocol::{Report, ReportAccepted, ReportedMap};
 use super::validate::{parse_rfc3339, Limits, Rejection};
-use crate::detect::{Condition, DetectorConfig, DetectorState, MisuseKind, Transition};
+use crate::detect::{Condition, DetectorConfig, DetectorState, MisuseKind};
 use crate::export::SnapshotSource;
 use crate::map::{Growth, GrowthKind, MapStats};
 use crate::registry::{
-    Event, EventBatch, EventRecord, GrowthFinished, IngestStats, MapId, MapSnapshot, MisuseEvent,
-    RegistrySnapshot,
+    transition_event, Event, EventBatch, EventRing, GrowthFinished, IngestStats, MapId,
+    MapSnapshot, MisuseEvent, RegistrySnapshot,
 };
 
 struct RemoteMap {
@@ -51,15 +51,13 @@ struct State {
     sources: BTreeMap<(String, String), Source>,
     requests: BTreeMap<u16, u64>,
     rejected: BTreeMap<String, u64>,
-    recent: VecDeque<EventRecord>,
-    next_seq: u64,
+    events: EventRing,
 }
 
 /// Every source's maps, as the sidecar last heard them.
 pub struct IngestStore {
     limits: Limits,
     detectors: DetectorConfig,
-    recent_events: usize,
     state: Mutex<State>,
 }
 
@@ -122,17 +120,6 @@ fn stats_of(map: &ReportedMap) -> MapStats {
 }
 
 impl State {
-    fn push_event(&mut self, event: Event, keep: usize) {
-        self.recent.push_back(EventRecord {
-            seq: self.next_seq,
-            event,
-        });
-        self.next_seq += 1;
-        while self.recent.len() > keep {
-            self.recent.pop_front();
-        }
-    }
-
     /// The `source` label: the app, or app/instance while several
     /// instances of the app report.
     fn label(&self, app: &str, instance: &str) -> String {
@@ -151,13 +138,11 @@ impl IngestStore {
         IngestStore {
             limits,
             detectors,
-            recent_events: 4096,
             state: Mutex::new(State {
                 sources: BTreeMap::new(),
                 requests: BTreeMap::new(),
                 rejected: BTreeMap::new(),
-                recent: VecDeque::new(),
-                next_seq: 0,
+                events: EventRing::new(4096),
             }),
         }
     }
@@ -184,7 +169,6 @@ impl IngestStore {
     /// whole report takes effect or (too many sources) none of it.
     pub fn apply(&self, report: Report) -> Result<ReportAccepted, Rejection> {
         let now = Instant::now();
-        let keep = self.recent_events;
         let mut state = self.lock();
         let key = (report.source.app.clone(), report.source.instance.clone());
         if !state.sources.contains_key(&key) && state.sources.len() >= self.limits.max_sources {
@@ -355,7 +339,7 @@ impl IngestStore {
                     traced: false,
                 })
             };
-            state.push_event(converted, keep);
+            state.events.push(converted);
         }
         Ok(ReportAccepted {
             status: "accepted".into(),
@@ -412,7 +396,6 @@ impl IngestStore {
 impl SnapshotSource for IngestStore {
     fn snapshot(&self) -> RegistrySnapshot {
         let now = Instant::now();
-        let keep = self.recent_events;
         let mut state = self.lock();
         let labels: BTreeMap<(String, String), Arc<str>> = state
             .sources
@@ -475,21 +458,8 @@ impl SnapshotSource for IngestStore {
             }
         }
         for (map, transition) in fired {
-            if let Transition::Fired(condition) = transition {
-                tracing::warn!(map = %map.name, source = ?map.source, kind = %condition.kind, details = %condition.details, "mapscope condition fired");
-                state.push_event(
-                    Event::Misuse(MisuseEvent {
-                        map,
-                        kind: condition.kind,
-                        details: condition.details,
-                        at: SystemTime::now(),
-                        value: condition.value,
-                        trace: None,
-                        context: None,
-                        traced: false,
-                    }),
-                    keep,
-                );
+            if let Some(event) = transition_event(map, transition) {
+                state.events.push(event);
             }
         }
         maps.sort_by(|a, b| {
@@ -505,17 +475,6 @@ impl SnapshotSource for IngestStore {
     }
 
     fn events_since(&self, cursor: u64) -> EventBatch {
-        let state = self.lock();
-        let oldest = state.recent.front().map_or(state.next_seq, |r| r.seq);
-        EventBatch {
-            events: state
-                .recent
-                .iter()
-                .filter(|r| r.seq >= cursor)
-                .cloned()
-                .collect(),
-            next: state.next_seq,
-            missed: oldest.saturating_sub(cursor),
-        }
+        self.lock().events.since(cursor)
     }
 }

@@ -1,5 +1,6 @@
 //! Events maps emit, and the bounded queue that carries them.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -131,4 +132,63 @@ pub struct EventRecord {
     pub seq: u64,
     /// The event.
     pub event: Event,
+}
+
+/// New events since a reader's cursor. See [`Registry::events_since`](crate::Registry::events_since).
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct EventBatch {
+    /// The events, oldest first.
+    pub events: Vec<EventRecord>,
+    /// The cursor to pass next time.
+    pub next: u64,
+    /// Events the reader missed because they left the recent-events window.
+    pub missed: u64,
+}
+
+/// The most recent events, numbered, for readers with their own cursors.
+#[derive(Debug)]
+pub(crate) struct EventRing {
+    recent: VecDeque<EventRecord>,
+    next_seq: u64,
+    keep: usize,
+}
+
+impl EventRing {
+    pub(crate) fn new(keep: usize) -> Self {
+        EventRing {
+            recent: VecDeque::new(),
+            next_seq: 0,
+            keep: keep.max(1),
+        }
+    }
+
+    pub(crate) fn push(&mut self, event: Event) {
+        self.recent.push_back(EventRecord {
+            seq: self.next_seq,
+            event,
+        });
+        self.next_seq += 1;
+        while self.recent.len() > self.keep {
+            self.recent.pop_front();
+        }
+    }
+
+    pub(crate) fn since(&self, cursor: u64) -> EventBatch {
+        let oldest = self.recent.front().map_or(self.next_seq, |r| r.seq);
+        EventBatch {
+            events: self
+                .recent
+                .iter()
+                .filter(|r| r.seq >= cursor)
+                .cloned()
+                .collect(),
+            next: self.next_seq,
+            missed: oldest.saturating_sub(cursor),
+        }
+    }
+
+    pub(crate) fn records(&self) -> Vec<EventRecord> {
+        self.recent.iter().cloned().collect()
+    }
 }

@@ -6,7 +6,7 @@
 //! and returns a [`RegistrySnapshot`]. Prometheus, OpenTelemetry, the
 //! reporter and the JSON API all read snapshots and nothing else.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -27,8 +27,10 @@ pub use entry::TracingHooks;
 pub use error::{
     validate, validate_label_name, RegisterError, MAX_LABELS, MAX_VALUE_BYTES, RESERVED_LABELS,
 };
+pub(crate) use events::EventRing;
 pub use events::{
-    CapturedContext, Event, EventRecord, GrowthFinished, GrowthStarted, MapId, MisuseEvent,
+    CapturedContext, Event, EventBatch, EventRecord, GrowthFinished, GrowthStarted, MapId,
+    MisuseEvent,
 };
 pub use snapshot::{IngestStats, MapSnapshot, RegistrySnapshot};
 
@@ -105,6 +107,7 @@ impl RegistryBuilder {
     /// Builds the registry.
     pub fn build(self) -> Registry {
         let (tx, rx) = sync_channel(self.event_queue);
+        let events = EventRing::new(self.recent_events);
         let sink = Arc::new(EventSink {
             tx,
             dropped: Default::default(),
@@ -121,8 +124,7 @@ impl RegistryBuilder {
                     keys: HashMap::new(),
                     next_id: 0,
                     events_rx: rx,
-                    recent: VecDeque::new(),
-                    next_seq: 0,
+                    events,
                     overflow_folds: 0,
                     registrations: 0,
                     retired: None,
@@ -170,8 +172,7 @@ struct State {
     keys: HashMap<MapKey, u64>,
     next_id: u64,
     events_rx: Receiver<Event>,
-    recent: VecDeque<EventRecord>,
-    next_seq: u64,
+    events: EventRing,
     overflow_folds: u64,
     registrations: u64,
     /// Counters of folded maps whose grace period ended, kept so the
@@ -187,18 +188,6 @@ struct Registered {
     folded: bool,
     last: MapStats,
     growth_started_ns: u64,
-}
-
-/// New events since a reader's cursor. See [`Registry::events_since`].
-#[derive(Debug, Clone, Default)]
-#[non_exhaustive]
-pub struct EventBatch {
-    /// The events, oldest first.
-    pub events: Vec<EventRecord>,
-    /// The cursor to pass next time.
-    pub next: u64,
-    /// Events the reader missed because they left the recent-events window.
-    pub missed: u64,
 }
 
 impl Default for Registry {
@@ -321,7 +310,7 @@ impl Registry {
         let sink = &self.inner.sink;
         let grace = self.inner.config.grace_period;
         let mut state = self.lock();
-        state.drain_queue(self.inner.config.recent_events);
+        state.drain_queue();
         let mut maps = Vec::with_capacity(state.maps.len());
         let mut overflow: Option<MapSnapshot> = None;
         let mut expired = Vec::new();
@@ -400,7 +389,7 @@ impl Registry {
             }
         }
         for (map, transition) in fired {
-            state.record_transition(map, transition, self.inner.config.recent_events);
+            state.record_transition(map, transition);
         }
         maps.sort_by(|a, b| (&a.id.name, &a.id.labels).cmp(&(&b.id.name, &b.id.labels)));
         maps.extend(overflow);
@@ -410,7 +399,7 @@ impl Registry {
             trace_events_suppressed: sink.suppressed.load(Ordering::Relaxed),
             overflow_folds: state.overflow_folds,
             registrations: state.registrations,
-            recent_events: state.recent.iter().cloned().collect(),
+            recent_events: state.events.records(),
             ingest: None,
         }
     }
@@ -426,66 +415,55 @@ impl Registry {
     /// ```
     pub fn events_since(&self, cursor: u64) -> EventBatch {
         let mut state = self.lock();
-        state.drain_queue(self.inner.config.recent_events);
-        let oldest = state.recent.front().map_or(state.next_seq, |r| r.seq);
-        let events: Vec<EventRecord> = state
-            .recent
-            .iter()
-            .filter(|r| r.seq >= cursor)
-            .cloned()
-            .collect();
-        EventBatch {
-            events,
-            next: state.next_seq,
-            missed: oldest.saturating_sub(cursor),
-        }
+        state.drain_queue();
+        state.events.since(cursor)
     }
 }
 
 impl State {
-    fn drain_queue(&mut self, keep: usize) {
+    fn drain_queue(&mut self) {
         while let Ok(event) = self.events_rx.try_recv() {
-            self.push_recent(event, keep);
+            self.events.push(event);
         }
     }
 
-    fn push_recent(&mut self, event: Event, keep: usize) {
-        self.recent.push_back(EventRecord {
-            seq: self.next_seq,
-            event,
-        });
-        self.next_seq += 1;
-        while self.recent.len() > keep {
-            self.recent.pop_front();
+    fn record_transition(&mut self, map: MapId, transition: Transition) {
+        if let Some(event) = transition_event(map, transition) {
+            self.events.push(event);
         }
     }
+}
 
-    fn record_transition(&mut self, map: MapId, transition: Transition, keep: usize) {
-        match transition {
-            Transition::Fired(condition) => {
-                tracing::warn!(
-                    map = %map.name,
-                    kind = %condition.kind,
-                    details = %condition.details,
-                    "mapscope condition fired"
-                );
-                self.push_recent(
-                    Event::Misuse(MisuseEvent {
-                        map,
-                        kind: condition.kind,
-                        details: condition.details,
-                        at: SystemTime::now(),
-                        value: condition.value,
-                        trace: None,
-                        context: None,
-                        traced: false,
-                    }),
-                    keep,
-                );
-            }
-            Transition::Cleared(kind) => {
-                tracing::info!(map = %map.name, kind = %kind, "mapscope condition cleared");
-            }
+/// Logs a detector transition; a firing becomes a misuse event.
+pub(crate) fn transition_event(map: MapId, transition: Transition) -> Option<Event> {
+    match transition {
+        Transition::Fired(condition) => {
+            tracing::warn!(
+                map = %map.name,
+                source = map.source.as_deref().unwrap_or(""),
+                kind = %condition.kind,
+                details = %condition.details,
+                "mapscope condition fired"
+            );
+            Some(Event::Misuse(MisuseEvent {
+                map,
+                kind: condition.kind,
+                details: condition.details,
+                at: SystemTime::now(),
+                value: condition.value,
+                trace: None,
+                context: None,
+                traced: false,
+            }))
+        }
+        Transition::Cleared(kind) => {
+            tracing::info!(
+                map = %map.name,
+                source = map.source.as_deref().unwrap_or(""),
+                kind = %kind,
+                "mapscope condition cleared"
+            );
+            None
         }
     }
 }
