@@ -182,15 +182,21 @@ impl Observer for MapEntry {
             context: None,
             traced: false,
         };
-        if let Some(hooks) = self.sink.hooks.get() {
-            if self.misuse_allowed(hooks.misuse_per_second) {
-                event.traced = (hooks.record_misuse)(&event);
-            } else {
-                self.sink.suppressed.fetch_add(1, Ordering::Relaxed);
-                event.traced = true; // not to be traced later either
-            }
+        // The crossing is a tracing signal: the detector counts the
+        // condition and reports it on its own. Without tracing hooks there is
+        // nothing to do; with them, it goes on the active span, or through
+        // the queue to become a standalone span.
+        let Some(hooks) = self.sink.hooks.get() else {
+            return;
+        };
+        if !self.misuse_allowed(hooks.misuse_per_second) {
+            self.sink.suppressed.fetch_add(1, Ordering::Relaxed);
+            return;
         }
-        self.sink.send(Event::Misuse(event));
+        event.traced = (hooks.record_misuse)(&event);
+        if !event.traced {
+            self.sink.send(Event::Misuse(event));
+        }
     }
 
     fn dropped(&self, stats: &MapStats) {
