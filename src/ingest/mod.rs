@@ -21,7 +21,7 @@ mod validate;
 
 pub use protocol::{ErrorBody, Report, ReportAccepted, PROTOCOL_VERSION};
 pub use sources::IngestStore;
-pub use validate::{check, parse_rfc3339, Limits, Rejection, MAX_SOURCE_BYTES};
+pub use validate::{check, parse_rfc3339, Limits, Rejection, MAX_SECONDS, MAX_SOURCE_BYTES};
 
 pub use crate::registry::IngestStats;
 

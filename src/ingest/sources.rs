@@ -185,7 +185,7 @@ impl IngestStore {
         }
         let ttl = report
             .interval_seconds
-            .map(|s| Duration::from_secs_f64(s * 3.0))
+            .and_then(|s| Duration::try_from_secs_f64(s * 3.0).ok())
             .unwrap_or_default()
             .max(self.limits.source_ttl);
         let source = state.sources.entry(key.clone()).or_insert_with(|| Source {
@@ -201,20 +201,37 @@ impl IngestStore {
             stale_since: None,
             maps: BTreeMap::new(),
         });
-        let new_incarnation = match (&source.started_at, &report.source.started_at) {
-            (Some(old), Some(new)) => old != new,
-            _ => false,
+        // Which process sent this report, relative to the one we know?
+        let parse = |t: &Option<String>| t.as_deref().and_then(parse_rfc3339);
+        let (known, sent) = (parse(&source.started_at), parse(&report.source.started_at));
+        let lower_seq = source.reports > 0 && report.seq < source.last_seq;
+        let restarted = match (known, sent) {
+            (Some(known), Some(sent)) if sent > known => true,
+            (Some(known), Some(sent)) if sent < known => {
+                // A late report from the process before the restart.
+                let label = state.label(&key.0, &key.1);
+                return Ok(ReportAccepted {
+                    status: "stale".into(),
+                    source: label,
+                    maps: report.maps.len(),
+                    events_accepted: 0,
+                    restarted: false,
+                });
+            }
+            (Some(_), Some(_)) => false,
+            // No start time to compare: a sequence going down is a restart.
+            _ => lower_seq,
         };
-        let restarted =
-            new_incarnation || (report.seq < source.last_seq && report.source.started_at.is_none());
         source.last_report = now;
         source.last_report_unix = unix_now();
         source.stale_since = None;
         source.ttl = ttl;
+        if report.source.started_at.is_some() {
+            source.started_at = report.source.started_at.clone();
+        }
         if restarted {
             // A new process: its counters start over, which Prometheus reads
             // as a counter reset; its seq and event seq start over too.
-            source.started_at = report.source.started_at.clone();
             source.last_event_seq = None;
             source.reports = 0;
         } else if source.reports > 0 && report.seq <= source.last_seq {
@@ -300,7 +317,8 @@ impl IngestStore {
             let at = parse_rfc3339(&event.at).unwrap_or_else(SystemTime::now);
             let trace = event.trace_id.clone().zip(event.span_id.clone());
             let converted = if event.kind == "growth" {
-                let duration = Duration::from_secs_f64(event.duration_seconds.unwrap_or(0.0));
+                let duration = Duration::try_from_secs_f64(event.duration_seconds.unwrap_or(0.0))
+                    .unwrap_or_default();
                 Event::GrowthFinished(GrowthFinished {
                     map,
                     kind: growth_kind(event.growth_kind.as_deref().unwrap_or("double")),

@@ -104,12 +104,20 @@ fn check_text(field: String, value: &str, max: usize) -> Result<(), Rejection> {
     Ok(())
 }
 
+/// Largest number of seconds a report may carry (about 31 years): far above
+/// any real duration, far below what a `Duration` overflows at.
+pub const MAX_SECONDS: f64 = 1e9;
+
 fn check_seconds(field: String, value: f64) -> Result<(), Rejection> {
-    if !value.is_finite() || value < 0.0 {
-        return Err(Rejection::bad(
+    if !value.is_finite() || !(0.0..=MAX_SECONDS).contains(&value) {
+        return Err(Rejection::new(
+            StatusCode::BAD_REQUEST,
             "invalid_number",
-            field.clone(),
-            format!("{field} must be a finite number of seconds >= 0, got {value}"),
+            format!(
+                "{field} must be a finite number of seconds from 0 to {MAX_SECONDS}, got {value}"
+            ),
+            Some(field),
+            (value > MAX_SECONDS).then_some(MAX_SECONDS as u64),
         ));
     }
     Ok(())
@@ -219,6 +227,16 @@ pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
 /// report that fails here.
 pub fn check(report: &Report, limits: &Limits) -> Result<(), Rejection> {
     check_text("source.app".into(), &report.source.app, MAX_SOURCE_BYTES)?;
+    if report.source.app.contains('/') {
+        // The `source` label is `app/instance` while several instances of
+        // an app report; a `/` in the app name could collide with that.
+        return Err(Rejection::bad(
+            "invalid_value",
+            "source.app".into(),
+            "source.app must not contain '/' (the source label joins app and instance with it)"
+                .into(),
+        ));
+    }
     check_text(
         "source.instance".into(),
         &report.source.instance,
