@@ -4,29 +4,24 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{
     Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType as ProtoType,
 };
-use prometheus::{Encoder, TextEncoder};
 
 use super::catalog::{self, MetricDef, MetricType, Scope, CATALOG};
 use super::SnapshotSource;
 use crate::detect::MisuseKind;
 use crate::map::GrowthKind;
-use crate::registry::{Event, IngestStats, MapSnapshot, Registry};
+use crate::registry::{GrowthDurations, MapSnapshot, Registry, RegistrySnapshot};
 
 /// The `Content-Type` of the text exposition format. Prometheus 3 fails a
 /// scrape without an explicit version.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Upper bounds of `mapscope_growth_duration_seconds`: from a small map's
-/// growth that busy writes finish in microseconds to a stalled one.
-pub const GROWTH_DURATION_BUCKETS: [f64; 14] = [
-    0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0,
-];
+pub use crate::registry::GROWTH_DURATION_BUCKETS;
 
 /// The crate version, for `mapscope_build_info`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -37,14 +32,6 @@ pub const REVISION: &str = match option_env!("MAPSCOPE_REVISION") {
     Some(revision) => revision,
     None => "unknown",
 };
-
-#[derive(Debug, Default)]
-struct GrowthHistogram {
-    cursors: Vec<u64>,
-    buckets: [[u64; GROWTH_DURATION_BUCKETS.len()]; 3],
-    sum: [f64; 3],
-    count: [u64; 3],
-}
 
 /// Reads every map of its sources at scrape time and turns them into the
 /// metric families of [`catalog::CATALOG`].
@@ -72,7 +59,6 @@ struct GrowthHistogram {
 pub struct MapscopeCollector {
     sources: Vec<Arc<dyn SnapshotSource>>,
     descs: Vec<Desc>,
-    histogram: Mutex<GrowthHistogram>,
 }
 
 impl fmt::Debug for MapscopeCollector {
@@ -105,58 +91,293 @@ impl MapscopeCollector {
                     .expect("catalog metric declarations are valid")
             })
             .collect();
-        MapscopeCollector {
-            histogram: Mutex::new(GrowthHistogram {
-                cursors: vec![0; sources.len()],
-                ..Default::default()
-            }),
-            sources,
-            descs,
-        }
+        MapscopeCollector { sources, descs }
     }
 
-    /// Renders the text exposition format. Blocking work: in async code run
-    /// it on a blocking thread (the HTTP router does).
+    /// Renders the text exposition format straight from the snapshots
+    /// (the same samples [`Collector::collect`] gives, without building
+    /// protobuf structures). Blocking work: in async code run it on a
+    /// blocking thread (the HTTP router does).
     pub fn render(&self) -> String {
-        let families = self.collect();
-        let mut out = Vec::with_capacity(4096);
-        // UNWRAP: writing to a Vec<u8> does not fail, and every family has a name and type.
-        TextEncoder::new()
-            .encode(&families, &mut out)
-            .expect("text encoding into memory does not fail");
-        // UNWRAP: the text encoder writes UTF-8.
-        String::from_utf8(out).expect("the text encoder writes UTF-8")
+        let snapshots: Vec<_> = self.sources.iter().map(|s| s.snapshot()).collect();
+        write_text(&snapshots)
     }
+}
 
-    fn update_histogram(&self) -> GrowthHistogram {
-        let mut h = self
-            .histogram
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        for (source, cursor) in self.sources.iter().zip(0..) {
-            let batch = source.events_since(h.cursors[cursor]);
-            h.cursors[cursor] = batch.next;
-            for record in batch.events {
-                if let Event::GrowthFinished(g) = record.event {
-                    let k = g.kind.index();
-                    let seconds = g.duration.as_secs_f64();
-                    for (i, bound) in GROWTH_DURATION_BUCKETS.iter().enumerate() {
-                        if seconds <= *bound {
-                            h.buckets[k][i] += 1;
-                        }
-                    }
-                    h.sum[k] += seconds;
-                    h.count[k] += 1;
+/// The growth-duration histogram of all sources together.
+fn durations(snapshots: &[RegistrySnapshot]) -> GrowthDurations {
+    let mut total = GrowthDurations::default();
+    for snapshot in snapshots {
+        total.merge(&snapshot.growth_durations);
+    }
+    total
+}
+
+/// A sample's labels: a map's identity plus at most one extra label, or a
+/// process-wide series' own labels.
+enum Labels<'a> {
+    Map(&'a MapSnapshot, Option<(&'static str, &'static str)>),
+    Plain(Vec<(&'static str, String)>),
+}
+
+impl Labels<'_> {
+    fn for_each(&self, mut f: impl FnMut(&str, &str)) {
+        match self {
+            Labels::Map(map, extra) => {
+                f("map", &map.id.name);
+                if let Some(source) = &map.id.source {
+                    f("source", source);
+                }
+                for (name, value) in map.id.labels.iter() {
+                    f(name, value);
+                }
+                if let Some((name, value)) = extra {
+                    f(name, value);
                 }
             }
-        }
-        GrowthHistogram {
-            cursors: Vec::new(),
-            buckets: h.buckets,
-            sum: h.sum,
-            count: h.count,
+            Labels::Plain(labels) => labels.iter().for_each(|(n, v)| f(n, v)),
         }
     }
+}
+
+/// The misuse kinds a map gets series for: detector kinds always, client
+/// kinds for maps reported by clients or once they have a count.
+fn kinds_for(map: &MapSnapshot) -> impl Iterator<Item = MisuseKind> + '_ {
+    MisuseKind::ALL.into_iter().filter(move |kind| {
+        !kind.is_error() || map.id.source.is_some() || map.misuse_count(*kind) > 0
+    })
+}
+
+/// Every sample of one non-histogram metric, in exposition order. The one
+/// place values are read from snapshots: the collector and the text writer
+/// both walk it.
+fn samples<'a>(
+    def: &MetricDef,
+    snapshots: &'a [RegistrySnapshot],
+    emit: &mut dyn FnMut(Labels<'a>, f64),
+) {
+    let maps = || snapshots.iter().flat_map(|s| s.maps.iter());
+    let ingest = || snapshots.iter().filter_map(|s| s.ingest.as_ref());
+    let total = |f: fn(&RegistrySnapshot) -> u64| snapshots.iter().map(f).sum::<u64>() as f64;
+    match def.scope {
+        Scope::Map => {
+            for map in maps() {
+                map_samples(def, map, &mut |extra, value| {
+                    emit(Labels::Map(map, extra), value)
+                });
+            }
+        }
+        Scope::Process | Scope::Ingest => match *def {
+            catalog::MAPS => emit(
+                Labels::Plain(vec![]),
+                snapshots.iter().map(|s| s.maps_registered).sum::<usize>() as f64,
+            ),
+            catalog::MAP_OVERFLOW_FOLDS_TOTAL => {
+                emit(Labels::Plain(vec![]), total(|s| s.overflow_folds))
+            }
+            catalog::EVENTS_DROPPED_TOTAL => {
+                emit(Labels::Plain(vec![]), total(|s| s.events_dropped))
+            }
+            catalog::TRACE_EVENTS_SUPPRESSED_TOTAL => {
+                emit(Labels::Plain(vec![]), total(|s| s.trace_events_suppressed))
+            }
+            catalog::BUILD_INFO => emit(
+                Labels::Plain(vec![
+                    ("version", VERSION.into()),
+                    ("revision", REVISION.into()),
+                ]),
+                1.0,
+            ),
+            catalog::SOURCES if ingest().next().is_some() => emit(
+                Labels::Plain(vec![]),
+                ingest().map(|i| i.sources.len()).sum::<usize>() as f64,
+            ),
+            catalog::SOURCES => {}
+            catalog::SOURCE_LAST_REPORT_TIMESTAMP_SECONDS => {
+                for (source, at) in ingest().flat_map(|i| &i.sources) {
+                    emit(Labels::Plain(vec![("source", source.clone())]), *at);
+                }
+            }
+            catalog::INGEST_REQUESTS_TOTAL => {
+                for (code, count) in ingest().flat_map(|i| &i.requests) {
+                    emit(
+                        Labels::Plain(vec![("code", code.to_string())]),
+                        *count as f64,
+                    );
+                }
+            }
+            catalog::INGEST_REJECTED_TOTAL => {
+                for (reason, count) in ingest().flat_map(|i| &i.rejected) {
+                    emit(
+                        Labels::Plain(vec![("reason", reason.clone())]),
+                        *count as f64,
+                    );
+                }
+            }
+            other => unreachable!(
+                "metric {} is declared in the catalog but not exported",
+                other.name
+            ),
+        },
+    }
+}
+
+/// Every sample of one per-map metric: `emit(extra label, value)`.
+fn map_samples(
+    def: &MetricDef,
+    map: &MapSnapshot,
+    emit: &mut dyn FnMut(Option<(&'static str, &'static str)>, f64),
+) {
+    let s = &map.stats;
+    let mut growth_kinds = |value: &dyn Fn(GrowthKind) -> f64| {
+        for kind in GrowthKind::ALL {
+            emit(Some(("kind", kind.as_str())), value(kind));
+        }
+    };
+    match def.name {
+        "mapscope_map_evacuation_in_progress" => {
+            return growth_kinds(&|kind| {
+                f64::from(u8::from(s.growth.is_some_and(|g| g.kind == kind)))
+            })
+        }
+        "mapscope_map_growths_total" => return growth_kinds(&|kind| s.growths(kind) as f64),
+        "mapscope_map_growth_seconds_total" => return growth_kinds(&|kind| s.growth_seconds(kind)),
+        "mapscope_map_misuse_events_total" => {
+            for kind in kinds_for(map) {
+                emit(Some(("kind", kind.as_str())), map.misuse_count(kind) as f64);
+            }
+            return;
+        }
+        "mapscope_map_condition_active" => {
+            for kind in kinds_for(map) {
+                emit(
+                    Some(("kind", kind.as_str())),
+                    f64::from(u8::from(map.is_active(kind))),
+                );
+            }
+            return;
+        }
+        _ => {}
+    }
+    let value = match def.name {
+        "mapscope_map_entries" => s.entries as f64,
+        "mapscope_map_peak_entries" => s.peak_entries as f64,
+        "mapscope_map_buckets" => s.buckets as f64,
+        "mapscope_map_overflow_buckets" => s.overflow_buckets as f64,
+        "mapscope_map_load_factor" => s.load_factor,
+        "mapscope_map_memory_bytes" => s.memory_bytes as f64,
+        "mapscope_map_evacuation_progress_ratio" => s.growth.map_or(0.0, |g| {
+            g.evacuated_old_buckets as f64 / g.old_buckets.max(1) as f64
+        }),
+        "mapscope_map_evacuated_buckets_total" => s.evacuated_buckets_total as f64,
+        "mapscope_map_inserts_total" => s.inserts as f64,
+        "mapscope_map_updates_total" => s.updates as f64,
+        "mapscope_map_removes_total" => s.removes as f64,
+        other => unreachable!("per-map metric {other} is declared in the catalog but not exported"),
+    };
+    emit(None, value);
+}
+
+fn escape_label_value(value: &str, out: &mut String) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+fn write_value(value: f64, out: &mut String) {
+    use std::fmt::Write as _;
+    if value.is_nan() {
+        out.push_str("NaN");
+    } else if value.is_infinite() {
+        out.push_str(if value > 0.0 { "+Inf" } else { "-Inf" });
+    } else {
+        // UNWRAP-free: writing to a String does not fail.
+        let _ = write!(out, "{value}");
+    }
+}
+
+fn write_series(out: &mut String, name: &str, suffix: &str, labels: &Labels<'_>, le: Option<f64>) {
+    out.push_str(name);
+    out.push_str(suffix);
+    let mut first = true;
+    let mut put = |out: &mut String, n: &str, v: &dyn Fn(&mut String)| {
+        out.push(if first { '{' } else { ',' });
+        first = false;
+        out.push_str(n);
+        out.push_str("=\"");
+        v(out);
+        out.push('"');
+    };
+    labels.for_each(|n, v| put(out, n, &|out| escape_label_value(v, out)));
+    if let Some(bound) = le {
+        put(out, "le", &|out| write_value(bound, out));
+    }
+    if !first {
+        out.push('}');
+    }
+    out.push(' ');
+}
+
+/// Writes the text exposition format straight from snapshots: no
+/// intermediate protobuf structures, so rendering 10,000 maps costs one
+/// pass and one string.
+fn write_text(snapshots: &[RegistrySnapshot]) -> String {
+    let histogram = durations(snapshots);
+    let mut out =
+        String::with_capacity(4096 + snapshots.iter().map(|s| s.maps.len()).sum::<usize>() * 3000);
+    for def in CATALOG {
+        let header = |out: &mut String| {
+            out.push_str("# HELP ");
+            out.push_str(def.name);
+            out.push(' ');
+            out.push_str(&def.help.replace('\\', "\\\\").replace('\n', "\\n"));
+            out.push_str("\n# TYPE ");
+            out.push_str(def.name);
+            out.push(' ');
+            out.push_str(def.kind.as_str());
+            out.push('\n');
+        };
+        if *def == catalog::GROWTH_DURATION_SECONDS {
+            header(&mut out);
+            for kind in GrowthKind::ALL {
+                let k = kind.index();
+                let labels = Labels::Plain(vec![("kind", kind.as_str().into())]);
+                for (bound, count) in GROWTH_DURATION_BUCKETS.iter().zip(histogram.buckets[k]) {
+                    write_series(&mut out, def.name, "_bucket", &labels, Some(*bound));
+                    write_value(count as f64, &mut out);
+                    out.push('\n');
+                }
+                write_series(&mut out, def.name, "_bucket", &labels, Some(f64::INFINITY));
+                write_value(histogram.count[k] as f64, &mut out);
+                out.push('\n');
+                write_series(&mut out, def.name, "_sum", &labels, None);
+                write_value(histogram.sum[k], &mut out);
+                out.push('\n');
+                write_series(&mut out, def.name, "_count", &labels, None);
+                write_value(histogram.count[k] as f64, &mut out);
+                out.push('\n');
+            }
+            continue;
+        }
+        let mut wrote_header = false;
+        samples(def, snapshots, &mut |labels, value| {
+            // The text format cannot say "no samples": a family without
+            // any (no reported source yet) is left out, header and all.
+            if !wrote_header {
+                header(&mut out);
+                wrote_header = true;
+            }
+            write_series(&mut out, def.name, "", &labels, None);
+            write_value(value, &mut out);
+            out.push('\n');
+        });
+    }
+    out
 }
 
 fn label(name: &str, value: &str) -> LabelPair {
@@ -166,16 +387,10 @@ fn label(name: &str, value: &str) -> LabelPair {
     pair
 }
 
-fn map_labels(map: &MapSnapshot) -> Vec<LabelPair> {
-    let mut labels = Vec::with_capacity(map.id.labels.len() + 2);
-    labels.push(label("map", &map.id.name));
-    if let Some(source) = &map.id.source {
-        labels.push(label("source", source));
-    }
-    for (name, value) in map.id.labels.iter() {
-        labels.push(label(name, value));
-    }
-    labels
+fn proto_labels(labels: &Labels<'_>) -> Vec<LabelPair> {
+    let mut pairs = Vec::new();
+    labels.for_each(|n, v| pairs.push(label(n, v)));
+    pairs
 }
 
 fn sample(def: &MetricDef, labels: Vec<LabelPair>, value: f64) -> Metric {
@@ -195,102 +410,6 @@ fn sample(def: &MetricDef, labels: Vec<LabelPair>, value: f64) -> Metric {
     metric
 }
 
-fn with(mut labels: Vec<LabelPair>, name: &str, value: &str) -> Vec<LabelPair> {
-    labels.push(label(name, value));
-    labels
-}
-
-/// The misuse kinds a map gets series for: detector kinds always, client
-/// kinds for maps reported by clients or once they have a count.
-fn kinds_for(map: &MapSnapshot) -> impl Iterator<Item = MisuseKind> + '_ {
-    MisuseKind::ALL.into_iter().filter(move |kind| {
-        !kind.is_error() || map.id.source.is_some() || map.misuse_count(*kind) > 0
-    })
-}
-
-/// Every per-map sample of one metric.
-fn map_samples(def: &MetricDef, map: &MapSnapshot, out: &mut Vec<Metric>) {
-    let s = &map.stats;
-    let base = map_labels(map);
-    let one = |value: f64| sample(def, base.clone(), value);
-    let growth_kinds = |out: &mut Vec<Metric>, value: &dyn Fn(GrowthKind) -> f64| {
-        for kind in GrowthKind::ALL {
-            out.push(sample(
-                def,
-                with(base.clone(), "kind", kind.as_str()),
-                value(kind),
-            ));
-        }
-    };
-    match def.name {
-        "mapscope_map_entries" => out.push(one(s.entries as f64)),
-        "mapscope_map_peak_entries" => out.push(one(s.peak_entries as f64)),
-        "mapscope_map_buckets" => out.push(one(s.buckets as f64)),
-        "mapscope_map_overflow_buckets" => out.push(one(s.overflow_buckets as f64)),
-        "mapscope_map_load_factor" => out.push(one(s.load_factor)),
-        "mapscope_map_memory_bytes" => out.push(one(s.memory_bytes as f64)),
-        "mapscope_map_evacuation_in_progress" => growth_kinds(out, &|kind| {
-            f64::from(u8::from(s.growth.is_some_and(|g| g.kind == kind)))
-        }),
-        "mapscope_map_evacuation_progress_ratio" => out.push(one(s.growth.map_or(0.0, |g| {
-            g.evacuated_old_buckets as f64 / g.old_buckets.max(1) as f64
-        }))),
-        "mapscope_map_growths_total" => growth_kinds(out, &|kind| s.growths(kind) as f64),
-        "mapscope_map_growth_seconds_total" => growth_kinds(out, &|kind| s.growth_seconds(kind)),
-        "mapscope_map_evacuated_buckets_total" => out.push(one(s.evacuated_buckets_total as f64)),
-        "mapscope_map_inserts_total" => out.push(one(s.inserts as f64)),
-        "mapscope_map_updates_total" => out.push(one(s.updates as f64)),
-        "mapscope_map_removes_total" => out.push(one(s.removes as f64)),
-        "mapscope_map_misuse_events_total" => {
-            for kind in kinds_for(map) {
-                let labels = with(base.clone(), "kind", kind.as_str());
-                out.push(sample(def, labels, map.misuse_count(kind) as f64));
-            }
-        }
-        "mapscope_map_condition_active" => {
-            for kind in kinds_for(map) {
-                let labels = with(base.clone(), "kind", kind.as_str());
-                out.push(sample(
-                    def,
-                    labels,
-                    f64::from(u8::from(map.is_active(kind))),
-                ));
-            }
-        }
-        other => unreachable!("per-map metric {other} is declared in the catalog but not exported"),
-    }
-}
-
-/// The sidecar's own series.
-fn ingest_samples(def: &MetricDef, ingest: &[&IngestStats], out: &mut Vec<Metric>) {
-    match *def {
-        catalog::SOURCES => {
-            let count: usize = ingest.iter().map(|i| i.sources.len()).sum();
-            out.push(sample(def, vec![], count as f64));
-        }
-        catalog::SOURCE_LAST_REPORT_TIMESTAMP_SECONDS => {
-            for (source, at) in ingest.iter().flat_map(|i| &i.sources) {
-                out.push(sample(def, vec![label("source", source)], *at));
-            }
-        }
-        catalog::INGEST_REQUESTS_TOTAL => {
-            for (code, count) in ingest.iter().flat_map(|i| &i.requests) {
-                out.push(sample(
-                    def,
-                    vec![label("code", &code.to_string())],
-                    *count as f64,
-                ));
-            }
-        }
-        catalog::INGEST_REJECTED_TOTAL => {
-            for (reason, count) in ingest.iter().flat_map(|i| &i.rejected) {
-                out.push(sample(def, vec![label("reason", reason)], *count as f64));
-            }
-        }
-        other => unreachable!("ingest metric {} is declared but not exported", other.name),
-    }
-}
-
 impl Collector for MapscopeCollector {
     fn desc(&self) -> Vec<&Desc> {
         self.descs.iter().collect()
@@ -298,12 +417,9 @@ impl Collector for MapscopeCollector {
 
     fn collect(&self) -> Vec<MetricFamily> {
         let snapshots: Vec<_> = self.sources.iter().map(|s| s.snapshot()).collect();
-        let histogram = self.update_histogram();
-        let maps = || snapshots.iter().flat_map(|s| s.maps.iter());
-        let ingest: Vec<_> = snapshots.iter().filter_map(|s| s.ingest.as_ref()).collect();
+        let histogram = durations(&snapshots);
         CATALOG
             .iter()
-            .filter(|def| def.scope != Scope::Ingest || !ingest.is_empty())
             .map(|def| {
                 let mut family = MetricFamily::default();
                 family.set_name(def.name.to_owned());
@@ -314,63 +430,32 @@ impl Collector for MapscopeCollector {
                     MetricType::Histogram => ProtoType::HISTOGRAM,
                 });
                 let mut metrics = Vec::new();
-                match def.scope {
-                    Scope::Map => maps().for_each(|map| map_samples(def, map, &mut metrics)),
-                    Scope::Ingest => ingest_samples(def, &ingest, &mut metrics),
-                    Scope::Process => match *def {
-                        catalog::GROWTH_DURATION_SECONDS => {
-                            for kind in GrowthKind::ALL {
-                                let k = kind.index();
-                                let mut h = Histogram::default();
-                                h.set_sample_count(histogram.count[k]);
-                                h.set_sample_sum(histogram.sum[k]);
-                                h.set_bucket(
-                                    GROWTH_DURATION_BUCKETS
-                                        .iter()
-                                        .zip(histogram.buckets[k])
-                                        .map(|(bound, count)| {
-                                            let mut b = Bucket::default();
-                                            b.set_upper_bound(*bound);
-                                            b.set_cumulative_count(count);
-                                            b
-                                        })
-                                        .collect(),
-                                );
-                                let mut metric =
-                                    Metric::from_label(vec![label("kind", kind.as_str())]);
-                                metric.set_histogram(h);
-                                metrics.push(metric);
-                            }
-                        }
-                        catalog::MAPS => metrics.push(sample(def, vec![], maps().count() as f64)),
-                        catalog::MAP_OVERFLOW_FOLDS_TOTAL => metrics.push(sample(
-                            def,
-                            vec![],
-                            snapshots.iter().map(|s| s.overflow_folds).sum::<u64>() as f64,
-                        )),
-                        catalog::EVENTS_DROPPED_TOTAL => metrics.push(sample(
-                            def,
-                            vec![],
-                            snapshots.iter().map(|s| s.events_dropped).sum::<u64>() as f64,
-                        )),
-                        catalog::TRACE_EVENTS_SUPPRESSED_TOTAL => metrics.push(sample(
-                            def,
-                            vec![],
-                            snapshots
+                if *def == catalog::GROWTH_DURATION_SECONDS {
+                    for kind in GrowthKind::ALL {
+                        let k = kind.index();
+                        let mut h = Histogram::default();
+                        h.set_sample_count(histogram.count[k]);
+                        h.set_sample_sum(histogram.sum[k]);
+                        h.set_bucket(
+                            GROWTH_DURATION_BUCKETS
                                 .iter()
-                                .map(|s| s.trace_events_suppressed)
-                                .sum::<u64>() as f64,
-                        )),
-                        catalog::BUILD_INFO => metrics.push(sample(
-                            def,
-                            vec![label("version", VERSION), label("revision", REVISION)],
-                            1.0,
-                        )),
-                        other => unreachable!(
-                            "process metric {} is declared in the catalog but not exported",
-                            other.name
-                        ),
-                    },
+                                .zip(histogram.buckets[k])
+                                .map(|(bound, count)| {
+                                    let mut b = Bucket::default();
+                                    b.set_upper_bound(*bound);
+                                    b.set_cumulative_count(count);
+                                    b
+                                })
+                                .collect(),
+                        );
+                        let mut metric = Metric::from_label(vec![label("kind", kind.as_str())]);
+                        metric.set_histogram(h);
+                        metrics.push(metric);
+                    }
+                } else {
+                    samples(def, &snapshots, &mut |labels, value| {
+                        metrics.push(sample(def, proto_labels(&labels), value));
+                    });
                 }
                 family.set_metric(metrics);
                 family
@@ -425,5 +510,43 @@ mod tests {
             );
         }
         assert!(text.contains("mapscope_map_entries{map=\"m\",tenant=\"acme\"} 100"));
+    }
+
+    /// The direct text writer and the prometheus crate's encoder of the
+    /// collector's families give the same samples.
+    #[test]
+    fn render_agrees_with_the_collector() {
+        use prometheus::Encoder;
+        let registry = Registry::new();
+        let mut map = crate::InstrumentedMap::builder("m\"quoted\\")
+            .label("tenant", "a\\b\"c")
+            .register(&registry)
+            .unwrap();
+        for i in 0..10_000u32 {
+            map.insert(i, i);
+        }
+        map.publish();
+        let samples = |text: &str| {
+            let mut lines: Vec<String> = text
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .map(|l| {
+                    let (series, value) = l.rsplit_once(' ').unwrap();
+                    format!("{series} {}", value.parse::<f64>().unwrap())
+                })
+                .collect();
+            lines.sort();
+            lines
+        };
+        let collector = MapscopeCollector::new(registry);
+        let mut encoded = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&collector.collect(), &mut encoded)
+            .unwrap();
+        let rendered = collector.render();
+        assert_eq!(
+            samples(&rendered),
+            samples(&String::from_utf8(encoded).unwrap())
+        );
     }
 }

@@ -483,11 +483,13 @@ impl SnapshotSource for IngestStore {
         maps.sort_by(|a, b| {
             (&a.id.source, &a.id.name, &a.id.labels).cmp(&(&b.id.source, &b.id.name, &b.id.labels))
         });
-        drop(state);
         let mut snapshot = RegistrySnapshot {
+            maps_registered: maps.len(),
+            growth_durations: state.events.durations,
             maps,
             ..Default::default()
         };
+        drop(state);
         snapshot.ingest = Some(self.stats());
         snapshot
     }

@@ -146,12 +146,58 @@ pub struct EventBatch {
     pub missed: u64,
 }
 
+/// Upper bounds of `mapscope_growth_duration_seconds`: from a small map's
+/// growth that busy writes finish in microseconds to a stalled one.
+pub const GROWTH_DURATION_BUCKETS: [f64; 14] = [
+    0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+/// Durations of every finished growth seen, by kind: the data of the
+/// `mapscope_growth_duration_seconds` histogram. Counted as events arrive,
+/// so no reader's pace can lose any.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GrowthDurations {
+    /// Cumulative counts per bucket of [`GROWTH_DURATION_BUCKETS`], by
+    /// `GrowthKind::index`.
+    pub buckets: [[u64; GROWTH_DURATION_BUCKETS.len()]; 3],
+    /// Sum of durations in seconds, by kind.
+    pub sum: [f64; 3],
+    /// Number of growths, by kind.
+    pub count: [u64; 3],
+}
+
+impl GrowthDurations {
+    fn record(&mut self, kind: crate::GrowthKind, seconds: f64) {
+        let k = kind.index();
+        for (bucket, bound) in self.buckets[k].iter_mut().zip(GROWTH_DURATION_BUCKETS) {
+            if seconds <= bound {
+                *bucket += 1;
+            }
+        }
+        self.sum[k] += seconds;
+        self.count[k] += 1;
+    }
+
+    /// Adds another source's durations.
+    pub fn merge(&mut self, other: &GrowthDurations) {
+        for k in 0..3 {
+            for (a, b) in self.buckets[k].iter_mut().zip(other.buckets[k]) {
+                *a += b;
+            }
+            self.sum[k] += other.sum[k];
+            self.count[k] += other.count[k];
+        }
+    }
+}
+
 /// The most recent events, numbered, for readers with their own cursors.
 #[derive(Debug)]
 pub(crate) struct EventRing {
     recent: VecDeque<EventRecord>,
     next_seq: u64,
     keep: usize,
+    pub(crate) durations: GrowthDurations,
 }
 
 impl EventRing {
@@ -160,10 +206,15 @@ impl EventRing {
             recent: VecDeque::new(),
             next_seq: 0,
             keep: keep.max(1),
+            durations: GrowthDurations::default(),
         }
     }
 
     pub(crate) fn push(&mut self, event: Event) {
+        if let Event::GrowthFinished(growth) = &event {
+            self.durations
+                .record(growth.kind, growth.duration.as_secs_f64());
+        }
         self.recent.push_back(EventRecord {
             seq: self.next_seq,
             event,

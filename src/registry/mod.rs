@@ -29,8 +29,8 @@ pub use error::{
 };
 pub(crate) use events::EventRing;
 pub use events::{
-    CapturedContext, Event, EventBatch, EventRecord, GrowthFinished, GrowthStarted, MapId,
-    MisuseEvent,
+    CapturedContext, Event, EventBatch, EventRecord, GrowthDurations, GrowthFinished,
+    GrowthStarted, MapId, MisuseEvent, GROWTH_DURATION_BUCKETS,
 };
 pub use snapshot::{IngestStats, MapSnapshot, RegistrySnapshot};
 
@@ -400,6 +400,8 @@ impl Registry {
             overflow_folds: state.overflow_folds,
             registrations: state.registrations,
             recent_events: state.events.records(),
+            maps_registered: state.maps.len(),
+            growth_durations: state.events.durations,
             ingest: None,
         }
     }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use crate::detect::{Condition, MisuseKind};
 use crate::map::MapStats;
 
-use super::events::{EventRecord, MapId};
+use super::events::{EventRecord, GrowthDurations, MapId};
 
 /// One map's stats, counters and conditions.
 #[derive(Debug, Clone)]
@@ -52,6 +52,11 @@ pub struct RegistrySnapshot {
     pub overflow_folds: u64,
     /// Registrations accepted over the registry's life.
     pub registrations: u64,
+    /// Maps registered now, including those in their grace period and
+    /// those folded into `_overflow`.
+    pub maps_registered: usize,
+    /// Durations of every finished growth the registry has seen.
+    pub growth_durations: GrowthDurations,
     /// The most recent events, oldest first.
     pub recent_events: Vec<EventRecord>,
     /// The sidecar's ingest statistics (only from its store of reported maps).
