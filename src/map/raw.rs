@@ -39,6 +39,8 @@ pub(crate) struct RawMap<K, V> {
     pub(crate) max_entries: usize,
     /// Whether the map is past `max_entries` and has said so.
     over_limit: bool,
+    /// Whether the write in progress already helped a growth.
+    helped: bool,
     /// Reused buffer of hashes for the evacuation of one chain.
     pub(crate) scratch: Vec<u64>,
 }
@@ -57,6 +59,7 @@ impl<K: Clone, V: Clone> Clone for RawMap<K, V> {
             observed: Observed::none(),
             max_entries: self.max_entries,
             over_limit: false,
+            helped: false,
             scratch: Vec::new(),
         }
     }
@@ -98,6 +101,7 @@ impl<K, V> RawMap<K, V> {
             observed: Observed::none(),
             max_entries: usize::MAX,
             over_limit: false,
+            helped: false,
             scratch: Vec::new(),
         }
     }
@@ -150,7 +154,8 @@ impl<K, V> RawMap<K, V> {
         if self.shrink_target.is_some() {
             self.start_queued_shrink();
         }
-        if self.growth.is_some() {
+        self.helped = self.growth.is_some();
+        if self.helped {
             self.grow_work(hash, hasher);
         }
     }
@@ -216,7 +221,11 @@ impl<K, V> RawMap<K, V> {
         value: V,
         hasher: &impl Fn(&K) -> u64,
     ) -> Slot {
-        if let Some(kind) = self.growth_needed() {
+        // A write that already helped a growth (which may have just
+        // finished) leaves the next one to the next new key, so no write
+        // evacuates more than two old buckets. The table is then one entry
+        // past its load factor for one write.
+        if let Some(kind) = self.growth_needed().filter(|_| !self.helped) {
             self.start_growth(kind);
             self.grow_work(hash, hasher);
             // The scanned chain belonged to the old array: let `place`
