@@ -37,6 +37,11 @@ fn start_demo(tick_ms: u32) -> Demo {
         .spawn()
         .expect("the mapscope binary starts");
     let stdout = child.stdout.take().expect("stdout is piped");
+    // From here on the guard kills and reaps the child on every path.
+    let mut demo = Demo {
+        child,
+        http: String::new(),
+    };
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -53,7 +58,8 @@ fn start_demo(tick_ms: u32) -> Demo {
                 let http = url.trim().trim_end_matches('/').to_owned();
                 // Keep draining stdout so the demo never blocks on a full pipe.
                 std::thread::spawn(move || while rx.recv().is_ok() {});
-                return Demo { child, http };
+                demo.http = http;
+                return demo;
             }
             lines.push(line);
         }

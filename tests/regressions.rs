@@ -184,7 +184,11 @@ fn constant_hasher_insert_after_shrink_to_fit_evacuates_at_most_two_buckets() {
         map.insert(101, 101);
     });
     assert!(n <= 2, "the next insert evacuated {n} old buckets");
-    assert_eq!(growths(&map.stats()) - growths(&before), 1, "a doubling started");
+    assert_eq!(
+        growths(&map.stats()) - growths(&before),
+        1,
+        "a doubling started"
+    );
 }
 
 // The same bug when no growth is running yet, but `shrink_to_fit` queued a
