@@ -536,14 +536,20 @@ fn check_stats_step(before: &MapStats, after: &MapStats, expect: Expect, ctx: &d
             assert!(a.helping_writes >= b.helping_writes, "{}", ctx());
         }
     }
-    if expect.inserted_new && after.growth.is_none() {
+    // An insert that already helped a growth (it evacuated something)
+    // leaves a growth that came due to the next new key, so it never
+    // evacuates more than two buckets. Such an insert may leave the map past
+    // its thresholds: by one entry, or by what inserts added while a
+    // halving (which no doubling can interrupt) was running.
+    let helped = after.evacuated_buckets_total > before.evacuated_buckets_total;
+    if expect.inserted_new && after.growth.is_none() && !helped {
         assert!(
             !over_load_factor(after.entries, after.buckets),
             "an insert left the map overloaded without a growth; {}",
             ctx()
         );
         assert!(
-            after.overflow_buckets <= after.buckets.min(1 << 15),
+            after.overflow_buckets <= after.buckets,
             "an insert left too many overflow buckets without a growth; {}",
             ctx()
         );
