@@ -18,6 +18,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+mod common;
+
+use common::require_program;
 use mapscope::export::catalog::{self, MetricType, Scope};
 use mapscope::MisuseKind;
 use serde_json::Value;
@@ -65,52 +68,6 @@ fn root() -> PathBuf {
 fn read(relative: &str) -> String {
     std::fs::read_to_string(root().join(relative))
         .unwrap_or_else(|e| panic!("reading {relative}: {e}"))
-}
-
-/// Whether missing tools fail instead of skipping (`MAPSCOPE_REQUIRE_E2E=1`).
-fn e2e_required() -> bool {
-    std::env::var("MAPSCOPE_REQUIRE_E2E").is_ok_and(|v| v.trim() == "1")
-}
-
-/// The path of `name` on `PATH`; when it is missing, a loud SKIPPED line
-/// and `None`, or a panic under `MAPSCOPE_REQUIRE_E2E=1`.
-fn require_program(name: &str, install_hint: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join(name))
-            .find(|candidate| is_executable(candidate))
-    });
-    match found {
-        Some(path) => Some(path),
-        None if e2e_required() => {
-            panic!("{name} not found on PATH and MAPSCOPE_REQUIRE_E2E=1: {install_hint}")
-        }
-        None => {
-            // Straight to the process's stderr: libtest captures eprintln!
-            // of passing tests, and a skip must not go unnoticed.
-            let _ = writeln!(
-                std::io::stderr(),
-                "\n================================================================\n\
-                 SKIPPED: {name} not found on PATH; {install_hint}\n\
-                 (set MAPSCOPE_REQUIRE_E2E=1 to make this a failure)\n\
-                 ================================================================\n"
-            );
-            None
-        }
-    }
-}
-
-fn is_executable(path: &Path) -> bool {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        path.metadata()
-            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    }
-    #[cfg(not(unix))]
-    {
-        path.is_file()
-    }
 }
 
 /// Runs `program args...` in the repository root, feeding `stdin`.
