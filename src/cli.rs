@@ -122,7 +122,7 @@ pub struct HealthcheckArgs {
     )]
     pub url: String,
     /// Seconds to wait for an answer.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, env = "MAPSCOPE_HEALTHCHECK_TIMEOUT", default_value_t = 3)]
     pub timeout: u64,
 }
 
