@@ -28,6 +28,8 @@
 //! `src/` (listed under "Known issues" in `docs/tracing.md`); they pass
 //! once the defect is fixed.
 
+#![cfg(feature = "otel")]
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{mpsc, Arc, Mutex};
