@@ -168,8 +168,12 @@ fn init_logging(format: LogFormat) {
 
 fn run_server(args: ServerArgs, demo: Option<DemoArgs>) -> ExitCode {
     init_logging(args.log_format);
+    // Rendering and ingest run on blocking threads; a small pool bounds
+    // memory under saturated ingest (each thread has its own stack and
+    // allocator arena) while two cores cannot use more anyway.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .max_blocking_threads(8)
         .enable_all()
         .build()
     {
