@@ -1,0 +1,3 @@
+module github.com/mapscope/mapscope/clients/go
+
+go 1.22
