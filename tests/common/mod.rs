@@ -11,6 +11,8 @@
 // binaries that include this module, not for export.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod go;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
