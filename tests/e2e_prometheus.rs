@@ -11,7 +11,12 @@
 //! - every alert whose scenario the demo reproduces reaches `firing`, on the
 //!   map (or source, or misuse kind) of that scenario, with its annotations
 //!   expanded without template errors, and no alert fires for the healthy
-//!   baseline map `orders`.
+//!   baseline map `orders`;
+//! - `MapscopeMapMisuse` also fires from a real Go program: the Go client's
+//!   `examples/sessions`, built with the newest toolchain of
+//!   `MAPSCOPE_GO_BINS` (see `tests/common/go.rs`), reports its
+//!   `concurrent_write` and `nil_map_write` events to the demo's ingest
+//!   listener.
 //!
 //! The rules are a copy written by `deploy/generate.py --rules-for`, with
 //! every `for:` shortened so the test takes seconds, not minutes.
@@ -28,6 +33,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::go::{toolchains, GoProgram};
 use common::{closed_port, require_program, run, start_mapscope, wait_bounded, MapscopeProcess};
 use serde_json::{json, Value};
 
@@ -70,6 +76,9 @@ const POD: &str = "mapscope-demo-0";
 /// The app name of a second source the test reports as until Prometheus has
 /// scraped it, then abandons.
 const PROBE_APP: &str = "e2e-probe";
+
+/// The app name the real Go program reports as.
+const GO_APP: &str = "go-sessions";
 
 /// The maps of `mapscope demo` (`carts` is the simulated Go client's).
 const DEMO_MAPS: [&str; 7] = [
@@ -656,17 +665,17 @@ struct Progress {
     /// When Prometheus first had the probe's series.
     probe_scraped: Option<Duration>,
     probe_problem: String,
+    /// Alerts expected beyond [`EXPECTED_FIRING`]: the real Go program's.
+    also_expected: Vec<(String, String, String)>,
 }
 
 impl Progress {
     fn missing_alerts(&self) -> Vec<String> {
         EXPECTED_FIRING
             .iter()
-            .filter(|(a, k, v)| {
-                !self
-                    .fired
-                    .contains_key(&((*a).to_owned(), (*k).to_owned(), (*v).to_owned()))
-            })
+            .map(|(a, k, v)| ((*a).to_owned(), (*k).to_owned(), (*v).to_owned()))
+            .chain(self.also_expected.iter().cloned())
+            .filter(|key| !self.fired.contains_key(key))
             .map(|(a, k, v)| format!("{a}{{{k}=\"{v}\"}}"))
             .collect()
     }
@@ -747,9 +756,11 @@ fn check_alerts(
         }
         if name == "MapscopeMapMisuse"
             && (labels["map"] != "carts" || labels["source"] != "go-checkout")
+            && labels["source"] != GO_APP
         {
             progress.violations.insert(format!(
-                "{name} fired for something else than the Go client's carts: {labels}"
+                "{name} fired for something else than the simulated Go client's carts \
+                 or the real Go program: {labels}"
             ));
         }
         let annotations = &alert["annotations"];
@@ -888,6 +899,25 @@ fn prometheus_scrapes_the_demo_fires_its_alerts_and_fills_the_dashboards() {
         .to_owned();
     let ingest_url = demo.ingest_url();
 
+    // The real Go program, reporting to the demo's ingest listener.
+    let go_program = toolchains().pop().map(|go| {
+        let binary = go.build("examples/sessions", &dir.0);
+        let mut program = GoProgram::start(
+            &binary,
+            &[
+                ("MAPSCOPE_ENDPOINT", ingest_url.clone()),
+                ("MAPSCOPE_APP", GO_APP.to_owned()),
+                ("MAPSCOPE_INSTANCE", "e2e-0".to_owned()),
+                ("MAPSCOPE_REPORT_INTERVAL", "500ms".to_owned()),
+                ("MAPSCOPE_EXAMPLE_LISTEN", "127.0.0.1:0".to_owned()),
+            ],
+        );
+        let addr = program.wait_line("listening on ", Duration::from_secs(30));
+        let base = format!("http://{}", addr.trim_start_matches("http://").trim_end_matches('/'));
+        eprintln!("e2e: Go example ({}) at {base}", go.version);
+        (program, base)
+    });
+
     let config = format!(
         "# Written by tests/e2e_prometheus.rs.\n\
          global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
@@ -938,7 +968,17 @@ fn prometheus_scrapes_the_demo_fires_its_alerts_and_fills_the_dashboards() {
     eprintln!("e2e: target up after {:?}", started.elapsed());
 
     let mut progress = Progress::default();
+    if go_program.is_some() {
+        // The kinds are already expected from the simulated client; an
+        // alert with source="go-sessions" can only come from the real one.
+        progress.also_expected.push((
+            "MapscopeMapMisuse".to_owned(),
+            "source".to_owned(),
+            GO_APP.to_owned(),
+        ));
+    }
     let mut probe_seq = 0u64;
+    let mut go_bugs_triggered = false;
     let deadline = checks_started + CHECKS;
     loop {
         let elapsed = checks_started.elapsed();
@@ -956,6 +996,17 @@ fn prometheus_scrapes_the_demo_fires_its_alerts_and_fills_the_dashboards() {
             if query(&client, &base, &selector).is_ok_and(|r| !r.is_empty()) {
                 progress.probe_scraped = Some(elapsed);
             }
+        }
+
+        // The real Go program's bugs, once Prometheus scrapes the target
+        // (so the alert sees the counter rise rather than start high).
+        if let (Some((_, go_base)), false) = (&go_program, go_bugs_triggered) {
+            for bug in ["/bug/race", "/bug/nil"] {
+                // /bug/nil fails by design: the handler panics after the
+                // middleware recorded the nil-map write.
+                let _ = client.get(format!("{go_base}{bug}")).send();
+            }
+            go_bugs_triggered = true;
         }
 
         if progress.rules_ok.is_none() {
