@@ -4,6 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::export::SnapshotSource;
 use crate::http::{router_with, HttpState};
-use crate::ingest::{IngestState, IngestStore, Limits};
+use crate::ingest::{CrashDir, IngestState, IngestStore, Limits};
 use crate::registry::Registry;
 
 /// The default scrape listener: all interfaces, port 9847 (clear of
@@ -99,6 +100,11 @@ pub struct ServerArgs {
     /// Bearer token clients must send to the ingest listener.
     #[arg(long, env = "MAPSCOPE_INGEST_TOKEN", hide_env_values = true)]
     pub ingest_token: Option<String>,
+    /// Directory the Go client's CaptureCrashes writes crash files to (a
+    /// volume shared with the application): map crashes become metrics,
+    /// events and spans. Unset: off.
+    #[arg(long, env = "MAPSCOPE_CRASH_DIR")]
+    pub crash_dir: Option<PathBuf>,
 }
 
 /// Flags of `demo`.
@@ -208,6 +214,20 @@ async fn serve(args: ServerArgs, demo: Option<DemoArgs>) -> std::io::Result<()> 
         ..Limits::default()
     };
     let store = Arc::new(IngestStore::new(limits, registry.detector_config()));
+    // An empty MAPSCOPE_CRASH_DIR means unset, like the other variables.
+    let crash_dir = match args.crash_dir.filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) if dir.is_dir() => Some(CrashDir::new(dir, store.clone())),
+        Some(dir) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!(
+                    "--crash-dir {}: not a directory: mount the volume the application writes its crash files to there, or unset MAPSCOPE_CRASH_DIR",
+                    dir.display()
+                ),
+            ))
+        }
+        None => None,
+    };
     #[cfg(feature = "otel")]
     let otel = {
         let config = crate::otel::OtelConfig::from_env().map_err(|e| {
@@ -267,17 +287,34 @@ async fn serve(args: ServerArgs, demo: Option<DemoArgs>) -> std::io::Result<()> 
             })
             .await
     });
-    // Stale sources are swept on a timer, never during a scrape.
+    // Stale sources are swept, and crash files read, on a timer, never
+    // during a scrape.
+    if let Some(dir) = &crash_dir {
+        tracing::info!(dir = %dir.dir().display(), "reading Go crash files");
+    }
     let mut sweep_stop = stop_rx.clone();
     let sweeper = {
         let store = store.clone();
+        let mut crash_dir = crash_dir;
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tokio::select! {
                     _ = tick.tick() => {
                         let store = store.clone();
-                        let _ = tokio::task::spawn_blocking(move || store.sweep()).await;
+                        let mut scanner = crash_dir.take();
+                        let swept = tokio::task::spawn_blocking(move || {
+                            store.sweep();
+                            if let Some(scanner) = &mut scanner {
+                                scanner.scan();
+                            }
+                            scanner
+                        })
+                        .await;
+                        match swept {
+                            Ok(scanner) => crash_dir = scanner,
+                            Err(error) => tracing::error!(%error, "the sweeper failed; crash files are no longer read"),
+                        }
                     }
                     changed = sweep_stop.changed() => {
                         if changed.is_err() || *sweep_stop.borrow() {

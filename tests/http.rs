@@ -832,12 +832,17 @@ fn go_report() -> serde_json::Value {
 
 #[test]
 fn sidecar_exports_reported_maps_and_ingest_metrics() {
+    // A crash directory (empty), so mapscope_crash_files_total has samples.
+    let crash_dir = std::env::temp_dir().join(format!("mapscope-http-crashes-{}", std::process::id()));
+    std::fs::create_dir_all(&crash_dir).expect("create the crash directory");
     let sidecar = start_mapscope(&[
         "sidecar",
         "--listen",
         "127.0.0.1:0",
         "--ingest-listen",
         "127.0.0.1:0",
+        "--crash-dir",
+        crash_dir.to_str().expect("a UTF-8 temp path"),
     ]);
     let ingest = sidecar.ingest_url();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -925,4 +930,12 @@ fn sidecar_exports_reported_maps_and_ingest_metrics() {
     );
     // The sidecar has no maps of its own; the reported one is counted.
     assert_eq!(m.value("mapscope_maps", &[]), 1.0);
+    for result in ["map_crash", "other_crash", "invalid"] {
+        assert_eq!(
+            m.value("mapscope_crash_files_total", &[("result", result)]),
+            0.0
+        );
+    }
+    drop(sidecar);
+    let _ = std::fs::remove_dir_all(&crash_dir);
 }

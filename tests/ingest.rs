@@ -693,6 +693,49 @@ fn incarnation(mut report: Report, started_at: &str) -> Report {
     report
 }
 
+/// A growth reported without `duration_seconds` is an event (in the JSON
+/// API's recent events, without a duration) but no observation of the
+/// growth-duration histogram: a 0 s sample would drag every quantile down.
+#[test]
+fn a_growth_without_duration_is_not_a_zero_second_observation() {
+    let store = IngestStore::new(Limits::default(), DetectorConfig::default());
+    let mut r = report("checkout", "pod-1", 1, vec![map("orders", &[], 10, 100)]);
+    let mut unmeasured = growth_event(2, "orders", 0.0);
+    unmeasured.duration_seconds = None;
+    r.events = vec![growth_event(1, "orders", 0.002), unmeasured];
+    assert_eq!(store.apply(r).unwrap().events_accepted, 2);
+    let snapshot = store.snapshot();
+    // GrowthDurations are indexed like GrowthKind::ALL.
+    let double = GrowthKind::ALL
+        .iter()
+        .position(|k| *k == GrowthKind::Double)
+        .unwrap();
+    assert_eq!(snapshot.growth_durations.count[double], 1, "one measured growth");
+    assert!((snapshot.growth_durations.sum[double] - 0.002).abs() < 1e-12);
+    let api = mapscope::http::ApiSnapshot::from_snapshots(&[snapshot]);
+    let durations: Vec<Option<f64>> = api
+        .recent_events
+        .iter()
+        .filter(|e| e.event == "growth_finished")
+        .map(|e| e.duration_seconds)
+        .collect();
+    assert_eq!(durations, [Some(0.002), None]);
+    let text = MapscopeCollector::with_sources(vec![Arc::new(store)]).render();
+    let m = parse_exposition(&text).unwrap();
+    assert_eq!(
+        m.value("mapscope_growth_duration_seconds_count", &[("kind", "double")]),
+        1.0
+    );
+    assert_eq!(
+        m.value(
+            "mapscope_growth_duration_seconds_bucket",
+            &[("kind", "double"), ("le", "0.0001")]
+        ),
+        0.0,
+        "no 0 s observation"
+    );
+}
+
 #[test]
 fn source_restart_is_a_counter_reset_and_retries_are_duplicates() {
     let sidecar = Sidecar::start(Limits::default(), None);

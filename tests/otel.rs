@@ -12,7 +12,9 @@
 //!   the active span, or a standalone `mapscope.map.misuse` root span; a
 //!   detector firing is a standalone span; client-reported program errors
 //!   (through the sidecar's store) are error spans in the client's trace
-//!   with `error.type`;
+//!   with `error.type`; a Go crash file read by the sidecar's scanner, and
+//!   a client event with `code.*` attributes, carry the code site as
+//!   `code.function`, `code.filepath` and `code.lineno`;
 //! - switches: `OTEL_SDK_DISABLED`, `OTEL_TRACES_EXPORTER=none` and a
 //!   missing endpoint export nothing; unsupported values fail clearly;
 //!   endpoint resolution (`/v1/traces` appended or not);
@@ -1085,6 +1087,128 @@ fn client_reported_growth_nests_in_the_clients_trace() {
     );
     assert_eq!(hex(&s.trace_id), CLIENT_TRACE);
     assert_eq!(hex(&s.parent_span_id), CLIENT_SPAN);
+}
+
+/// The crash fixtures (`tests/fixtures/crashes`, real Go crash output).
+fn crash_fixture(name: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/crashes")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A Go crash file the sidecar's scanner reads becomes a standalone misuse
+/// span with the crash's code site and the crashed process's id.
+#[test]
+fn a_crash_file_becomes_a_misuse_span_with_its_code_site() {
+    let receiver = Receiver::start();
+    let registry = Registry::new();
+    let store = Arc::new(IngestStore::new(
+        Limits::default(),
+        DetectorConfig::default(),
+    ));
+    let guard =
+        otel::init_with_sources(&registry, vec![store.clone()], config_for(&receiver)).unwrap();
+    let dir = std::env::temp_dir().join(format!("mapscope-otel-crashes-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = crash_fixture("go1.27.3-system-write_str.json");
+    let pid = serde_json::from_slice::<serde_json::Value>(&json).unwrap()["pid"]
+        .as_i64()
+        .unwrap();
+    std::fs::write(
+        dir.join("mapscope-crash-1-2.log"),
+        crash_fixture("go1.27.3-system-write_str.log"),
+    )
+    .unwrap();
+    std::fs::write(dir.join("mapscope-crash-1-2.json"), json).unwrap();
+    let mut scanner = mapscope::ingest::CrashDir::new(&dir, store.clone());
+    let now = Instant::now();
+    scanner.scan_at(now);
+    assert_eq!(scanner.scan_at(now).map_crashes, 1, "stable after one scan");
+    guard.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+    let spans = receiver.wait_for("the crash's misuse span", |spans| {
+        !of_map(spans, MISUSE_SPAN, "sessions").is_empty()
+    });
+    let s = &of_map(&spans, MISUSE_SPAN, "sessions")[0].span;
+    let a = &s.attributes;
+    assert_eq!(attr_str(a, "mapscope.misuse.kind"), Some("concurrent_write"));
+    assert_eq!(attr_str(a, "error.type"), Some("concurrent_write"));
+    assert_eq!(attr_str(a, "mapscope.source"), Some("checkout"));
+    assert_eq!(attr_str(a, "mapscope.map.label.tenant"), Some("acme"));
+    assert_eq!(attr_str(a, "code.function"), Some("main.writeStr"));
+    assert_eq!(attr_str(a, "code.filepath"), Some("/tmp/gocrash/main.go"));
+    assert_eq!(attr_i64(a, "code.lineno"), Some(57));
+    assert_eq!(attr_i64(a, "process.pid"), Some(pid));
+    let details = attr_str(a, "mapscope.misuse.details").unwrap();
+    assert!(
+        details.contains("checkout-7d9f-x2k4") && details.contains("main.writeStr"),
+        "{details}"
+    );
+    let event = misuse_events(s)[0];
+    assert_eq!(attr_i64(&event.attributes, "code.lineno"), Some(57));
+    assert_eq!(
+        s.status.as_ref().expect("a status").code(),
+        status::StatusCode::Error
+    );
+}
+
+/// A client event whose attributes carry OpenTelemetry's `code.*` keys
+/// gets the same structured site as a crash (`code.lineno` an integer).
+#[test]
+fn a_reported_misuse_with_code_attributes_carries_the_site() {
+    let receiver = Receiver::start();
+    let registry = Registry::new();
+    let store = Arc::new(IngestStore::new(
+        Limits::default(),
+        DetectorConfig::default(),
+    ));
+    let guard =
+        otel::init_with_sources(&registry, vec![store.clone()], config_for(&receiver)).unwrap();
+    store
+        .apply(client_report(serde_json::json!([
+            {
+                "seq": 1, "kind": "misuse", "map": "carts", "labels": {"shard": "3"},
+                "at": CLIENT_AT, "misuse_kind": "nil_map_write",
+                "attributes": {
+                    "code.function": "github.com/acme/shop.(*Cart).Add",
+                    "code.filepath": "/src/shop/cart.go",
+                    "code.lineno": "88",
+                },
+            },
+            {
+                "seq": 2, "kind": "misuse", "map": "carts", "labels": {"shard": "3"},
+                "at": CLIENT_AT, "misuse_kind": "concurrent_write",
+                // Not a number: no structured site (the details keep it).
+                "attributes": {"code.function": "f", "code.filepath": "x.go", "code.lineno": "x"},
+            },
+        ])))
+        .unwrap();
+    guard.shutdown();
+    let spans = receiver.wait_for("two client misuse spans", |spans| {
+        of_map(spans, MISUSE_SPAN, "carts").len() >= 2
+    });
+    for received in of_map(&spans, MISUSE_SPAN, "carts") {
+        let a = &received.span.attributes;
+        match attr_str(a, "mapscope.misuse.kind") {
+            Some("nil_map_write") => {
+                assert_eq!(
+                    attr_str(a, "code.function"),
+                    Some("github.com/acme/shop.(*Cart).Add")
+                );
+                assert_eq!(attr_str(a, "code.filepath"), Some("/src/shop/cart.go"));
+                assert_eq!(attr_i64(a, "code.lineno"), Some(88));
+                assert_eq!(attr_i64(a, "process.pid"), None, "not a crash");
+            }
+            _ => {
+                assert_eq!(attr(a, "code.lineno"), None);
+                assert!(attr_str(a, "mapscope.misuse.details")
+                    .unwrap()
+                    .contains("code.lineno=x"));
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -1,7 +1,10 @@
 package mapscope
 
 import (
+	"path/filepath"
+	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -45,16 +48,33 @@ type Site struct {
 	Line int
 }
 
+// String is "file.go:88 (pkg.Function)", or "" for an unknown site.
+func (s Site) String() string {
+	if s.File == "" {
+		return s.Function
+	}
+	return filepath.Base(s.File) + ":" + strconv.Itoa(s.Line) + " (" + s.Function + ")"
+}
+
 // attributes are the OpenTelemetry code attributes the sidecar reads.
 func (s Site) attributes() map[string]string {
 	if s.Function == "" && s.File == "" {
 		return nil
 	}
 	return map[string]string{
-		"code.function": s.Function,
-		"code.filepath": s.File,
+		"code.function": truncate(s.Function, maxAttributeValueBytes),
+		"code.filepath": truncate(s.File, maxAttributeValueBytes),
 		"code.lineno":   strconv.Itoa(s.Line),
 	}
+}
+
+// truncate keeps the last max bytes of s: the end of a path or a function
+// name is the part that identifies it.
+func truncate(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	return s[len(s)-max:]
 }
 
 // mapID is how a map is named in reports and events.
@@ -104,11 +124,26 @@ type registry struct {
 	nextSeq    uint64
 	dropped    uint64
 	suppressed uint64
+	rejected   uint64
 	windows    map[limiterKey]limiterWindow
+	// byName counts misuse known only by a map name (nil-map writes: a nil
+	// map has no identity to register). snapshot folds them into the
+	// unlabelled map of that name, or reports a map with zero stats.
+	byName map[string]map[MisuseKind]uint64
 }
 
+// maxNamedCounts bounds byName: names are usually constants in code, but a
+// name built from input must not grow the registry without limit. Past it,
+// counts go to UnknownMap.
+const maxNamedCounts = 1000
+
 func newRegistry(capacity int) *registry {
-	return &registry{capacity: capacity, nextSeq: 1, windows: map[limiterKey]limiterWindow{}}
+	return &registry{
+		capacity: capacity,
+		nextSeq:  1,
+		windows:  map[limiterKey]limiterWindow{},
+		byName:   map[string]map[MisuseKind]uint64{},
+	}
 }
 
 // std is the process's registry, reported by Start.
@@ -225,6 +260,105 @@ func (r *registry) acknowledge(seq uint64) {
 	r.events = append(r.events[:0], r.events[i:]...)
 }
 
+// discard drops the event with this seq: the sidecar rejected it (400), so
+// resending it would block every later report.
+func (r *registry) discard(seq uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, e := range r.events {
+		if e.Seq == seq {
+			r.events = append(r.events[:i], r.events[i+1:]...)
+			r.rejected++
+			return
+		}
+	}
+}
+
+// countByName counts a misuse of the map called name (unlabelled), for
+// maps that are not registered. It returns the name counted under.
+func (r *registry) countByName(name string, kind MisuseKind) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	counts := r.byName[name]
+	if counts == nil {
+		if len(r.byName) >= maxNamedCounts {
+			name = UnknownMap
+			counts = r.byName[name]
+		}
+		if counts == nil {
+			counts = map[MisuseKind]uint64{}
+			r.byName[name] = counts
+		}
+	}
+	counts[kind]++
+	return name
+}
+
+// snapshot reads every tracked map (each under its own coordination, never
+// under r.mu: an application may hold its map's lock while it records a
+// misuse) and folds in the counts by name. A map identity seen twice is
+// reported once, the first one, because the sidecar rejects a report with
+// a duplicate map; duplicates lists the names of the others.
+func (r *registry) snapshot() (maps []wireMap, duplicates []string) {
+	seen := map[string]int{}
+	for _, t := range r.tracked() {
+		m := t.snapshot()
+		key := identityKey(m.Name, m.Labels)
+		if _, dup := seen[key]; dup {
+			duplicates = append(duplicates, m.Name)
+			continue
+		}
+		seen[key] = len(maps)
+		maps = append(maps, m)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	names := make([]string, 0, len(r.byName))
+	for name := range r.byName {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		i, ok := seen[identityKey(name, nil)]
+		if !ok {
+			i = len(maps)
+			maps = append(maps, wireMap{Name: name})
+		}
+		m := &maps[i]
+		misuse := make(map[string]uint64, len(m.Counters.Misuse)+1)
+		for k, v := range m.Counters.Misuse {
+			misuse[k] = v
+		}
+		for kind, n := range r.byName[name] {
+			misuse[string(kind)] += n
+		}
+		m.Counters.Misuse = misuse
+	}
+	return maps, duplicates
+}
+
+// identityKey is a map's identity (name and labels) as a comparable key.
+func identityKey(name string, labels map[string]string) string {
+	keys := make([]string, 0, len(labels))
+	for k := range labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	b.WriteString(name)
+	for _, k := range keys {
+		b.WriteString("\x00" + k + "\x00" + labels[k])
+	}
+	return b.String()
+}
+
+// registryStats are the registry's counts, for Stats.
+func (r *registry) stats() (pending int, dropped, suppressed, rejected uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.events), r.dropped, r.suppressed, r.rejected
+}
+
 // addressed is a tracked map whose runtime header address is known (an
 // observed plain map). CaptureCrashes writes these addresses next to the
 // crash file, so the sidecar can name the map a crash's runtime frame
@@ -234,4 +368,41 @@ type addressed interface {
 	// mapAddress is the address of the map's runtime header, as last read
 	// under the map's coordination; 0 when unknown or nil.
 	mapAddress() uintptr
+}
+
+// ClientStats counts what this package dropped, limited or changed, for
+// the process's own monitoring (the sidecar sees only what arrives).
+type ClientStats struct {
+	// EventsPending is events waiting for the sidecar's acknowledgement.
+	EventsPending int
+	// EventsDropped counts events dropped, oldest first, because the
+	// buffer (1000 events) was full: the sidecar was unreachable for long.
+	EventsDropped uint64
+	// MisuseEventsLimited counts misuse events not recorded because one
+	// map, kind and code site produced more than 10 in a second. Their
+	// misuse counters still count them.
+	MisuseEventsLimited uint64
+	// EventsRejected counts events discarded because the sidecar would
+	// refuse them (a 400 naming them, or a map identity it rejects).
+	EventsRejected uint64
+	// NilMapWrites counts writes to nil maps seen by Put, RecoverNilMap
+	// and Middleware.
+	NilMapWrites uint64
+	// NilMapHeals counts nil maps Put initialised (NilMapHeal).
+	NilMapHeals uint64
+	// NilMapDrops counts writes Put skipped (NilMapDrop).
+	NilMapDrops uint64
+	// HealBudgetTrips counts the minutes in which the heal budget ran out.
+	HealBudgetTrips uint64
+}
+
+// Stats returns the process's ClientStats.
+func Stats() ClientStats {
+	var s ClientStats
+	s.EventsPending, s.EventsDropped, s.MisuseEventsLimited, s.EventsRejected = std.stats()
+	nilWrites.mu.Lock()
+	defer nilWrites.mu.Unlock()
+	s.NilMapWrites, s.NilMapHeals = nilWrites.total, nilWrites.heals
+	s.NilMapDrops, s.HealBudgetTrips = nilWrites.drops, nilWrites.trips
+	return s
 }

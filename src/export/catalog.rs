@@ -97,6 +97,7 @@ catalog! {
     SOURCE_LAST_REPORT_TIMESTAMP_SECONDS = "mapscope_source_last_report_timestamp_seconds", Gauge, Ingest, ["source"], "Unix time of each source's last accepted report.";
     INGEST_REQUESTS_TOTAL = "mapscope_ingest_requests_total", Counter, Ingest, ["code"], "Ingest requests, by HTTP status code.";
     INGEST_REJECTED_TOTAL = "mapscope_ingest_rejected_total", Counter, Ingest, ["reason"], "Rejected ingest requests, by reason.";
+    CRASH_FILES_TOTAL = "mapscope_crash_files_total", Counter, Ingest, ["result"], "Go crash files read from --crash-dir, by result: map_crash (counted as misuse), other_crash, invalid.";
 }
 
 /// The declaration named `name`, if any.

@@ -452,6 +452,18 @@ fn misuse_attributes(event: &MisuseEvent) -> Vec<KeyValue> {
     if event.kind.is_error() {
         attributes.push(KeyValue::new("error.type", event.kind.as_str()));
     }
+    // OpenTelemetry's code attributes, so a crash read from a file and a
+    // misuse a client reported with its call site look alike in traces.
+    if let Some(site) = &event.site {
+        attributes.extend([
+            KeyValue::new("code.function", site.function.clone()),
+            KeyValue::new("code.filepath", site.file.clone()),
+            KeyValue::new("code.lineno", i64::from(site.line)),
+        ]);
+    }
+    if let Some(pid) = event.pid {
+        attributes.push(KeyValue::new("process.pid", i64::from(pid)));
+    }
     attributes
 }
 

@@ -141,9 +141,14 @@ impl Labels<'_> {
 }
 
 /// The misuse kinds a map gets series for: detector kinds always, client
-/// kinds for maps reported by clients or once they have a count.
+/// kinds for maps reported by clients or once they have a count. A
+/// misuse-only row (a crash of a map no report describes) runs no
+/// detectors: it gets the client kinds only.
 fn kinds_for(map: &MapSnapshot) -> impl Iterator<Item = MisuseKind> + '_ {
     MisuseKind::ALL.into_iter().filter(move |kind| {
+        if map.misuse_only {
+            return kind.is_error();
+        }
         !kind.is_error() || map.id.source.is_some() || map.misuse_count(*kind) > 0
     })
 }
@@ -214,6 +219,14 @@ fn samples<'a>(
                     );
                 }
             }
+            catalog::CRASH_FILES_TOTAL => {
+                for (result, count) in ingest().flat_map(|i| &i.crash_files) {
+                    emit(
+                        Labels::Plain(vec![("result", result.clone())]),
+                        *count as f64,
+                    );
+                }
+            }
             other => unreachable!(
                 "metric {} is declared in the catalog but not exported",
                 other.name
@@ -228,6 +241,16 @@ fn map_samples(
     map: &MapSnapshot,
     emit: &mut dyn FnMut(Option<(&'static str, &'static str)>, f64),
 ) {
+    // A misuse-only row has no stats: zero-valued gauges would claim an
+    // empty map.
+    if map.misuse_only
+        && !matches!(
+            *def,
+            catalog::MAP_MISUSE_EVENTS_TOTAL | catalog::MAP_CONDITION_ACTIVE
+        )
+    {
+        return;
+    }
     let s = &map.stats;
     let mut growth_kinds = |value: &dyn Fn(GrowthKind) -> f64| {
         for kind in GrowthKind::ALL {

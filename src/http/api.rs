@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::detect::MisuseKind;
-use crate::registry::{Event, MapSnapshot, RegistrySnapshot};
+use crate::registry::{CodeSite, Event, MapSnapshot, RegistrySnapshot};
 
 /// The body of `GET /api/v1/maps`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -32,6 +32,10 @@ pub struct ApiMap {
     pub source: Option<String>,
     /// In its grace period after being dropped.
     pub dropped: bool,
+    /// Known only from its misuse (a Go crash of a map no report
+    /// describes): its stats are not known and read 0.
+    #[serde(default)]
+    pub misuse_only: bool,
     /// Live entries.
     pub entries: usize,
     /// High-water mark of entries.
@@ -109,6 +113,34 @@ pub struct ApiEvent {
     pub duration_seconds: Option<f64>,
     /// Details (misuse).
     pub details: Option<String>,
+    /// Where in the program it happened (a Go crash, or a client event with
+    /// `code.*` attributes).
+    #[serde(default)]
+    pub site: Option<ApiSite>,
+    /// The process id of a crashed process (misuse read from a crash file).
+    #[serde(default)]
+    pub pid: Option<u32>,
+}
+
+/// A code site.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiSite {
+    /// The function (`main.(*cart).add`).
+    pub function: String,
+    /// The source file.
+    pub file: String,
+    /// The line in `file`.
+    pub line: u32,
+}
+
+impl From<&CodeSite> for ApiSite {
+    fn from(site: &CodeSite) -> Self {
+        ApiSite {
+            function: site.function.clone(),
+            file: site.file.clone(),
+            line: site.line,
+        }
+    }
 }
 
 fn unix(at: SystemTime) -> f64 {
@@ -130,6 +162,7 @@ impl From<&MapSnapshot> for ApiMap {
             labels: map.id.labels.iter().cloned().collect(),
             source: map.id.source.as_ref().map(|s| s.to_string()),
             dropped: map.dropped,
+            misuse_only: map.misuse_only,
             entries: s.entries,
             peak_entries: s.peak_entries,
             buckets: s.buckets,
@@ -186,6 +219,7 @@ impl ApiSnapshot {
             out.recent_events
                 .extend(snapshot.recent_events.iter().map(|record| {
                     let map = record.event.map();
+                    let (mut site, mut pid) = (None, None);
                     let (event, kind, at, duration, details) = match &record.event {
                         Event::GrowthStarted(e) => {
                             ("growth_started", e.kind.as_str(), e.at, None, None)
@@ -194,16 +228,20 @@ impl ApiSnapshot {
                             "growth_finished",
                             e.kind.as_str(),
                             e.started_at + e.duration,
-                            Some(e.duration.as_secs_f64()),
+                            e.measured.then(|| e.duration.as_secs_f64()),
                             None,
                         ),
-                        Event::Misuse(e) => (
-                            "misuse",
-                            e.kind.as_str(),
-                            e.at,
-                            None,
-                            Some(e.details.clone()),
-                        ),
+                        Event::Misuse(e) => {
+                            site = e.site.as_ref().map(ApiSite::from);
+                            pid = e.pid;
+                            (
+                                "misuse",
+                                e.kind.as_str(),
+                                e.at,
+                                None,
+                                Some(e.details.clone()),
+                            )
+                        }
                     };
                     ApiEvent {
                         seq: record.seq,
@@ -214,6 +252,8 @@ impl ApiSnapshot {
                         at: unix(at),
                         duration_seconds: duration,
                         details,
+                        site,
+                        pid,
                     }
                 }));
         }

@@ -20,7 +20,7 @@ use crate::registry::Registry;
 mod api;
 mod landing;
 
-pub use api::{ApiCondition, ApiEvent, ApiGrowth, ApiMap, ApiSnapshot};
+pub use api::{ApiCondition, ApiEvent, ApiGrowth, ApiMap, ApiSite, ApiSnapshot};
 
 /// What the routes read: the snapshot sources, their collector, and
 /// whether the process is ready.

@@ -5,6 +5,10 @@
 //! Guarantees: a rejected request changes nothing; one source's bad input
 //! never touches another source's series; every limit answers with a JSON
 //! error naming the field and the limit.
+//!
+//! The sidecar also reads Go crash files from a shared directory
+//! (`--crash-dir`, [`CrashDir`]): a process killed by a map misuse never
+//! reports again, so its crash output is the report.
 
 use std::sync::Arc;
 
@@ -15,10 +19,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 
+pub mod crash;
+mod crash_counts;
+mod crash_dir;
 pub mod protocol;
 mod sources;
 mod validate;
 
+pub use crash_dir::{CrashDir, CrashDirLimits, ScanSummary};
 pub use protocol::{ErrorBody, Report, ReportAccepted, PROTOCOL_VERSION};
 pub use sources::IngestStore;
 pub use validate::{check, parse_rfc3339, Limits, Rejection, MAX_SECONDS, MAX_SOURCE_BYTES};

@@ -5,20 +5,26 @@
 //! restarted client shows up as a counter reset and a restarted sidecar
 //! continues from the next report's totals. Stale sources are swept by a
 //! timer ([`IngestStore::sweep`]), never during a scrape.
+//!
+//! Map crashes read from Go crash files (see `crash_dir.rs`) are counted
+//! here too, in rows of their own that outlive sources: a crashed process
+//! never reports again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::http::StatusCode;
 
-use super::protocol::{Report, ReportAccepted, ReportedMap};
+use super::crash::CrashFileResult;
+use super::crash_counts::{CrashCounts, CrashKey};
+use super::protocol::{Report, ReportAccepted, ReportedEvent, ReportedMap};
 use super::validate::{parse_rfc3339, Limits, Rejection};
 use crate::detect::{Condition, DetectorConfig, DetectorState, MisuseKind};
 use crate::export::SnapshotSource;
 use crate::map::{Growth, GrowthKind, MapStats};
 use crate::registry::{
-    transition_event, Event, EventBatch, EventRing, GrowthFinished, IngestStats, MapId,
+    transition_event, CodeSite, Event, EventBatch, EventRing, GrowthFinished, IngestStats, MapId,
     MapSnapshot, MisuseEvent, RegistrySnapshot,
 };
 
@@ -52,6 +58,51 @@ struct State {
     requests: BTreeMap<u16, u64>,
     rejected: BTreeMap<String, u64>,
     events: EventRing,
+    crashes: CrashCounts,
+    /// Crash files by result; `None` while no crash directory is watched,
+    /// so a sidecar without one exports no such series.
+    crash_files: Option<BTreeMap<String, u64>>,
+}
+
+/// A map crash read from a crash file, for [`IngestStore::record_crash`].
+#[derive(Debug, Clone)]
+pub(crate) struct CrashEvent {
+    /// The crashed process's app: the `source` label of the count.
+    pub(crate) app: String,
+    /// Its instance.
+    pub(crate) instance: String,
+    /// Its process id.
+    pub(crate) pid: u32,
+    /// What killed it.
+    pub(crate) kind: MisuseKind,
+    /// The map, or `_unknown`.
+    pub(crate) map: String,
+    /// The map's labels, sorted.
+    pub(crate) labels: Vec<(String, String)>,
+    /// The application frame that did it.
+    pub(crate) site: Option<CodeSite>,
+    /// When it crashed (the crash log's modification time).
+    pub(crate) at: SystemTime,
+}
+
+/// Whether a count that rose at `increased` still holds its condition:
+/// client-reported kinds and crashes stay active for the detectors'
+/// `event_hold` after their last rise.
+fn held(increased: Option<Instant>, now: Instant, hold: Duration) -> bool {
+    increased.is_some_and(|at| now.saturating_duration_since(at) <= hold)
+}
+
+/// The structured code site of a client event: OpenTelemetry's
+/// `code.function`, `code.filepath` and `code.lineno` attributes, all three
+/// present and the line a number.
+fn reported_site(event: &ReportedEvent) -> Option<CodeSite> {
+    let get = |key: &str| event.attributes.get(key);
+    let line = get("code.lineno")?.trim().parse().ok()?;
+    Some(CodeSite::new(
+        get("code.function")?.as_str(),
+        get("code.filepath")?.as_str(),
+        line,
+    ))
 }
 
 /// Every source's maps, as the sidecar last heard them.
@@ -143,6 +194,8 @@ impl IngestStore {
                 requests: BTreeMap::new(),
                 rejected: BTreeMap::new(),
                 events: EventRing::new(4096),
+                crashes: CrashCounts::default(),
+                crash_files: None,
             }),
         }
     }
@@ -163,6 +216,60 @@ impl IngestStore {
         if let Some(reason) = rejected {
             *state.rejected.entry(reason.to_owned()).or_default() += 1;
         }
+    }
+
+    /// Starts exporting `mapscope_crash_files_total`, every result at 0
+    /// (the sidecar calls it when it watches a crash directory).
+    pub fn enable_crash_files(&self) {
+        let mut state = self.lock();
+        let counts = state.crash_files.get_or_insert_with(BTreeMap::new);
+        for result in CrashFileResult::ALL {
+            counts.entry(result.as_str().to_owned()).or_insert(0);
+        }
+    }
+
+    /// Counts one processed crash file pair.
+    pub fn count_crash_file(&self, result: CrashFileResult) {
+        let mut state = self.lock();
+        *state
+            .crash_files
+            .get_or_insert_with(BTreeMap::new)
+            .entry(result.as_str().to_owned())
+            .or_default() += 1;
+    }
+
+    /// Records a map crash: its count (for the sidecar's life) and a misuse
+    /// event. Returns the map it was counted under (its own, or `_unknown`
+    /// past the row cap), or `None` when the cap left no row for it.
+    pub(crate) fn record_crash(&self, crash: CrashEvent, now: Instant) -> Option<String> {
+        let mut state = self.lock();
+        let key: CrashKey = (crash.app.clone(), crash.map, crash.labels);
+        let (app, map, labels) = state.crashes.record(key, crash.kind, crash.at, now)?;
+        let site = crash
+            .site
+            .as_ref()
+            .map_or_else(|| "an unknown site".to_owned(), ToString::to_string);
+        let details = format!(
+            "{} crashed {app} (instance {}, pid {}) at {site}",
+            crash.kind, crash.instance, crash.pid
+        );
+        state.events.push(Event::Misuse(MisuseEvent {
+            map: MapId {
+                name: map.as_str().into(),
+                labels: labels.into(),
+                source: Some(app.into()),
+            },
+            kind: crash.kind,
+            details,
+            at: crash.at,
+            value: 0.0,
+            trace: None,
+            context: None,
+            traced: false,
+            site: crash.site,
+            pid: Some(crash.pid),
+        }));
+        Some(map)
     }
 
     /// Applies a report that passed [`super::validate::check`]. Either the
@@ -317,6 +424,9 @@ impl IngestStore {
             let at = parse_rfc3339(&event.at).unwrap_or_else(SystemTime::now);
             let trace = event.trace_id.clone().zip(event.span_id.clone());
             let converted = if event.kind == "growth" {
+                // Without `duration_seconds` the growth is an event, not a
+                // 0 s observation of the duration histogram.
+                let measured = event.duration_seconds.is_some();
                 let duration = Duration::try_from_secs_f64(event.duration_seconds.unwrap_or(0.0))
                     .unwrap_or_default();
                 Event::GrowthFinished(GrowthFinished {
@@ -328,6 +438,7 @@ impl IngestStore {
                     entries: 0,
                     started_at: at.checked_sub(duration).unwrap_or(at),
                     duration,
+                    measured,
                     helping_writes: 0,
                     evacuation_work: Duration::ZERO,
                     completed_explicitly: false,
@@ -355,6 +466,8 @@ impl IngestStore {
                     trace,
                     context: None,
                     traced: false,
+                    site: reported_site(event),
+                    pid: None,
                 })
             };
             state.events.push(converted);
@@ -407,6 +520,62 @@ impl IngestStore {
                 .collect(),
             requests: state.requests.clone(),
             rejected: state.rejected.clone(),
+            crash_files: state.crash_files.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// Adds the crash counts to the reported map of the same identity (map,
+/// labels, `source` = the app), so a map never has two series; a crash of a
+/// map no report describes becomes a misuse-only row. A rising count holds
+/// `condition_active` like a client-reported kind.
+fn merge_crashes(
+    maps: &mut Vec<MapSnapshot>,
+    crashes: &CrashCounts,
+    now: Instant,
+    hold: Duration,
+) {
+    let mut rows = crashes.rows().peekable();
+    if rows.peek().is_none() {
+        return;
+    }
+    let mut index: HashMap<MapId, usize> = maps
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.id.clone(), i))
+        .collect();
+    for ((app, name, labels), row) in rows {
+        let id = MapId {
+            name: name.as_str().into(),
+            labels: labels.clone().into(),
+            source: Some(app.as_str().into()),
+        };
+        let i = *index.entry(id.clone()).or_insert_with(|| {
+            maps.push(MapSnapshot {
+                id,
+                stats: MapStats::default(),
+                conditions: Vec::new(),
+                misuse: [0; MisuseKind::ALL.len()],
+                dropped: false,
+                misuse_only: true,
+            });
+            maps.len() - 1
+        });
+        let map = &mut maps[i];
+        for kind in MisuseKind::CLIENT {
+            let k = kind.index();
+            map.misuse[k] += row.counts[k];
+            if held(row.increased[k], now, hold) && !map.is_active(kind) {
+                map.conditions.push(Condition {
+                    kind,
+                    since: row.last_at[k].unwrap_or_else(SystemTime::now),
+                    value: row.counts[k] as f64,
+                    details: format!(
+                        "{} {kind} crashes of {app} read from crash files",
+                        row.counts[k]
+                    ),
+                });
+            }
         }
     }
 }
@@ -452,9 +621,11 @@ impl SnapshotSource for IngestStore {
                 for kind in MisuseKind::CLIENT {
                     let i = kind.index();
                     misuse[i] += remote.client_misuse[i];
-                    let recent = remote.client_misuse_increased[i]
-                        .is_some_and(|at| now.duration_since(at) <= self.detectors.event_hold);
-                    if recent {
+                    if held(
+                        remote.client_misuse_increased[i],
+                        now,
+                        self.detectors.event_hold,
+                    ) {
                         conditions.push(Condition {
                             kind,
                             since: SystemTime::now(),
@@ -472,9 +643,12 @@ impl SnapshotSource for IngestStore {
                     conditions,
                     misuse,
                     dropped: stale,
+                    misuse_only: false,
                 });
             }
         }
+        let maps_registered = maps.len();
+        merge_crashes(&mut maps, &state.crashes, now, self.detectors.event_hold);
         for (map, transition) in fired {
             if let Some(event) = transition_event(map, transition) {
                 state.events.push(event);
@@ -484,8 +658,9 @@ impl SnapshotSource for IngestStore {
             (&a.id.source, &a.id.name, &a.id.labels).cmp(&(&b.id.source, &b.id.name, &b.id.labels))
         });
         let mut snapshot = RegistrySnapshot {
-            maps_registered: maps.len(),
+            maps_registered,
             growth_durations: state.events.durations,
+            recent_events: state.events.records(),
             maps,
             ..Default::default()
         };

@@ -160,6 +160,7 @@ impl Observer for MapEntry {
                 .checked_sub(growth.finished.elapsed() + duration)
                 .unwrap_or(SystemTime::UNIX_EPOCH),
             duration,
+            measured: true,
             helping_writes: growth.helping_writes,
             evacuation_work: growth.work,
             completed_explicitly: growth.completed_explicitly,
@@ -181,6 +182,8 @@ impl Observer for MapEntry {
             trace: None,
             context: None,
             traced: false,
+            site: None,
+            pid: None,
         };
         // The crossing is a tracing signal: the detector counts the
         // condition and reports it on its own. Without tracing hooks there is

@@ -18,6 +18,42 @@ pub struct MapId {
     pub source: Option<Arc<str>>,
 }
 
+/// A place in a program's source: where a misuse happened.
+///
+/// ```
+/// use mapscope::registry::CodeSite;
+/// let site = CodeSite::new("main.(*cart).add", "/src/shop/cart.go", 42);
+/// assert_eq!(site.to_string(), "main.(*cart).add (/src/shop/cart.go:42)");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct CodeSite {
+    /// The function, as the program's runtime names it
+    /// (`main.(*cart).add`, `github.com/acme/shop.handler`).
+    pub function: String,
+    /// The source file, as the program was built (`/src/shop/cart.go`).
+    pub file: String,
+    /// The line in `file` (1-based).
+    pub line: u32,
+}
+
+impl CodeSite {
+    /// A site from its parts.
+    pub fn new(function: impl Into<String>, file: impl Into<String>, line: u32) -> Self {
+        CodeSite {
+            function: function.into(),
+            file: file.into(),
+            line,
+        }
+    }
+}
+
+impl std::fmt::Display for CodeSite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}:{})", self.function, self.file, self.line)
+    }
+}
+
 /// Something a captured tracing context can be stored as. The OpenTelemetry
 /// integration stores its `Context` here; the registry only carries it.
 pub type CapturedContext = Arc<dyn std::any::Any + Send + Sync>;
@@ -61,8 +97,13 @@ pub struct GrowthFinished {
     pub entries: usize,
     /// When it started.
     pub started_at: SystemTime,
-    /// Wall time from start to the last evacuated bucket.
+    /// Wall time from start to the last evacuated bucket (zero when not
+    /// [`measured`](GrowthFinished::measured)).
     pub duration: Duration,
+    /// Whether `duration` was measured. False for a growth a client
+    /// reported without `duration_seconds`: it is still an event (and a
+    /// span), but not an observation of `mapscope_growth_duration_seconds`.
+    pub measured: bool,
     /// Writes that helped evacuate.
     pub helping_writes: u64,
     /// Time spent evacuating, as opposed to wall time: the sum of the
@@ -100,6 +141,13 @@ pub struct MisuseEvent {
     /// Already recorded on the span active when it happened (or suppressed
     /// by the rate limit), so exporters must not trace it again.
     pub traced: bool,
+    /// Where in the program it happened, when known: from a Go crash file,
+    /// or from a client event's `code.function`, `code.filepath` and
+    /// `code.lineno` attributes.
+    pub site: Option<CodeSite>,
+    /// The id of the process it happened in, for a crash read from a crash
+    /// file (the process is gone by then).
+    pub pid: Option<u32>,
 }
 
 /// An event from a map.
@@ -212,8 +260,12 @@ impl EventRing {
 
     pub(crate) fn push(&mut self, event: Event) {
         if let Event::GrowthFinished(growth) = &event {
-            self.durations
-                .record(growth.kind, growth.duration.as_secs_f64());
+            // A growth without a measured duration is an event, not an
+            // observation: a 0 s sample would drag the histogram down.
+            if growth.measured {
+                self.durations
+                    .record(growth.kind, growth.duration.as_secs_f64());
+            }
         }
         self.recent.push_back(EventRecord {
             seq: self.next_seq,

@@ -29,7 +29,7 @@ pub use error::{
 };
 pub(crate) use events::EventRing;
 pub use events::{
-    CapturedContext, Event, EventBatch, EventRecord, GrowthDurations, GrowthFinished,
+    CapturedContext, CodeSite, Event, EventBatch, EventRecord, GrowthDurations, GrowthFinished,
     GrowthStarted, MapId, MisuseEvent, GROWTH_DURATION_BUCKETS,
 };
 pub use snapshot::{IngestStats, MapSnapshot, RegistrySnapshot};
@@ -38,6 +38,13 @@ use entry::{EventSink, MapEntry};
 
 /// The name of the series that maps past the cardinality cap fold into.
 pub const OVERFLOW_MAP: &str = "_overflow";
+
+/// The map name of a misuse whose map could not be named: a Go crash whose
+/// runtime frames show no map address the crash file's metadata lists (a
+/// map the program never observed, or an argument the traceback could not
+/// recover), or a nil-map write the Go client's HTTP middleware caught
+/// without knowing the map. The Go client uses the same name.
+pub const UNKNOWN_MAP: &str = "_unknown";
 
 /// Builds a [`Registry`] with non-default settings.
 ///
@@ -350,6 +357,7 @@ impl Registry {
                 conditions: registered.detector_state.active().to_vec(),
                 misuse: *registered.detector_state.firings(),
                 dropped,
+                misuse_only: false,
             };
             if registered.folded {
                 fold_into(&mut overflow, snapshot);
@@ -368,6 +376,7 @@ impl Registry {
                         conditions: Vec::new(),
                         misuse: *registered.detector_state.firings(),
                         dropped: true,
+                        misuse_only: false,
                     };
                     // Gauges leave with the map; counters stay in the sum.
                     let s = &mut final_counters.stats;
@@ -456,6 +465,8 @@ pub(crate) fn transition_event(map: MapId, transition: Transition) -> Option<Eve
                 trace: None,
                 context: None,
                 traced: false,
+                site: None,
+                pid: None,
             }))
         }
         Transition::Cleared(kind) => {
@@ -482,6 +493,7 @@ fn fold_into(overflow: &mut Option<MapSnapshot>, map: MapSnapshot) {
         conditions: Vec::new(),
         misuse: [0; MisuseKind::ALL.len()],
         dropped: false,
+        misuse_only: false,
     });
     let (t, s) = (&mut total.stats, &map.stats);
     t.entries += s.entries;

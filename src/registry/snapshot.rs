@@ -22,6 +22,11 @@ pub struct MapSnapshot {
     pub misuse: [u64; MisuseKind::ALL.len()],
     /// Whether the map was dropped and is in its grace period.
     pub dropped: bool,
+    /// Whether the map is known only from its misuse: a Go crash file named
+    /// a map that no report describes (or no longer does). It has no stats,
+    /// so exporters give it only its misuse and condition series, not
+    /// zero-valued gauges.
+    pub misuse_only: bool,
 }
 
 impl MapSnapshot {
@@ -81,4 +86,7 @@ pub struct IngestStats {
     pub requests: BTreeMap<u16, u64>,
     /// Rejected requests by reason.
     pub rejected: BTreeMap<String, u64>,
+    /// Crash files processed by result (`map_crash`, `other_crash`,
+    /// `invalid`); empty when the sidecar watches no crash directory.
+    pub crash_files: BTreeMap<String, u64>,
 }

@@ -1,0 +1,641 @@
+package mapscope
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Map is a map that cannot crash the process: its zero value is an empty
+// map ready to use (no nil map), and it survives concurrent use. A second
+// writer, or a reader racing a writer, is counted as concurrent_write,
+// recorded with its code site and trace, and then waits for its turn,
+// where a plain map would have killed the process with "concurrent map
+// writes". Concurrent readers are not a misuse and do not wait for each
+// other.
+//
+// A Map is reported once it has a name: NewMap, or Register on a zero
+// value. Misuse events of a Map without a name carry the map name
+// "_unnamed".
+//
+// Reported: entries, peak entries, buckets and memory read from the
+// runtime's own map (see layoutInfo), inserts, updates and removes (one
+// lookup per write: an insert is told from an update by len before and
+// after), growths with their measured durations (see "Growth durations"
+// below), Compact as a shrink, and misuse.
+//
+// # Growth durations
+//
+// A classic map (Go up to 1.23, or GOEXPERIMENT=noswissmap) grows
+// incrementally: the insert that crosses 6.5 entries per bucket allocates
+// the new array and every later write evacuates old buckets. Each write
+// reads the header (a few loads), the clock is read only by an insert the
+// growth rule says starts a growth, and the growth's duration is wall time
+// from that insert to the write that evacuates the last old bucket. All
+// classic growths, doublings and same-size, are measured.
+//
+// A swiss map (Go 1.24+) grows inside one insert. The insert is timed
+// when the header says it may grow: a map of one group that is full, or of
+// one table whose growthLeft is 0. A map of several tables (above 896
+// entries, or made with a larger hint) grows in the table its key hashes
+// to, which the header does not tell: those doublings are seen when the map
+// is reported, counted, and their events carry no duration. Either way a
+// growth is a doubling of the whole map, counted once.
+//
+// Without introspection (layout "model") growths are derived from the
+// modelled bucket count when the map is reported, without durations.
+//
+// # Range
+//
+// Range holds the map for the whole iteration: other goroutines' reads and
+// writes wait until it returns (a write from another goroutine is a
+// concurrent_write, a read is not). The callback may call Get, Set, Delete,
+// Len, Clear and Range on the same map from its own goroutine; a key it
+// inserts is counted as iterate_while_mutating (Go does not say whether the
+// iteration will see it). Compact inside Range does nothing. Range first
+// reads its goroutine's id from runtime.Stack (goroutineID), which costs a
+// few microseconds (more with deep stacks), and so does each of the
+// callback's own calls on the map; the callback must not wait for another
+// goroutine that uses the map.
+//
+// A Map must not be copied after first use (go vet reports copies).
+type Map[K comparable, V any] struct {
+	_ noCopy
+
+	lock mapLock
+	// watch holds the announcements the slow paths read to tell a misuse
+	// from a benign wait (see watchBenign).
+	watch atomic.Uint64
+	// owner is the goroutine id of the Range holding the map, 0 if none.
+	owner atomic.Uint64
+
+	// Written under the write lock, read under the read lock.
+	m         map[K]V
+	timing    bool // introspection is on: time growths at the write
+	probe     writeProbe
+	book      growthBook
+	inserts   uint64
+	updates   uint64
+	removes   uint64
+	peak      uint64 // most entries ever held
+	modelPeak uint64 // most entries held by the current runtime map
+	hint      uint64 // the hint the current runtime map was made with
+
+	concurrent     atomic.Uint64
+	mutatedInRange atomic.Uint64
+
+	ident atomic.Pointer[mapID]
+	reg   *registry // nil: std
+
+	regMu      sync.Mutex // serializes Register and Unregister
+	registered *registry
+	snapMu     sync.Mutex // serializes snapshots
+}
+
+// noCopy makes go vet's copylocks check report a copied Map.
+type noCopy struct{}
+
+// Lock is a no-op used by go vet's copylocks check.
+func (*noCopy) Lock() {}
+
+// Unlock is a no-op used by go vet's copylocks check.
+func (*noCopy) Unlock() {}
+
+// unnamed is the map name of a Map's misuse events before Register.
+const unnamed = "_unnamed"
+
+// MapOption configures NewMap and Map.Register: Labels, Capacity.
+type MapOption interface{ applyMap(*mapConfig) }
+
+type mapConfig struct {
+	labels map[string]string
+	hint   int
+}
+
+// Labels are a map's own labels (at most 16; see docs/protocol.md for the
+// rules on names and values). An option of NewMap, Map.Register and
+// Observe.
+type Labels map[string]string
+
+func (l Labels) applyMap(c *mapConfig) { c.labels = copyLabels(l) }
+
+func copyLabels(l Labels) map[string]string {
+	if len(l) == 0 {
+		return nil
+	}
+	c := make(map[string]string, len(l))
+	for k, v := range l {
+		c[k] = v
+	}
+	return c
+}
+
+// Capacity is the number of entries a map is expected to hold: NewMap and
+// Register make the runtime map with make(map[K]V, n) (Register only if the
+// Map has not stored anything yet); Observe takes it as the hint the
+// observed map was made with, which the model needs (see layoutInfo).
+type Capacity int
+
+func (n Capacity) applyMap(c *mapConfig) { c.hint = max(int(n), 0) }
+
+// NewMap returns a Map named name and reported from now on (see Start).
+func NewMap[K comparable, V any](name string, opts ...MapOption) *Map[K, V] {
+	m := new(Map[K, V])
+	m.Register(name, opts...)
+	return m
+}
+
+// Register names the map and reports it from now on. On a registered Map it
+// replaces the name and labels. A Capacity option makes the runtime map if
+// the Map has not stored anything yet.
+func (m *Map[K, V]) Register(name string, opts ...MapOption) {
+	var c mapConfig
+	for _, o := range opts {
+		o.applyMap(&c)
+	}
+	m.ident.Store(&mapID{name: name, labels: c.labels})
+	if c.hint > 0 && (m.lock.tryLock() || m.lockWrite()) {
+		// (Inside its own Range the map exists already.)
+		if m.m == nil {
+			m.allocate(uint64(c.hint))
+		}
+		m.lock.unlock()
+	}
+	r := m.registry()
+	m.regMu.Lock()
+	defer m.regMu.Unlock()
+	if m.registered == nil {
+		r.register(m)
+		m.registered = r
+	}
+}
+
+// Unregister stops reporting the map. It stays usable, and its misuse
+// events are still recorded under its name.
+func (m *Map[K, V]) Unregister() {
+	m.regMu.Lock()
+	defer m.regMu.Unlock()
+	if m.registered != nil {
+		m.registered.unregister(m)
+		m.registered = nil
+	}
+}
+
+// Set maps k to v.
+func (m *Map[K, V]) Set(k K, v V) {
+	if !m.lock.tryLock() && !m.lockWrite() {
+		m.set(k, v, true) // the callback of this goroutine's Range
+		return
+	}
+	defer m.lock.unlock()
+	m.set(k, v, false)
+}
+
+// Get returns the value k maps to, and whether there is one.
+func (m *Map[K, V]) Get(k K) (V, bool) {
+	if !m.lock.tryRLock() && !m.lockRead() {
+		v, ok := m.m[k]
+		return v, ok
+	}
+	defer m.lock.runlock()
+	v, ok := m.m[k]
+	return v, ok
+}
+
+// Delete removes k's entry, if any.
+func (m *Map[K, V]) Delete(k K) {
+	if !m.lock.tryLock() && !m.lockWrite() {
+		m.delete(k)
+		return
+	}
+	defer m.lock.unlock()
+	m.delete(k)
+}
+
+// Len returns the number of entries.
+func (m *Map[K, V]) Len() int {
+	if !m.lock.tryRLock() && !m.lockRead() {
+		return len(m.m)
+	}
+	defer m.lock.runlock()
+	return len(m.m)
+}
+
+// Clear removes every entry. Like clear on a Go map it keeps the buckets
+// (call Compact to give them back); each entry counts as a remove.
+func (m *Map[K, V]) Clear() {
+	if !m.lock.tryLock() && !m.lockWrite() {
+		m.clear()
+		return
+	}
+	defer m.lock.unlock()
+	m.clear()
+}
+
+// Range calls f for each entry, in Go's map order, until f returns false.
+// See "Range" in the Map documentation for what it blocks and what f may do.
+func (m *Map[K, V]) Range(f func(K, V) bool) {
+	g := goroutineID()
+	if m.owner.Load() == g {
+		m.iterate(f) // nested in this goroutine's own Range: already held
+		return
+	}
+	m.watch.Add(watchRange + watchGen)
+	defer m.watch.Add(watchGen - watchRange)
+	if !m.lock.tryLock() {
+		m.lockRange()
+	}
+	m.owner.Store(g)
+	defer func() {
+		m.owner.Store(0)
+		m.lock.unlock()
+	}()
+	m.iterate(f)
+}
+
+// Compact rebuilds the map at the size its entries need, giving back the
+// memory deletes left behind (a Go map never shrinks, golang/go#20135): a
+// new runtime map made with make(map[K]V, Len()) and filled with a copy of
+// the entries. It is reported as a shrink growth with its duration. When a
+// fresh map would have as many buckets as this one, it does nothing.
+func (m *Map[K, V]) Compact() {
+	if !m.lock.tryLock() && !m.lockWrite() {
+		return // inside this goroutine's Range: the iteration holds the map
+	}
+	defer m.lock.unlock()
+	if m.m == nil {
+		return
+	}
+	n := uint64(len(m.m))
+	before := m.buckets()
+	if makeBuckets(n) >= before {
+		return
+	}
+	start := now()
+	if g, ok := m.probe.abandon(); ok {
+		m.finished(g)
+	}
+	nm := make(map[K]V, n)
+	for k, v := range m.m {
+		nm[k] = v
+	}
+	m.m = nm
+	m.hint, m.modelPeak = n, n
+	end := now()
+	m.book.start(GrowthShrink)
+	m.finished(finishedGrowth{kind: GrowthShrink, at: end, duration: end.Sub(start), oldBuckets: before, ok: true})
+	m.book.rebase(m.buckets())
+}
+
+// allocate makes the runtime map. Write lock held.
+func (m *Map[K, V]) allocate(hint uint64) {
+	m.m = make(map[K]V, hint)
+	m.hint = hint
+	m.modelPeak = 0
+	m.timing = introspecting()
+	m.book.rebase(m.buckets())
+}
+
+// buckets is the current runtime map's bucket count, read or modelled.
+// Write lock held.
+func (m *Map[K, V]) buckets() uint64 {
+	return inspectMap(m.m, m.modelPeak, m.hint).Buckets
+}
+
+// set is Set under the write lock (or in the owner's Range: inRange).
+func (m *Map[K, V]) set(k K, v V, inRange bool) {
+	if m.m == nil {
+		m.allocate(0)
+	}
+	var t0 time.Time
+	timed := m.timing && m.probe.mayGrow(headerOf(m.m))
+	if timed {
+		t0 = now()
+	}
+	n := len(m.m)
+	m.m[k] = v
+	if len(m.m) != n {
+		m.inserts++
+		if uint64(n) >= m.modelPeak {
+			m.modelPeak = uint64(n) + 1
+			m.peak = max(m.peak, m.modelPeak)
+		}
+		if inRange {
+			m.reportMisuse(IterateWhileMutating, 2)
+		}
+	} else {
+		m.updates++
+	}
+	if timed || m.probe.active() {
+		m.afterWrite(timed, t0)
+	}
+}
+
+func (m *Map[K, V]) delete(k K) {
+	n := len(m.m)
+	delete(m.m, k)
+	if len(m.m) != n {
+		m.removes++
+	}
+	if m.probe.active() {
+		m.afterWrite(false, time.Time{})
+	}
+}
+
+func (m *Map[K, V]) clear() {
+	m.removes += uint64(len(m.m))
+	clear(m.m)
+	if m.probe.active() {
+		m.afterWrite(false, time.Time{}) // clear ends a classic growth
+	}
+}
+
+func (m *Map[K, V]) iterate(f func(K, V) bool) {
+	for k, v := range m.m {
+		if !f(k, v) {
+			return
+		}
+	}
+}
+
+// afterWrite accounts for what the write did to the map's growth state.
+func (m *Map[K, V]) afterWrite(timed bool, t0 time.Time) {
+	n := m.probe.after(headerOf(m.m), timed, t0)
+	if n.started != "" {
+		m.book.start(n.started)
+		if n.started == GrowthDouble {
+			m.book.level, m.book.seen = n.level, true
+		}
+	}
+	if n.finished.ok {
+		m.finished(n.finished)
+	}
+}
+
+// finished records a measured growth.
+func (m *Map[K, V]) finished(g finishedGrowth) {
+	m.book.finish(g, true)
+	m.registry().recordGrowth(m.id(), g.kind, g.at, g.duration, true)
+}
+
+func (m *Map[K, V]) registry() *registry {
+	if m.reg != nil {
+		return m.reg
+	}
+	return std
+}
+
+// id implements tracked.
+func (m *Map[K, V]) id() mapID {
+	if p := m.ident.Load(); p != nil {
+		return *p
+	}
+	return mapID{name: unnamed}
+}
+
+// snapshot implements tracked: it reads the map under its read lock (as
+// the reporter: never a misuse) and derives the growths the write path
+// could not time.
+func (m *Map[K, V]) snapshot() wireMap {
+	m.snapMu.Lock()
+	defer m.snapMu.Unlock()
+	m.watch.Add(watchBenign + watchGen)
+	if !m.lock.tryRLock() {
+		m.lock.rlockSlow()
+	}
+	entries := uint64(len(m.m))
+	var s shape
+	if m.m != nil {
+		s = inspectMap(m.m, m.modelPeak, m.hint)
+		if old := m.book.catchUp(s.Buckets); len(old) > 0 {
+			m.book.recordUnmeasured(m.registry(), m.id(), old, now(), true)
+		}
+	}
+	c := wireCounters{
+		Growths:          m.book.counts,
+		GrowthSeconds:    m.book.seconds,
+		EvacuatedBuckets: m.book.evacuated,
+		Inserts:          m.inserts,
+		Updates:          m.updates,
+		Removes:          m.removes,
+	}
+	peak := m.peak
+	m.lock.runlock()
+	m.watch.Add(watchGen - watchBenign)
+	if s.Growing {
+		c.EvacuatedBuckets += s.EvacuatedOldBuckets
+	}
+	c.Misuse = misuseCounts(0, m.concurrent.Load(), m.mutatedInRange.Load())
+	id := m.id()
+	return wireMap{Name: id.name, Labels: id.labels, Stats: wireStatsOf(entries, peak, s), Counters: c}
+}
+
+// reportMisuse counts a misuse and records its event, with the code site
+// skip frames above reportMisuse's caller (the user's call) and the trace
+// bound to the goroutine.
+func (m *Map[K, V]) reportMisuse(kind MisuseKind, skip int) {
+	if kind == IterateWhileMutating {
+		m.mutatedInRange.Add(1)
+	} else {
+		m.concurrent.Add(1)
+	}
+	site := callerSite(skip + 1)
+	traceID, spanID := currentTrace()
+	m.registry().recordMisuse(m.id(), kind, site, traceID, spanID)
+}
+
+// The watch word: announcements made before taking the lock and withdrawn
+// after releasing it, so that a goroutine that found the lock taken can
+// tell whether a benign holder may have been the reason. The generation
+// changes with every announcement and withdrawal: two equal readings
+// around a failed try mean nobody announced or withdrew in between.
+const (
+	watchBenign = 1       // the reporter's read (snapshot)
+	watchRange  = 1 << 16 // a Range
+	watchGen    = 1 << 32
+	benignMask  = 1<<16 - 1
+	rangeMask   = (1<<16 - 1) << 16
+)
+
+// confirmTries bounds the re-reads of a slow path whose watch word keeps
+// changing; it then waits without reporting.
+const confirmTries = 4
+
+// lockWrite is the writers' slow path, after tryLock failed. It returns
+// false when the caller is the goroutine whose Range holds the map: the
+// write goes ahead without the lock. Otherwise it reports a misuse if
+// another user goroutine holds or awaits the map (not when the reporter is
+// reading it), waits, and returns holding the write lock.
+func (m *Map[K, V]) lockWrite() bool {
+	if o := m.owner.Load(); o != 0 && o == goroutineID() {
+		return false
+	}
+	for i := 0; i < confirmTries; i++ {
+		w := m.watch.Load()
+		if w&benignMask != 0 {
+			break
+		}
+		if m.lock.tryLock() {
+			return true
+		}
+		if m.watch.Load() == w {
+			m.reportMisuse(ConcurrentWrite, 2) // lockWrite, Set (or Delete...), the user
+			break
+		}
+	}
+	m.lock.lockSlow()
+	return true
+}
+
+// lockRead is the readers' slow path, after tryRLock failed, which only a
+// writer or a Range holding or awaiting the map causes. It returns false in
+// the Range's own goroutine (read without the lock); otherwise it reports a
+// misuse unless a Range may be the holder, waits, and returns holding a
+// read lock.
+func (m *Map[K, V]) lockRead() bool {
+	if o := m.owner.Load(); o != 0 && o == goroutineID() {
+		return false
+	}
+	for i := 0; i < confirmTries; i++ {
+		w := m.watch.Load()
+		if w&rangeMask != 0 {
+			break
+		}
+		if m.lock.tryRLock() {
+			return true
+		}
+		if m.watch.Load() == w {
+			m.reportMisuse(ConcurrentWrite, 2)
+			break
+		}
+	}
+	m.lock.rlockSlow()
+	return true
+}
+
+// lockRange is Range's slow path, after tryLock failed. A Range is a
+// reader: it reports a misuse only if a writer holds or awaits the map (no
+// other Range announced, so held or wanted is a writer's).
+func (m *Map[K, V]) lockRange() {
+	for i := 0; i < confirmTries; i++ {
+		w := m.watch.Load()
+		if w&benignMask != 0 || w&rangeMask != watchRange {
+			break
+		}
+		if m.lock.state.Load()&(lockHeld|lockWanted) == 0 {
+			break // readers only
+		}
+		if m.lock.tryLock() {
+			return
+		}
+		if m.watch.Load() == w && m.lock.state.Load()&(lockHeld|lockWanted) != 0 {
+			m.reportMisuse(ConcurrentWrite, 2) // lockRange, Range, the user
+			break
+		}
+	}
+	m.lock.lockSlow()
+}
+
+// mapLock is the Map's reader/writer lock. Its fast paths are one atomic
+// operation to take and one to release (sync.RWMutex's writer takes two of
+// each), and they only try: a failed try is the slow path of the Map
+// (lockWrite, lockRead), which decides whether it was a misuse before it
+// sleeps in lockSlow or rlockSlow.
+//
+// The state word holds the readers, the sleepers (goroutines in a slow
+// path), lockHeld (a writer or a Range holds the map) and lockWanted (a
+// writer sleeps: new readers queue behind it, so writers do not starve).
+// A release that finds sleepers wakes them all; each retries.
+type mapLock struct {
+	state   atomic.Uint64
+	mu      sync.Mutex
+	cond    sync.Cond
+	writers int // sleeping writers; guarded by mu
+}
+
+const (
+	lockHeld    = 1 << 63
+	lockWanted  = 1 << 62
+	sleeperOne  = 1 << 40
+	sleeperMask = (1<<22 - 1) << 40
+	readerMask  = 1<<40 - 1
+)
+
+func (l *mapLock) tryLock() bool { return l.state.CompareAndSwap(0, lockHeld) }
+
+func (l *mapLock) unlock() {
+	// Adding 1<<63 clears the bit, which is set: the carry falls off.
+	if s := l.state.Add(lockHeld); s&sleeperMask != 0 {
+		l.wake()
+	}
+}
+
+func (l *mapLock) tryRLock() bool {
+	if s := l.state.Add(1); s&(lockHeld|lockWanted) != 0 {
+		l.runlock()
+		return false
+	}
+	return true
+}
+
+func (l *mapLock) runlock() {
+	if s := l.state.Add(^uint64(0)); s&sleeperMask != 0 {
+		l.wake()
+	}
+}
+
+// lockSlow sleeps until no reader or writer holds the map, then holds it.
+func (l *mapLock) lockSlow() {
+	l.mu.Lock()
+	l.cond.L = &l.mu
+	l.writers++
+	for {
+		s := l.state.Load()
+		if l.state.CompareAndSwap(s, (s+sleeperOne)|lockWanted) {
+			break
+		}
+	}
+	for {
+		s := l.state.Load()
+		if s&(lockHeld|readerMask) == 0 {
+			n := s - sleeperOne + lockHeld
+			if l.writers == 1 {
+				n &^= lockWanted
+			}
+			if l.state.CompareAndSwap(s, n) {
+				break
+			}
+			continue
+		}
+		l.cond.Wait()
+	}
+	l.writers--
+	l.mu.Unlock()
+}
+
+// rlockSlow sleeps until no writer holds or awaits the map, then reads it.
+func (l *mapLock) rlockSlow() {
+	l.mu.Lock()
+	l.cond.L = &l.mu
+	l.state.Add(sleeperOne)
+	for {
+		s := l.state.Load()
+		if s&(lockHeld|lockWanted) == 0 {
+			if l.state.CompareAndSwap(s, s-sleeperOne+1) {
+				break
+			}
+			continue
+		}
+		l.cond.Wait()
+	}
+	l.mu.Unlock()
+}
+
+// wake wakes the sleepers. Taking mu orders it after a sleeper's check of
+// the state: a sleeper registers (state) and checks under mu, and Wait
+// releases mu only once it sleeps.
+func (l *mapLock) wake() {
+	l.mu.Lock()
+	l.cond.Broadcast()
+	l.mu.Unlock()
+}
