@@ -103,8 +103,14 @@ pub struct ServerArgs {
     /// Directory the Go client's CaptureCrashes writes crash files to (a
     /// volume shared with the application): map crashes become metrics,
     /// events and spans. Unset: off.
-    #[arg(long, env = "MAPSCOPE_CRASH_DIR")]
+    #[arg(long, env = "MAPSCOPE_CRASH_DIR", value_parser = any_path)]
     pub crash_dir: Option<PathBuf>,
+}
+
+/// A path, the empty one included (clap's own path parser rejects it): an
+/// empty `MAPSCOPE_CRASH_DIR` means off, as an empty token means none.
+fn any_path(value: &str) -> Result<PathBuf, std::convert::Infallible> {
+    Ok(PathBuf::from(value))
 }
 
 /// Flags of `demo`.

@@ -21,7 +21,9 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{mapscope_command, parse_exposition, run, start_mapscope, Exposition, MapscopeProcess, WAIT};
+use common::{
+    mapscope_command, parse_exposition, run, start_mapscope, Exposition, MapscopeProcess, WAIT,
+};
 use mapscope::http::ApiSnapshot;
 
 /// A fresh directory, removed on drop.
@@ -29,7 +31,8 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("mapscope-crash-test-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("mapscope-crash-test-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create the crash directory");
         TempDir(dir)
@@ -128,7 +131,11 @@ fn find(m: &Exposition, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 
 /// Scrapes every 50 ms until `done` holds, for at most [`WAIT`] (the
 /// scanner needs two of its once-a-second scans).
-fn wait_for(sidecar: &MapscopeProcess, what: &str, done: impl Fn(&Exposition) -> bool) -> Exposition {
+fn wait_for(
+    sidecar: &MapscopeProcess,
+    what: &str,
+    done: impl Fn(&Exposition) -> bool,
+) -> Exposition {
     let deadline = Instant::now() + WAIT;
     loop {
         let m = metrics(sidecar);
@@ -148,7 +155,11 @@ fn wait_for(sidecar: &MapscopeProcess, what: &str, done: impl Fn(&Exposition) ->
 fn a_crash_of_an_unreported_map_is_a_misuse_only_row_with_its_site() {
     let dir = TempDir::new("unreported");
     let sidecar = sidecar(&dir);
-    drop_crash(&dir, "go1.27.3-system-write_str", "mapscope-crash-1795998026805086478-15133");
+    drop_crash(
+        &dir,
+        "go1.27.3-system-write_str",
+        "mapscope-crash-1795998026805086478-15133",
+    );
     let series = [
         ("map", "sessions"),
         ("source", "checkout"),
@@ -158,7 +169,10 @@ fn a_crash_of_an_unreported_map_is_a_misuse_only_row_with_its_site() {
     let m = wait_for(&sidecar, "the crash counted", |m| {
         find(m, "mapscope_map_misuse_events_total", &series) == Some(1.0)
     });
-    assert_eq!(find(&m, "mapscope_map_condition_active", &series), Some(1.0));
+    assert_eq!(
+        find(&m, "mapscope_map_condition_active", &series),
+        Some(1.0)
+    );
     assert_eq!(
         find(&m, "mapscope_crash_files_total", &[("result", "map_crash")]),
         Some(1.0)
@@ -171,11 +185,16 @@ fn a_crash_of_an_unreported_map_is_a_misuse_only_row_with_its_site() {
         .collect();
     assert!(
         of_sessions.iter().all(|s| {
-            s.name == "mapscope_map_misuse_events_total" || s.name == "mapscope_map_condition_active"
+            s.name == "mapscope_map_misuse_events_total"
+                || s.name == "mapscope_map_condition_active"
         }),
         "{of_sessions:#?}"
     );
-    assert_eq!(of_sessions.len(), 6, "3 client kinds x 2 metrics: {of_sessions:#?}");
+    assert_eq!(
+        of_sessions.len(),
+        6,
+        "3 client kinds x 2 metrics: {of_sessions:#?}"
+    );
     assert_eq!(find(&m, "mapscope_maps", &[]), Some(0.0));
     assert!(dir.is_empty(), "the processed files are removed");
 
@@ -197,9 +216,20 @@ fn a_crash_of_an_unreported_map_is_a_misuse_only_row_with_its_site() {
     assert_eq!(event.pid.map(u64::from), metadata["pid"].as_u64());
     let details = event.details.as_deref().unwrap_or_default();
     assert!(details.contains("checkout-7d9f-x2k4"), "{details}");
-    let row = api.maps.iter().find(|m| m.name == "sessions").expect("the row");
+    let row = api
+        .maps
+        .iter()
+        .find(|m| m.name == "sessions")
+        .expect("the row");
     assert!(row.misuse_only);
     assert_eq!(row.misuse.get("concurrent_write"), Some(&1));
+
+    let landing = client()
+        .get(sidecar.url(""))
+        .send()
+        .and_then(|r| r.text())
+        .expect("GET /");
+    assert!(landing.contains("known from crashes only"), "{landing}");
 
     // The log line people grep for.
     let stderr = sidecar.stderr_text();
@@ -233,7 +263,11 @@ fn a_crash_of_a_reported_map_adds_to_its_series() {
         .send()
         .expect("POST /v1/report");
     assert_eq!(answer.status(), 200);
-    drop_crash(&dir, "go1.24.11-system-write_str", "mapscope-crash-1795998025933813115-14764");
+    drop_crash(
+        &dir,
+        "go1.24.11-system-write_str",
+        "mapscope-crash-1795998025933813115-14764",
+    );
     let series = [
         ("map", "sessions"),
         ("source", "checkout"),
@@ -259,9 +293,16 @@ fn a_crash_that_is_not_a_maps_changes_no_map() {
     let sidecar = sidecar(&dir);
     drop_crash(&dir, "go1.27.3-system-nil_pointer", "mapscope-crash-1-2");
     let m = wait_for(&sidecar, "the crash counted", |m| {
-        find(m, "mapscope_crash_files_total", &[("result", "other_crash")]) == Some(1.0)
+        find(
+            m,
+            "mapscope_crash_files_total",
+            &[("result", "other_crash")],
+        ) == Some(1.0)
     });
-    assert!(m.series("mapscope_map_misuse_events_total").next().is_none());
+    assert!(m
+        .series("mapscope_map_misuse_events_total")
+        .next()
+        .is_none());
     assert!(dir.is_empty());
     assert!(
         sidecar.stderr_text().contains("nil pointer dereference"),

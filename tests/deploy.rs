@@ -934,6 +934,21 @@ fn manifests_match_the_cli() {
         deployment.contains(&format!("value: {ingest}")),
         "MAPSCOPE_ENDPOINT is {ingest}"
     );
+    // The crash directory: one emptyDir, mounted at the same path into the
+    // application and the sidecar, and named to both by MAPSCOPE_CRASH_DIR.
+    let crash_dir = "/var/run/mapscope/crashes";
+    for (needle, times) in [
+        ("- name: MAPSCOPE_CRASH_DIR".to_owned(), 2),
+        (format!("value: {crash_dir}"), 2),
+        (format!("mountPath: {crash_dir}"), 2),
+        ("- name: mapscope-crashes".to_owned(), 3),
+    ] {
+        assert_eq!(
+            deployment.matches(&needle).count(),
+            times,
+            "deploy/base/deployment.yaml: {needle:?} (the shared crash directory)"
+        );
+    }
     let policy = read("deploy/base/networkpolicy.yaml");
     assert!(
         policy.contains("port: 9847") && !policy.contains("port: 9848"),

@@ -913,7 +913,10 @@ fn prometheus_scrapes_the_demo_fires_its_alerts_and_fills_the_dashboards() {
             ],
         );
         let addr = program.wait_line("listening on ", Duration::from_secs(30));
-        let base = format!("http://{}", addr.trim_start_matches("http://").trim_end_matches('/'));
+        let base = format!(
+            "http://{}",
+            addr.trim_start_matches("http://").trim_end_matches('/')
+        );
         eprintln!("e2e: Go example ({}) at {base}", go.version);
         (program, base)
     });

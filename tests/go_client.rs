@@ -27,10 +27,8 @@ impl TempDir {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let dir = std::env::temp_dir().join(format!(
-            "mapscope-go-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("mapscope-go-{tag}-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create a temp dir");
         TempDir(dir)
     }
@@ -143,7 +141,11 @@ fn sessions_example(go: &GoToolchain, out: &Path) {
             .get(format!("{base}/login?user=user-{i}"))
             .send()
             .unwrap_or_else(|e| panic!("GET /login: {e}\n{}", program.text()));
-        assert!(response.status().is_success(), "/login: {}", response.status());
+        assert!(
+            response.status().is_success(),
+            "/login: {}",
+            response.status()
+        );
     }
     // The nil-map bug: the handler panics as before (net/http drops the
     // connection or answers 500); the middleware recorded it first.
@@ -207,7 +209,10 @@ fn sessions_example(go: &GoToolchain, out: &Path) {
         if concurrent < 1.0 {
             return Err(format!("concurrent_write {concurrent}"));
         }
-        let measured = value(m, "mapscope_growth_duration_seconds_count", &[])?;
+        let measured: f64 = m
+            .series("mapscope_growth_duration_seconds_count")
+            .map(|s| s.value)
+            .sum();
         if measured < 1.0 {
             return Err(format!("growth durations observed: {measured}"));
         }
@@ -264,8 +269,8 @@ fn go_example_reports_real_maps_misuse_and_growth_to_the_sidecar() {
 /// The line of `// mapscope:crash-site` in the rawcrash example.
 fn crash_site_line() -> (PathBuf, u64) {
     let file = client_dir().join("examples/rawcrash/main.go");
-    let source = std::fs::read_to_string(&file)
-        .unwrap_or_else(|e| panic!("read {}: {e}", file.display()));
+    let source =
+        std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("read {}: {e}", file.display()));
     let line = source
         .lines()
         .position(|l| l.contains("// mapscope:crash-site"))

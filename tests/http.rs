@@ -833,7 +833,8 @@ fn go_report() -> serde_json::Value {
 #[test]
 fn sidecar_exports_reported_maps_and_ingest_metrics() {
     // A crash directory (empty), so mapscope_crash_files_total has samples.
-    let crash_dir = std::env::temp_dir().join(format!("mapscope-http-crashes-{}", std::process::id()));
+    let crash_dir =
+        std::env::temp_dir().join(format!("mapscope-http-crashes-{}", std::process::id()));
     std::fs::create_dir_all(&crash_dir).expect("create the crash directory");
     let sidecar = start_mapscope(&[
         "sidecar",

@@ -710,7 +710,10 @@ fn a_growth_without_duration_is_not_a_zero_second_observation() {
         .iter()
         .position(|k| *k == GrowthKind::Double)
         .unwrap();
-    assert_eq!(snapshot.growth_durations.count[double], 1, "one measured growth");
+    assert_eq!(
+        snapshot.growth_durations.count[double], 1,
+        "one measured growth"
+    );
     assert!((snapshot.growth_durations.sum[double] - 0.002).abs() < 1e-12);
     let api = mapscope::http::ApiSnapshot::from_snapshots(&[snapshot]);
     let durations: Vec<Option<f64>> = api
@@ -723,7 +726,10 @@ fn a_growth_without_duration_is_not_a_zero_second_observation() {
     let text = MapscopeCollector::with_sources(vec![Arc::new(store)]).render();
     let m = parse_exposition(&text).unwrap();
     assert_eq!(
-        m.value("mapscope_growth_duration_seconds_count", &[("kind", "double")]),
+        m.value(
+            "mapscope_growth_duration_seconds_count",
+            &[("kind", "double")]
+        ),
         1.0
     );
     assert_eq!(
@@ -2870,6 +2876,7 @@ fn protocol_md_documents_fields_limits_flags_and_reasons() {
         ("--source-ttl", "MAPSCOPE_SOURCE_TTL", "30"),
         ("--grace-period", "MAPSCOPE_GRACE_PERIOD", "30"),
         ("--ingest-token", "MAPSCOPE_INGEST_TOKEN", ""),
+        ("--crash-dir", "MAPSCOPE_CRASH_DIR", ""),
         (
             "--ingest-listen",
             "MAPSCOPE_INGEST_LISTEN",

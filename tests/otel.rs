@@ -1133,7 +1133,10 @@ fn a_crash_file_becomes_a_misuse_span_with_its_code_site() {
     });
     let s = &of_map(&spans, MISUSE_SPAN, "sessions")[0].span;
     let a = &s.attributes;
-    assert_eq!(attr_str(a, "mapscope.misuse.kind"), Some("concurrent_write"));
+    assert_eq!(
+        attr_str(a, "mapscope.misuse.kind"),
+        Some("concurrent_write")
+    );
     assert_eq!(attr_str(a, "error.type"), Some("concurrent_write"));
     assert_eq!(attr_str(a, "mapscope.source"), Some("checkout"));
     assert_eq!(attr_str(a, "mapscope.map.label.tenant"), Some("acme"));

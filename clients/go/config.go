@@ -137,15 +137,8 @@ func (c Config) validate(fromEnv bool) error {
 		return fmt.Errorf("%s=%q is not an http:// URL: use the sidecar's report URL, e.g. %s",
 			name("Endpoint", EnvEndpoint), c.Endpoint, DefaultEndpoint)
 	}
-	if err := checkText("app", c.App, maxSourceBytes); err != nil {
-		return fmt.Errorf("%s: %w", name("App", EnvApp), err)
-	}
-	if strings.Contains(c.App, "/") {
-		return fmt.Errorf("%s=%q contains '/': the sidecar joins app and instance with it; choose a name without '/'",
-			name("App", EnvApp), c.App)
-	}
-	if err := checkText("instance", c.Instance, maxSourceBytes); err != nil {
-		return fmt.Errorf("%s: %w", name("Instance", EnvInstance), err)
+	if err := c.validateSource(fromEnv); err != nil {
+		return err
 	}
 	if strings.ContainsAny(c.Token, "\r\n") {
 		return fmt.Errorf("%s contains a line break: set it to the sidecar's token alone", name("Token", EnvToken))
@@ -157,6 +150,41 @@ func (c Config) validate(fromEnv bool) error {
 		return errors.New("Config.MaxEventsPerReport is negative: use 0 for the default or a positive cap")
 	}
 	return nil
+}
+
+// validateSource checks App and Instance, the sidecar's source.
+func (c Config) validateSource(fromEnv bool) error {
+	name := func(field, env string) string {
+		if fromEnv {
+			return env
+		}
+		return "Config." + field
+	}
+	if err := checkText("app", c.App, maxSourceBytes); err != nil {
+		return fmt.Errorf("%s: %w", name("App", EnvApp), err)
+	}
+	if strings.Contains(c.App, "/") {
+		return fmt.Errorf("%s=%q contains '/': the sidecar joins app and instance with it; choose a name without '/'",
+			name("App", EnvApp), c.App)
+	}
+	if err := checkText("instance", c.Instance, maxSourceBytes); err != nil {
+		return fmt.Errorf("%s: %w", name("Instance", EnvInstance), err)
+	}
+	return nil
+}
+
+// sourceFromEnv is the app and instance ConfigFromEnv would give, checked
+// alone: crash capture needs nothing else, and must work when another
+// variable is wrong.
+func sourceFromEnv() (app, instance string, err error) {
+	c := Config{App: os.Getenv(EnvApp), Instance: os.Getenv(EnvInstance)}
+	if c.App == "" {
+		c.App = defaultApp()
+	}
+	if c.Instance == "" {
+		c.Instance = defaultInstance()
+	}
+	return c.App, c.Instance, c.validateSource(true)
 }
 
 // defaultApp is the executable's name without directory or extension.

@@ -155,6 +155,7 @@ func TestCrashMetadataFollowsTheMaps(t *testing.T) {
 	dir := t.TempDir()
 	t.Setenv(EnvCrashDir, dir)
 	t.Setenv(EnvApp, "meta")
+	t.Setenv(EnvEndpoint, "not a URL") // crash capture needs only app and instance
 	t.Cleanup(func() { crashSource.Store(nil) })
 	stop, err := CaptureCrashes()
 	if err != nil {

@@ -67,7 +67,7 @@ type crashCapture struct {
 var (
 	activeCapture atomic.Pointer[crashCapture]
 	// crashSource is the app and instance written in the .json: the
-	// running reporter's, else ConfigFromEnv's.
+	// running reporter's, else those of the environment (ConfigFromEnv).
 	crashSource atomic.Pointer[[2]string]
 )
 
@@ -88,11 +88,11 @@ func captureCrashes(setOutput func(*os.File) error) (stop func(), err error) {
 		return nil, fmt.Errorf("mapscope: %s=%q is not a directory: mount the volume shared with the sidecar there", EnvCrashDir, dir)
 	}
 	if crashSource.Load() == nil {
-		cfg, err := ConfigFromEnv()
+		app, instance, err := sourceFromEnv()
 		if err != nil {
 			return nil, fmt.Errorf("mapscope: crash capture: %w", err)
 		}
-		crashSource.CompareAndSwap(nil, &[2]string{cfg.App, cfg.Instance})
+		crashSource.CompareAndSwap(nil, &[2]string{app, instance})
 	}
 	base := filepath.Join(dir, crashFileBase())
 	c := &crashCapture{

@@ -1,4 +1,4 @@
-//go:build go1.24 && !go1.28 && (go1.26 || goexperiment.swissmap)
+//go:build go1.24 && !go1.28 && (go1.26 || goexperiment.swissmap) && !mapscope_model
 
 package mapscope
 

@@ -1,6 +1,7 @@
 package mapscope
 
 import (
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,6 +73,7 @@ type Map[K comparable, V any] struct {
 	// Written under the write lock, read under the read lock.
 	m         map[K]V
 	timing    bool // introspection is on: time growths at the write
+	hashSafe  bool // K's hash cannot panic (hashCannotPanic)
 	probe     writeProbe
 	book      growthBook
 	inserts   uint64
@@ -83,6 +85,7 @@ type Map[K comparable, V any] struct {
 
 	concurrent     atomic.Uint64
 	mutatedInRange atomic.Uint64
+	events         eventLimiter
 
 	ident atomic.Pointer[mapID]
 	reg   *registry // nil: std
@@ -197,6 +200,19 @@ func (m *Map[K, V]) Get(k K) (V, bool) {
 		v, ok := m.m[k]
 		return v, ok
 	}
+	if !m.hashSafe {
+		return m.getGuarded(k)
+	}
+	// No defer on the hot path (a few ns): this key type's hash cannot
+	// panic.
+	v, ok := m.m[k]
+	m.lock.runlock()
+	return v, ok
+}
+
+// getGuarded is Get for keys whose hash may panic (an interface holding
+// an unhashable value): the read lock is released by a defer.
+func (m *Map[K, V]) getGuarded(k K) (V, bool) {
 	defer m.lock.runlock()
 	v, ok := m.m[k]
 	return v, ok
@@ -293,7 +309,27 @@ func (m *Map[K, V]) allocate(hint uint64) {
 	m.hint = hint
 	m.modelPeak = 0
 	m.timing = introspecting()
+	m.hashSafe = hashCannotPanic(reflect.TypeOf((*K)(nil)).Elem())
 	m.book.rebase(m.buckets())
+}
+
+// hashCannotPanic reports whether hashing a value of type t can never
+// panic: it holds no interface, whose dynamic value may be unhashable
+// ("runtime error: hash of unhashable type").
+func hashCannotPanic(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Interface:
+		return false
+	case reflect.Array:
+		return hashCannotPanic(t.Elem())
+	case reflect.Struct:
+		for i := 0; i < t.NumField(); i++ {
+			if !hashCannotPanic(t.Field(i).Type) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // buckets is the current runtime map's bucket count, read or modelled.
@@ -439,9 +475,40 @@ func (m *Map[K, V]) reportMisuse(kind MisuseKind, skip int) {
 	} else {
 		m.concurrent.Add(1)
 	}
+	if !m.events.allow(now()) {
+		return
+	}
 	site := callerSite(skip + 1)
 	traceID, spanID := currentTrace()
 	m.registry().recordMisuse(m.id(), kind, site, traceID, spanID)
+}
+
+// eventLimiter bounds one Map's misuse events before their site and trace
+// are looked up (a stack walk each, microseconds): a map under heavy
+// concurrent misuse pays for the counter and the wait, not for events the
+// registry's per-site limit would drop anyway. The state is the current
+// second << 20 | events in it.
+type eventLimiter struct{ state atomic.Uint64 }
+
+// mapEventsPerSecond is the most misuse events one Map looks up per
+// second (its counters count every misuse).
+const mapEventsPerSecond = 4 * misuseEventsPerSecond
+
+func (l *eventLimiter) allow(at time.Time) bool {
+	sec := uint64(at.Unix()) & (1<<44 - 1)
+	for {
+		s := l.state.Load()
+		n := sec<<20 | 1
+		if s>>20 == sec {
+			if s&(1<<20-1) >= mapEventsPerSecond {
+				return false
+			}
+			n = s + 1
+		}
+		if l.state.CompareAndSwap(s, n) {
+			return true
+		}
+	}
 }
 
 // The watch word: announcements made before taking the lock and withdrawn
@@ -584,8 +651,18 @@ func (l *mapLock) runlock() {
 	}
 }
 
+// spinTries is how many times a slow path watches the state word before
+// it sleeps: the map is held for tens of nanoseconds, far less than a
+// sleep and a wake-up cost (sync.Mutex spins too).
+const spinTries = 4
+
 // lockSlow sleeps until no reader or writer holds the map, then holds it.
 func (l *mapLock) lockSlow() {
+	for i := 0; i < spinTries; i++ {
+		if l.spin(lockHeld|readerMask|lockWanted|sleeperMask) && l.tryLock() {
+			return
+		}
+	}
 	l.mu.Lock()
 	l.cond.L = &l.mu
 	l.writers++
@@ -615,6 +692,11 @@ func (l *mapLock) lockSlow() {
 
 // rlockSlow sleeps until no writer holds or awaits the map, then reads it.
 func (l *mapLock) rlockSlow() {
+	for i := 0; i < spinTries; i++ {
+		if l.spin(lockHeld|lockWanted) && l.tryRLock() {
+			return
+		}
+	}
 	l.mu.Lock()
 	l.cond.L = &l.mu
 	l.state.Add(sleeperOne)
@@ -629,6 +711,17 @@ func (l *mapLock) rlockSlow() {
 		l.cond.Wait()
 	}
 	l.mu.Unlock()
+}
+
+// spin watches the state for a moment (loads only: the holder's release
+// is not slowed down) and reports whether the bits of busy cleared.
+func (l *mapLock) spin(busy uint64) bool {
+	for j := 0; j < 50; j++ {
+		if l.state.Load()&busy == 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // wake wakes the sleepers. Taking mu orders it after a sleeper's check of

@@ -15,8 +15,9 @@ import "net/http"
 //
 //	handler := otelhttp.NewHandler(mapscope.Middleware(mux), "server")
 //
-// Without a hook it binds nothing. The binding costs about a microsecond
-// per request (README.md, "Trace hook").
+// Without a hook it binds nothing and costs about 15 ns per request; with
+// one, binding costs about 10 us per request (reading the goroutine id from
+// runtime.Stack dominates; README.md, "Trace hook").
 func Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if traceHook.Load() != nil {

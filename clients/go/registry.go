@@ -101,6 +101,9 @@ var now = time.Now
 const (
 	defaultEventBuffer    = 1000
 	misuseEventsPerSecond = 10
+	// maxLimiterWindows bounds the limiter's memory: one window per (map,
+	// kind, site) seen in the last second.
+	maxLimiterWindows = 10_000
 )
 
 type limiterKey struct {
@@ -198,7 +201,15 @@ func (r *registry) recordMisuse(m mapID, kind MisuseKind, site Site, traceID, sp
 		w = limiterWindow{start: at}
 	}
 	w.count++
-	if len(r.windows) < 10_000 || w.count > 1 {
+	if len(r.windows) >= maxLimiterWindows && w.count == 1 {
+		// Full: forget the windows that are over, which limit nothing.
+		for k, old := range r.windows {
+			if at.Sub(old.start) >= time.Second || at.Before(old.start) {
+				delete(r.windows, k)
+			}
+		}
+	}
+	if len(r.windows) < maxLimiterWindows || w.count > 1 {
 		r.windows[key] = w
 	}
 	if w.count > misuseEventsPerSecond {

@@ -77,10 +77,9 @@ type Reporter struct {
 	cancel context.CancelFunc
 
 	mu       sync.Mutex // one report at a time; guards what follows
-	seq      uint64
-	eventCap int    // Config.MaxEventsPerReport, halved after each 413
-	failures int    // consecutive retryable failures
-	problem  string // the failure last logged, to log changes only
+	eventCap int        // Config.MaxEventsPerReport, halved after each 413
+	failures int        // consecutive retryable failures
+	problem  string     // the failure last logged, to log changes only
 	ceiling  time.Duration
 
 	attempts, accepted, failed atomic.Uint64
@@ -91,9 +90,16 @@ type Reporter struct {
 	stopped  atomic.Bool
 }
 
-// running is the started reporter: one per process, since the events it
-// acknowledges are the process's.
-var running atomic.Pointer[Reporter]
+var (
+	// running is the started reporter: one per process, since the events
+	// it acknowledges are the process's.
+	running atomic.Pointer[Reporter]
+	// reportSeq is the last report seq sent. It belongs to the process,
+	// not to a Reporter: started_at is the process's, so a reporter
+	// started after another one stopped must go on from its seq, or the
+	// sidecar would take its reports for duplicates.
+	reportSeq atomic.Uint64
+)
 
 // Start starts reporting to the sidecar: a first report at once, then one
 // every cfg.Interval, on a goroutine of its own. Zero fields of cfg take
@@ -224,10 +230,9 @@ func (r *Reporter) report(ctx context.Context) (time.Duration, error) {
 	maps := r.checkedMaps()
 	refreshCrashMetadata()
 	events := r.checkedEvents(r.reg.pending(r.eventCap))
-	r.seq++
 	body, err := json.Marshal(wireReport{
 		Source:          r.source,
-		Seq:             r.seq,
+		Seq:             reportSeq.Add(1),
 		SentAt:          now().UTC().Format(time.RFC3339Nano),
 		IntervalSeconds: r.cfg.Interval.Seconds(),
 		Maps:            maps,

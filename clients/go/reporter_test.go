@@ -524,4 +524,15 @@ func TestStartAllowsOneReporter(t *testing.T) {
 	r2.Stop()
 	packageLogger.Store(nil)
 	crashSource.Store(nil)
+	// Same process, same started_at: the second reporter's seq goes on,
+	// or the sidecar would answer "duplicate" to all of its reports.
+	got := sidecar.received()
+	for i := 1; i < len(got); i++ {
+		if got[i].Seq <= got[i-1].Seq {
+			t.Errorf("report seq %d after %d", got[i].Seq, got[i-1].Seq)
+		}
+	}
+	if len(got) < 2 {
+		t.Errorf("%d reports, want at least the final one of each reporter", len(got))
+	}
 }

@@ -228,7 +228,7 @@ impl ApiSnapshot {
                             "growth_finished",
                             e.kind.as_str(),
                             e.started_at + e.duration,
-                            e.measured.then(|| e.duration.as_secs_f64()),
+                            e.measured.then_some(e.duration.as_secs_f64()),
                             None,
                         ),
                         Event::Misuse(e) => {

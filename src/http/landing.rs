@@ -50,7 +50,13 @@ pub(super) fn page(snapshots: &[RegistrySnapshot]) -> String {
         let _ = writeln!(
             rows,
             "<tr><td>{name}{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{}</td><td>{growth}</td><td>{}</td></tr>",
-            if map.dropped { " <small>(dropped)</small>" } else { "" },
+            if map.dropped {
+                " <small>(dropped)</small>"
+            } else if map.misuse_only {
+                " <small>(known from crashes only)</small>"
+            } else {
+                ""
+            },
             if labels.is_empty() { "—".into() } else { labels.join(", ") },
             format_args!("{} / {}", s.entries, s.buckets),
             s.load_factor,

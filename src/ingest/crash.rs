@@ -131,7 +131,9 @@ pub enum MetadataError {
         message: String,
     },
     /// A version this sidecar does not read.
-    #[error("version {0} is not supported (this sidecar reads version 1): upgrade the mapscope sidecar")]
+    #[error(
+        "version {0} is not supported (this sidecar reads version 1): upgrade the mapscope sidecar"
+    )]
     Version(u32),
     /// A field with a value the sidecar cannot use.
     #[error("{field}: {message}")]
@@ -264,12 +266,9 @@ impl MapCrash {
     /// any. Without one, the crash counts under
     /// [`UNKNOWN_MAP`](crate::registry::UNKNOWN_MAP).
     pub fn map_in<'a>(&self, metadata: &'a CrashMetadata) -> Option<&'a CrashMap> {
-        self.addresses.iter().find_map(|address| {
-            metadata
-                .maps
-                .iter()
-                .find(|m| m.address() == Some(*address))
-        })
+        self.addresses
+            .iter()
+            .find_map(|address| metadata.maps.iter().find(|m| m.address() == Some(*address)))
     }
 }
 
@@ -493,9 +492,9 @@ pub fn classify(log: &str) -> Classification {
         let nil_assign = header.iter().any(|l| {
             let l = l.trim();
             l.starts_with("panic: ") && l.contains("assignment to entry in nil map")
-        }) || runtime.iter().any(|f| {
-            f.function.starts_with("runtime.mapassign") && f.arg(1) == Some("0x0")
-        });
+        }) || runtime
+            .iter()
+            .any(|f| f.function.starts_with("runtime.mapassign") && f.arg(1) == Some("0x0"));
         if nil_assign {
             return map_crash(MisuseKind::NilMapWrite);
         }
@@ -643,7 +642,11 @@ mod tests {
             ("go1.24.11-noswissmap-system-write_int", Some(W), "counters"),
             ("go1.24.11-noswissmap-system-write_generic", Some(W), "grid"),
             ("go1.24.11-noswissmap-system-read_write", Some(W), "carts"),
-            ("go1.24.11-noswissmap-system-iterate_write", Some(I), "_unknown"),
+            (
+                "go1.24.11-noswissmap-system-iterate_write",
+                Some(I),
+                "_unknown",
+            ),
             ("go1.24.11-noswissmap-system-nil_map", Some(N), "_unknown"),
             ("go1.24.11-noswissmap-system-nil_pointer", None, ""),
             ("go1.24.11-noswissmap-default-write_str", None, ""),
@@ -838,7 +841,10 @@ main.main()
             parse_call("main.(*handler).serve(...)"),
             Some(("main.(*handler).serve", "..."))
         );
-        assert_eq!(parse_call("runtime.goexit({})"), Some(("runtime.goexit", "{}")));
+        assert_eq!(
+            parse_call("runtime.goexit({})"),
+            Some(("runtime.goexit", "{}"))
+        );
         assert_eq!(parse_call("no call"), None);
         assert_eq!(parse_call("()"), None);
         assert_eq!(
@@ -877,22 +883,37 @@ main.main()
         assert_eq!(field(&good.replace("\"version\":1", "\"version\":2")), "version 2 is not supported (this sidecar reads version 1): upgrade the mapscope sidecar");
         assert_eq!(field(&good.replace("\"checkout\"", "\"a/b\"")), "app");
         assert_eq!(field(&good.replace("\"pod-1\"", "\"\"")), "instance");
-        assert_eq!(field(&good.replace("2026-11-22T10", "yesterday")), "started_at");
-        assert_eq!(field(&good.replace("\"tenant\"", "\"te-nant\"")), "maps[0].labels.te-nant");
-        assert_eq!(field(&good.replace("\"tenant\"", "\"source\"")), "maps[0].labels.source");
-        assert_eq!(field(&good.replace("\"sessions\"", "\"_overflow\"")), "maps[0].name");
-        assert_eq!(field(&good.replace("0xc000094300", "c000094300")), "maps[0].address");
+        assert_eq!(
+            field(&good.replace("2026-11-22T10", "yesterday")),
+            "started_at"
+        );
+        assert_eq!(
+            field(&good.replace("\"tenant\"", "\"te-nant\"")),
+            "maps[0].labels.te-nant"
+        );
+        assert_eq!(
+            field(&good.replace("\"tenant\"", "\"source\"")),
+            "maps[0].labels.source"
+        );
+        assert_eq!(
+            field(&good.replace("\"sessions\"", "\"_overflow\"")),
+            "maps[0].name"
+        );
+        assert_eq!(
+            field(&good.replace("0xc000094300", "c000094300")),
+            "maps[0].address"
+        );
         assert_eq!(field(&good.replace("\"pid\":1", "\"pid\":-1")), "pid");
         assert_eq!(field(&good.replace("\"pid\":1,", "")), ".");
         assert_eq!(field("{"), ".");
         assert_eq!(field(&format!("{good} {{}}")), ".");
-        let big = format!(
-            "{{\"x\":\"{}\"}}",
-            "a".repeat(MAX_METADATA_BYTES)
-        );
+        let big = format!("{{\"x\":\"{}\"}}", "a".repeat(MAX_METADATA_BYTES));
         assert!(matches!(
             parse_metadata(big.as_bytes()),
-            Err(MetadataError::TooLarge { limit: MAX_METADATA_BYTES, .. })
+            Err(MetadataError::TooLarge {
+                limit: MAX_METADATA_BYTES,
+                ..
+            })
         ));
     }
 }

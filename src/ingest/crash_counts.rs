@@ -88,7 +88,11 @@ mod tests {
     use super::*;
 
     fn key(app: &str, map: &str) -> CrashKey {
-        (app.into(), map.into(), vec![("tenant".into(), "acme".into())])
+        (
+            app.into(),
+            map.into(),
+            vec![("tenant".into(), "acme".into())],
+        )
     }
 
     #[test]
@@ -112,11 +116,17 @@ mod tests {
         let (now, at) = (Instant::now(), SystemTime::UNIX_EPOCH);
         for i in 0..MAX_CRASH_ROWS {
             let k = key("a", &format!("m{i}"));
-            assert_eq!(counts.record(k.clone(), MisuseKind::ConcurrentWrite, at, now), Some(k));
+            assert_eq!(
+                counts.record(k.clone(), MisuseKind::ConcurrentWrite, at, now),
+                Some(k)
+            );
         }
         // An existing row still counts under its own name.
         let k = key("a", "m0");
-        assert_eq!(counts.record(k.clone(), MisuseKind::ConcurrentWrite, at, now), Some(k));
+        assert_eq!(
+            counts.record(k.clone(), MisuseKind::ConcurrentWrite, at, now),
+            Some(k)
+        );
         // A new one folds into its app's _unknown.
         let folded = ("a".to_owned(), UNKNOWN_MAP.to_owned(), Vec::new());
         assert_eq!(
@@ -131,12 +141,22 @@ mod tests {
         // One _unknown row per app, up to MAX_FOLD_ROWS of them.
         for i in 1..MAX_FOLD_ROWS {
             assert!(counts
-                .record(key(&format!("app{i}"), "x"), MisuseKind::ConcurrentWrite, at, now)
+                .record(
+                    key(&format!("app{i}"), "x"),
+                    MisuseKind::ConcurrentWrite,
+                    at,
+                    now
+                )
                 .is_some());
         }
         assert_eq!(counts.len(), MAX_CRASH_ROWS + MAX_FOLD_ROWS);
         assert_eq!(
-            counts.record(key("one-too-many", "x"), MisuseKind::ConcurrentWrite, at, now),
+            counts.record(
+                key("one-too-many", "x"),
+                MisuseKind::ConcurrentWrite,
+                at,
+                now
+            ),
             None
         );
         assert_eq!(counts.len(), MAX_CRASH_ROWS + MAX_FOLD_ROWS);

@@ -375,7 +375,10 @@ fn process(
     // scan's time is within a few seconds of the crash.
     let at = log.modified.unwrap_or_else(SystemTime::now);
     let site_fields = |site: &Option<crate::registry::CodeSite>| match site {
-        Some(site) => (site.function.clone(), format!("{}:{}", site.file, site.line)),
+        Some(site) => (
+            site.function.clone(),
+            format!("{}:{}", site.file, site.line),
+        ),
         None => (String::new(), String::new()),
     };
     match classify(&text) {
@@ -480,10 +483,8 @@ mod tests {
 
     impl TempDir {
         fn new(name: &str) -> TempDir {
-            let dir = std::env::temp_dir().join(format!(
-                "mapscope-crash-dir-{name}-{}",
-                std::process::id()
-            ));
+            let dir = std::env::temp_dir()
+                .join(format!("mapscope-crash-dir-{name}-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir).unwrap();
             TempDir(dir)
@@ -547,8 +548,14 @@ mod tests {
 
     #[test]
     fn names_are_parsed_strictly() {
-        assert_eq!(parse_name("mapscope-crash-12-34.log"), Some(((12, 34), true)));
-        assert_eq!(parse_name("mapscope-crash-12-34.json"), Some(((12, 34), false)));
+        assert_eq!(
+            parse_name("mapscope-crash-12-34.log"),
+            Some(((12, 34), true))
+        );
+        assert_eq!(
+            parse_name("mapscope-crash-12-34.json"),
+            Some(((12, 34), false))
+        );
         for other in [
             "mapscope-crash-12-34.json.tmp",
             "mapscope-crash-12-34.tmp",
@@ -580,7 +587,11 @@ mod tests {
         let summary = scanner.scan_at(now);
         assert_eq!((summary.map_crashes, summary.waiting), (0, 1), "incomplete");
         dir.append("mapscope-crash-100-7.log", &log[log.len() / 2..]);
-        assert_eq!(scanner.scan_at(now).map_crashes, 0, "changed since the last scan");
+        assert_eq!(
+            scanner.scan_at(now).map_crashes,
+            0,
+            "changed since the last scan"
+        );
         assert_eq!(dir.names().len(), 2);
         let summary = scanner.scan_at(now);
         assert_eq!(summary.map_crashes, 1, "{summary:?}");
@@ -593,10 +604,16 @@ mod tests {
         let map = snapshot.map("sessions").expect("a crash-only row");
         assert!(map.misuse_only);
         assert_eq!(map.id.source.as_deref(), Some("checkout"));
-        assert_eq!(map.id.labels.to_vec(), vec![("tenant".to_owned(), "acme".to_owned())]);
+        assert_eq!(
+            map.id.labels.to_vec(),
+            vec![("tenant".to_owned(), "acme".to_owned())]
+        );
         assert_eq!(map.misuse_count(MisuseKind::ConcurrentWrite), 1);
         assert!(map.is_active(MisuseKind::ConcurrentWrite));
-        assert_eq!(snapshot.maps_registered, 0, "a crash row is no registered map");
+        assert_eq!(
+            snapshot.maps_registered, 0,
+            "a crash row is no registered map"
+        );
         let Some(Event::Misuse(event)) = snapshot.recent_events.last().map(|r| &r.event) else {
             panic!("a misuse event")
         };
@@ -609,15 +626,25 @@ mod tests {
             crate::ingest::crash::parse_metadata(&fixture("go1.27.3-system-write_str.json"))
                 .unwrap();
         assert_eq!(event.pid, Some(metadata.pid));
-        assert!(event.details.contains("checkout-7d9f-x2k4"), "{}", event.details);
+        assert!(
+            event.details.contains("checkout-7d9f-x2k4"),
+            "{}",
+            event.details
+        );
     }
 
     #[test]
     fn other_crashes_are_counted_and_removed() {
         let dir = TempDir::new("other");
         let (mut scanner, store) = scanner(&dir);
-        dir.write("mapscope-crash-1-2.log", &fixture("go1.27.3-system-nil_pointer.log"));
-        dir.write("mapscope-crash-1-2.json", &fixture("go1.27.3-system-nil_pointer.json"));
+        dir.write(
+            "mapscope-crash-1-2.log",
+            &fixture("go1.27.3-system-nil_pointer.log"),
+        );
+        dir.write(
+            "mapscope-crash-1-2.json",
+            &fixture("go1.27.3-system-nil_pointer.json"),
+        );
         let now = Instant::now();
         scanner.scan_at(now);
         assert_eq!(scanner.scan_at(now).other_crashes, 1);
@@ -632,22 +659,37 @@ mod tests {
         let (mut scanner, store) = scanner(&dir);
         let now = Instant::now();
         dir.write("mapscope-crash-100-7.log", b"");
-        dir.write("mapscope-crash-100-7.json", &metadata("a", "pod-1", "2026-11-22T10:00:00Z"));
+        dir.write(
+            "mapscope-crash-100-7.json",
+            &metadata("a", "pod-1", "2026-11-22T10:00:00Z"),
+        );
         // Another instance, and another app, are not newer processes of pod-1.
         dir.write("mapscope-crash-200-8.log", b"");
-        dir.write("mapscope-crash-200-8.json", &metadata("a", "pod-2", "2026-11-22T11:00:00Z"));
+        dir.write(
+            "mapscope-crash-200-8.json",
+            &metadata("a", "pod-2", "2026-11-22T11:00:00Z"),
+        );
         dir.write("mapscope-crash-300-9.log", b"");
-        dir.write("mapscope-crash-300-9.json", &metadata("b", "pod-1", "2026-11-22T11:00:00Z"));
+        dir.write(
+            "mapscope-crash-300-9.json",
+            &metadata("b", "pod-1", "2026-11-22T11:00:00Z"),
+        );
         for _ in 0..3 {
             assert_eq!(scanner.scan_at(now).waiting, 3);
         }
         assert_eq!(dir.names().len(), 6);
         // pod-1 of app a restarted.
         dir.write("mapscope-crash-400-10.log", b"");
-        dir.write("mapscope-crash-400-10.json", &metadata("a", "pod-1", "2026-11-22T12:00:00Z"));
+        dir.write(
+            "mapscope-crash-400-10.json",
+            &metadata("a", "pod-1", "2026-11-22T12:00:00Z"),
+        );
         let summary = scanner.scan_at(now);
         assert_eq!((summary.superseded, summary.waiting), (1, 3));
-        assert!(!dir.names().iter().any(|n| n.starts_with("mapscope-crash-100-7")));
+        assert!(!dir
+            .names()
+            .iter()
+            .any(|n| n.starts_with("mapscope-crash-100-7")));
         assert_eq!(dir.names().len(), 6);
         // Nothing was counted.
         assert_eq!(crash_files(&store).values().sum::<u64>(), 0);
@@ -661,7 +703,10 @@ mod tests {
         dir.write("mapscope-crash-1-1.log", b"");
         dir.write("mapscope-crash-1-1.json", b"{not json");
         dir.write("mapscope-crash-2-2.log", b"goroutine 1 [running]:\n");
-        dir.write("mapscope-crash-3-3.json", &metadata("a", "pod-1", "2026-11-22T10:00:00Z"));
+        dir.write(
+            "mapscope-crash-3-3.json",
+            &metadata("a", "pod-1", "2026-11-22T10:00:00Z"),
+        );
         // Temporary and foreign files are never touched.
         dir.write("mapscope-crash-4-4.json.tmp", b"{");
         dir.write("notes.txt", b"x");
@@ -682,7 +727,10 @@ mod tests {
         let now = Instant::now();
         dir.write("mapscope-crash-1-1.log", b"");
         assert_eq!(scanner.scan_at(now).waiting, 1);
-        dir.write("mapscope-crash-1-1.json", &metadata("a", "pod-1", "2026-11-22T10:00:00Z"));
+        dir.write(
+            "mapscope-crash-1-1.json",
+            &metadata("a", "pod-1", "2026-11-22T10:00:00Z"),
+        );
         for _ in 0..3 {
             assert_eq!(scanner.scan_at(now).waiting, 1);
         }
@@ -729,7 +777,10 @@ mod tests {
 
         // Metadata over 64 KiB is invalid, not truncated.
         dir.write("mapscope-crash-9-9.log", b"");
-        dir.write("mapscope-crash-9-9.json", &vec![b' '; MAX_METADATA_BYTES + 1]);
+        dir.write(
+            "mapscope-crash-9-9.json",
+            &vec![b' '; MAX_METADATA_BYTES + 1],
+        );
         scanner.scan_at(now);
         assert_eq!(scanner.scan_at(now).invalid, 1);
     }
@@ -740,13 +791,23 @@ mod tests {
         let dir = TempDir::new("symlink");
         let (mut scanner, _) = scanner(&dir);
         dir.write("target.log", &fixture("go1.27.3-system-write_str.log"));
-        std::os::unix::fs::symlink(dir.0.join("target.log"), dir.0.join("mapscope-crash-1-1.log"))
-            .unwrap();
-        dir.write("mapscope-crash-1-1.json", &fixture("go1.27.3-system-write_str.json"));
+        std::os::unix::fs::symlink(
+            dir.0.join("target.log"),
+            dir.0.join("mapscope-crash-1-1.log"),
+        )
+        .unwrap();
+        dir.write(
+            "mapscope-crash-1-1.json",
+            &fixture("go1.27.3-system-write_str.json"),
+        );
         let now = Instant::now();
         scanner.scan_at(now);
         let summary = scanner.scan_at(now);
-        assert_eq!((summary.map_crashes, summary.invalid), (0, 1), "the .json is unpaired");
+        assert_eq!(
+            (summary.map_crashes, summary.invalid),
+            (0, 1),
+            "the .json is unpaired"
+        );
         assert_eq!(dir.names(), ["mapscope-crash-1-1.log", "target.log"]);
     }
 

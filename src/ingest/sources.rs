@@ -529,12 +529,7 @@ impl IngestStore {
 /// labels, `source` = the app), so a map never has two series; a crash of a
 /// map no report describes becomes a misuse-only row. A rising count holds
 /// `condition_active` like a client-reported kind.
-fn merge_crashes(
-    maps: &mut Vec<MapSnapshot>,
-    crashes: &CrashCounts,
-    now: Instant,
-    hold: Duration,
-) {
+fn merge_crashes(maps: &mut Vec<MapSnapshot>, crashes: &CrashCounts, now: Instant, hold: Duration) {
     let mut rows = crashes.rows().peekable();
     if rows.peek().is_none() {
         return;

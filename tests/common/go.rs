@@ -109,7 +109,9 @@ pub fn toolchains() -> Vec<GoToolchain> {
         .into_iter()
         .map(|go| {
             let mut command = Command::new(&go);
-            command.env("GOTOOLCHAIN", "local").args(["env", "GOVERSION"]);
+            command
+                .env("GOTOOLCHAIN", "local")
+                .args(["env", "GOVERSION"]);
             let output = run(command, Duration::from_secs(60));
             assert!(
                 output.status.success(),
@@ -219,4 +221,3 @@ impl Drop for GoProgram {
         }
     }
 }
-

@@ -134,8 +134,9 @@ func TestSessionsExample(t *testing.T) {
 	}
 	reports := sidecar.Reports()
 	last := reports[len(reports)-1]
+	routes, _ := last.FindMap("routes")
+	t.Logf("sdk %q, routes %+v", last.Source.SDK, routes.Stats)
 	if strings.Contains(last.Source.SDK, "; classic") {
-		routes, _ := last.FindMap("routes")
 		if e := routes.Stats.Evacuation; e == nil || e.Kind != "double" || e.OldBuckets != 1024 || e.EvacuatedOldBuckets >= e.OldBuckets {
 			t.Errorf("classic layout: routes shows no stalled evacuation: %+v", routes.Stats)
 		}
