@@ -638,11 +638,17 @@ func (l *mapLock) unlock() {
 }
 
 func (l *mapLock) tryRLock() bool {
-	if s := l.state.Add(1); s&(lockHeld|lockWanted) != 0 {
-		l.runlock()
-		return false
+	if l.state.Add(1)&(lockHeld|lockWanted) == 0 {
+		return true
 	}
-	return true
+	return l.undoRLock()
+}
+
+// undoRLock takes back a failed tryRLock's reader (out of line, to keep
+// tryRLock inlined) and returns false.
+func (l *mapLock) undoRLock() bool {
+	l.runlock()
+	return false
 }
 
 func (l *mapLock) runlock() {
