@@ -233,8 +233,9 @@ func (m *Map[K, V]) Len() int {
 	if !m.lock.tryRLock() && !m.lockRead() {
 		return len(m.m)
 	}
-	defer m.lock.runlock()
-	return len(m.m)
+	n := len(m.m)
+	m.lock.runlock()
+	return n
 }
 
 // Clear removes every entry. Like clear on a Go map it keeps the buckets
