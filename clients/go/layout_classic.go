@@ -113,9 +113,12 @@ func (p *writeProbe) mayGrow(h header) bool {
 	return false
 }
 
-// active reports whether a growth is in progress: every write then checks
-// whether it finished.
-func (p *writeProbe) active() bool { return p.growing }
+// pending reports whether after has something to do: the write was timed,
+// or it finished the growth in progress (one load per write while a growth
+// runs).
+func (p *writeProbe) pending(h header, timed bool) bool {
+	return timed || (p.growing && h.hmap().oldbuckets == nil)
+}
 
 // after looks at the header after a write. timed says mayGrow returned
 // true and the clock read t0 before the write.
@@ -166,17 +169,12 @@ func checkLayout() error {
 	var p writeProbe
 	for i := uint64(0); i < 600; i++ {
 		h := headerOf(m)
-		var before uint8
-		predicted := false
-		if h.p != nil {
-			before = h.hmap().b
-			predicted = p.mayGrow(h)
-		}
-		m[i] = i
-		h = headerOf(m)
 		if h.p == nil {
-			return fmt.Errorf("nil header after an insert")
+			return fmt.Errorf("nil header")
 		}
+		before := h.hmap().b
+		predicted := p.mayGrow(h)
+		m[i] = i
 		hm := h.hmap()
 		if hm.count != len(m) {
 			return fmt.Errorf("count %d, len %d", hm.count, len(m))
@@ -195,7 +193,7 @@ func checkLayout() error {
 				return fmt.Errorf("nevacuate %d of %d old buckets", hm.nevacuate, old)
 			}
 		}
-		if grew := h.p != nil && hm.b != before; i > 0 && grew != predicted {
+		if grew := hm.b != before; grew != predicted {
 			return fmt.Errorf("insert %d: grew %v, predicted %v", i+1, grew, predicted)
 		}
 	}

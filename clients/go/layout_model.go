@@ -30,8 +30,8 @@ func makeBuckets(hint uint64) uint64 { return modelBuckets(hint) }
 // writeProbe does nothing without a layout.
 type writeProbe struct{}
 
-func (p *writeProbe) mayGrow(h header) bool { return false }
-func (p *writeProbe) active() bool          { return false }
+func (p *writeProbe) mayGrow(h header) bool             { return false }
+func (p *writeProbe) pending(h header, timed bool) bool { return false }
 func (p *writeProbe) after(h header, timed bool, t0 time.Time) growthNote {
 	return growthNote{}
 }

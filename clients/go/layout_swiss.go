@@ -176,8 +176,9 @@ func (p *writeProbe) mayGrow(h header) bool {
 	return false
 }
 
-// active is always false: no swiss growth outlives its write.
-func (p *writeProbe) active() bool { return false }
+// pending reports whether after has something to do: only a timed write
+// may have grown the map (no swiss growth outlives its write).
+func (p *writeProbe) pending(h header, timed bool) bool { return timed }
 
 // after looks at the map after a timed write: a grown capacity is one
 // doubling of the whole map (a single table's grow or split, or the small

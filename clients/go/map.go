@@ -19,11 +19,18 @@ import (
 // value. Misuse events of a Map without a name carry the map name
 // "_unnamed".
 //
-// Reported: entries, peak entries, buckets and memory read from the
-// runtime's own map (see layoutInfo), inserts, updates and removes (one
-// lookup per write: an insert is told from an update by len before and
-// after), growths with their measured durations (see "Growth durations"
-// below), Compact as a shrink, and misuse.
+// Reported: entries, peak entries, buckets, overflow buckets, an
+// evacuation in progress and memory (an estimate), read from the runtime's
+// own map, or modelled on a Go release whose map layout mapscope has not
+// verified (the report's sdk field names the layout); inserts, updates and
+// removes (one lookup per write: an insert is told from an update by len
+// before and after); growths with their measured durations (see "Growth
+// durations" below); Compact as a shrink; misuse.
+//
+// Cost: one atomic operation to take the map and one to release it (a
+// sync.RWMutex writer takes two of each), plus, per write, a few loads of
+// the runtime map's header. The clock is read only around growths. See
+// "Costs" in the package README.
 //
 // # Growth durations
 //
@@ -136,7 +143,8 @@ func copyLabels(l Labels) map[string]string {
 // Capacity is the number of entries a map is expected to hold: NewMap and
 // Register make the runtime map with make(map[K]V, n) (Register only if the
 // Map has not stored anything yet); Observe takes it as the hint the
-// observed map was made with, which the model needs (see layoutInfo).
+// observed map was made with, which the bucket model needs where the
+// runtime's layout is not read.
 type Capacity int
 
 func (n Capacity) applyMap(c *mapConfig) { c.hint = max(int(n), 0) }
@@ -190,6 +198,17 @@ func (m *Map[K, V]) Set(k K, v V) {
 		m.set(k, v, true) // the callback of this goroutine's Range
 		return
 	}
+	if !m.hashSafe {
+		m.setGuarded(k, v)
+		return
+	}
+	m.set(k, v, false) // no defer: this key type's hash cannot panic
+	m.lock.unlock()
+}
+
+// setGuarded is Set for keys whose hash may panic, and for the first write
+// (which learns whether it can): the lock is released by a defer.
+func (m *Map[K, V]) setGuarded(k K, v V) {
 	defer m.lock.unlock()
 	m.set(k, v, false)
 }
@@ -224,8 +243,13 @@ func (m *Map[K, V]) Delete(k K) {
 		m.delete(k)
 		return
 	}
-	defer m.lock.unlock()
+	if !m.hashSafe {
+		defer m.lock.unlock()
+		m.delete(k)
+		return
+	}
 	m.delete(k)
+	m.lock.unlock()
 }
 
 // Len returns the number of entries.
@@ -363,7 +387,7 @@ func (m *Map[K, V]) set(k K, v V, inRange bool) {
 	} else {
 		m.updates++
 	}
-	if timed || m.probe.active() {
+	if m.timing && m.probe.pending(headerOf(m.m), timed) {
 		m.afterWrite(timed, t0)
 	}
 }
@@ -374,7 +398,7 @@ func (m *Map[K, V]) delete(k K) {
 	if len(m.m) != n {
 		m.removes++
 	}
-	if m.probe.active() {
+	if m.timing && m.probe.pending(headerOf(m.m), false) {
 		m.afterWrite(false, time.Time{})
 	}
 }
@@ -382,7 +406,7 @@ func (m *Map[K, V]) delete(k K) {
 func (m *Map[K, V]) clear() {
 	m.removes += uint64(len(m.m))
 	clear(m.m)
-	if m.probe.active() {
+	if m.timing && m.probe.pending(headerOf(m.m), false) {
 		m.afterWrite(false, time.Time{}) // clear ends a classic growth
 	}
 }
@@ -437,8 +461,13 @@ func (m *Map[K, V]) snapshot() wireMap {
 	m.snapMu.Lock()
 	defer m.snapMu.Unlock()
 	m.watch.Add(watchBenign + watchGen)
+	locked := true
 	if !m.lock.tryRLock() {
-		m.lock.rlockSlow()
+		if o := m.owner.Load(); o != 0 && o == goroutineID() {
+			locked = false // a Flush from this goroutine's Range callback
+		} else {
+			m.lock.rlockSlow()
+		}
 	}
 	entries := uint64(len(m.m))
 	var s shape
@@ -457,7 +486,9 @@ func (m *Map[K, V]) snapshot() wireMap {
 		Removes:          m.removes,
 	}
 	peak := m.peak
-	m.lock.runlock()
+	if locked {
+		m.lock.runlock()
+	}
 	m.watch.Add(watchGen - watchBenign)
 	if s.Growing {
 		c.EvacuatedBuckets += s.EvacuatedOldBuckets
@@ -476,7 +507,7 @@ func (m *Map[K, V]) reportMisuse(kind MisuseKind, skip int) {
 	} else {
 		m.concurrent.Add(1)
 	}
-	if !m.events.allow(now()) {
+	if !m.events.allow() {
 		return
 	}
 	site := callerSite(skip + 1)
@@ -488,15 +519,22 @@ func (m *Map[K, V]) reportMisuse(kind MisuseKind, skip int) {
 // are looked up (a stack walk each, microseconds): a map under heavy
 // concurrent misuse pays for the counter and the wait, not for events the
 // registry's per-site limit would drop anyway. The state is the current
-// second << 20 | events in it.
-type eventLimiter struct{ state atomic.Uint64 }
+// second << 20 | events in it; once a second is full, the clock (tens of
+// ns) is read again only every 64th misuse.
+type eventLimiter struct {
+	state   atomic.Uint64
+	skipped atomic.Uint64
+}
 
 // mapEventsPerSecond is the most misuse events one Map looks up per
 // second (its counters count every misuse).
 const mapEventsPerSecond = 4 * misuseEventsPerSecond
 
-func (l *eventLimiter) allow(at time.Time) bool {
-	sec := uint64(at.Unix()) & (1<<44 - 1)
+func (l *eventLimiter) allow() bool {
+	if l.state.Load()&(1<<20-1) >= mapEventsPerSecond && l.skipped.Add(1)%64 != 0 {
+		return false
+	}
+	sec := uint64(now().Unix()) & (1<<44 - 1)
 	for {
 		s := l.state.Load()
 		n := sec<<20 | 1
@@ -590,13 +628,13 @@ func (m *Map[K, V]) lockRange() {
 		if w&benignMask != 0 || w&rangeMask != watchRange {
 			break
 		}
-		if m.lock.state.Load()&(lockHeld|lockWanted) == 0 {
+		if m.lock.state.Load()&(lockHeld|writerMask) == 0 {
 			break // readers only
 		}
 		if m.lock.tryLock() {
 			return
 		}
-		if m.watch.Load() == w && m.lock.state.Load()&(lockHeld|lockWanted) != 0 {
+		if m.watch.Load() == w && m.lock.state.Load()&(lockHeld|writerMask) != 0 {
 			m.reportMisuse(ConcurrentWrite, 2) // lockRange, Range, the user
 			break
 		}
@@ -608,38 +646,39 @@ func (m *Map[K, V]) lockRange() {
 // operation to take and one to release (sync.RWMutex's writer takes two of
 // each), and they only try: a failed try is the slow path of the Map
 // (lockWrite, lockRead), which decides whether it was a misuse before it
-// sleeps in lockSlow or rlockSlow.
+// waits in lockSlow or rlockSlow.
 //
-// The state word holds the readers, the sleepers (goroutines in a slow
-// path), lockHeld (a writer or a Range holds the map) and lockWanted (a
-// writer sleeps: new readers queue behind it, so writers do not starve).
-// A release that finds sleepers wakes them all; each retries.
+// The state word holds the readers, the writers waiting (a writer waiting
+// makes new readers wait: as in sync.RWMutex, writers do not starve),
+// lockHeld (a writer or a Range holds the map) and lockSleepers (some
+// goroutine sleeps in a slow path). A release that sees lockSleepers wakes
+// the sleepers; each retries.
 type mapLock struct {
-	state   atomic.Uint64
-	mu      sync.Mutex
-	cond    sync.Cond
-	writers int // sleeping writers; guarded by mu
+	state    atomic.Uint64
+	mu       sync.Mutex // guards cond and sleepers
+	cond     sync.Cond
+	sleepers int
 }
 
 const (
-	lockHeld    = 1 << 63
-	lockWanted  = 1 << 62
-	sleeperOne  = 1 << 40
-	sleeperMask = (1<<22 - 1) << 40
-	readerMask  = 1<<40 - 1
+	lockHeld     = 1 << 63
+	lockSleepers = 1 << 62
+	writerOne    = 1 << 40
+	writerMask   = (1<<22 - 1) << 40
+	readerMask   = 1<<40 - 1
 )
 
 func (l *mapLock) tryLock() bool { return l.state.CompareAndSwap(0, lockHeld) }
 
 func (l *mapLock) unlock() {
 	// Adding 1<<63 clears the bit, which is set: the carry falls off.
-	if s := l.state.Add(lockHeld); s&sleeperMask != 0 {
+	if s := l.state.Add(lockHeld); s&lockSleepers != 0 {
 		l.wake()
 	}
 }
 
 func (l *mapLock) tryRLock() bool {
-	if l.state.Add(1)&(lockHeld|lockWanted) == 0 {
+	if l.state.Add(1)&(lockHeld|writerMask) == 0 {
 		return true
 	}
 	return l.undoRLock()
@@ -653,7 +692,7 @@ func (l *mapLock) undoRLock() bool {
 }
 
 func (l *mapLock) runlock() {
-	if s := l.state.Add(^uint64(0)); s&sleeperMask != 0 {
+	if s := l.state.Add(^uint64(0)); s&lockSleepers != 0 {
 		l.wake()
 	}
 }
@@ -663,59 +702,65 @@ func (l *mapLock) runlock() {
 // sleep and a wake-up cost (sync.Mutex spins too).
 const spinTries = 4
 
-// lockSlow sleeps until no reader or writer holds the map, then holds it.
+// lockSlow waits until no reader or writer holds the map, then holds it.
+// It counts itself as a waiting writer first, so that new readers wait.
 func (l *mapLock) lockSlow() {
+	l.state.Add(writerOne)
 	for i := 0; i < spinTries; i++ {
-		if l.spin(lockHeld|readerMask|lockWanted|sleeperMask) && l.tryLock() {
+		if l.spin(lockHeld|readerMask) && l.acquireWaiting() {
 			return
 		}
 	}
+	l.sleep(l.acquireWaiting)
+}
+
+// acquireWaiting turns this waiting writer into the holder, if nobody
+// holds the map.
+func (l *mapLock) acquireWaiting() bool {
+	s := l.state.Load()
+	return s&(lockHeld|readerMask) == 0 && l.state.CompareAndSwap(s, s-writerOne+lockHeld)
+}
+
+// rlockSlow waits until no writer holds or awaits the map, then reads it.
+func (l *mapLock) rlockSlow() {
+	for i := 0; i < spinTries; i++ {
+		if l.spin(lockHeld|writerMask) && l.acquireRead() {
+			return
+		}
+	}
+	l.sleep(l.acquireRead)
+}
+
+func (l *mapLock) acquireRead() bool {
+	s := l.state.Load()
+	return s&(lockHeld|writerMask) == 0 && l.state.CompareAndSwap(s, s+1)
+}
+
+// sleep waits on the condition until acquire succeeds. Setting
+// lockSleepers (under mu) before trying orders the try with every release:
+// a release after it sees the flag and wakes us, taking mu, which Wait
+// gives up only once asleep.
+func (l *mapLock) sleep(acquire func() bool) {
 	l.mu.Lock()
 	l.cond.L = &l.mu
-	l.writers++
+	l.sleepers++
 	for {
 		s := l.state.Load()
-		if l.state.CompareAndSwap(s, (s+sleeperOne)|lockWanted) {
+		if l.state.CompareAndSwap(s, s|lockSleepers) {
 			break
 		}
 	}
-	for {
-		s := l.state.Load()
-		if s&(lockHeld|readerMask) == 0 {
-			n := s - sleeperOne + lockHeld
-			if l.writers == 1 {
-				n &^= lockWanted
-			}
-			if l.state.CompareAndSwap(s, n) {
-				break
-			}
-			continue
-		}
+	for !acquire() {
 		l.cond.Wait()
 	}
-	l.writers--
-	l.mu.Unlock()
-}
-
-// rlockSlow sleeps until no writer holds or awaits the map, then reads it.
-func (l *mapLock) rlockSlow() {
-	for i := 0; i < spinTries; i++ {
-		if l.spin(lockHeld|lockWanted) && l.tryRLock() {
-			return
-		}
-	}
-	l.mu.Lock()
-	l.cond.L = &l.mu
-	l.state.Add(sleeperOne)
-	for {
-		s := l.state.Load()
-		if s&(lockHeld|lockWanted) == 0 {
-			if l.state.CompareAndSwap(s, s-sleeperOne+1) {
+	l.sleepers--
+	if l.sleepers == 0 {
+		for {
+			s := l.state.Load()
+			if l.state.CompareAndSwap(s, s&^lockSleepers) {
 				break
 			}
-			continue
 		}
-		l.cond.Wait()
 	}
 	l.mu.Unlock()
 }
@@ -731,9 +776,7 @@ func (l *mapLock) spin(busy uint64) bool {
 	return false
 }
 
-// wake wakes the sleepers. Taking mu orders it after a sleeper's check of
-// the state: a sleeper registers (state) and checks under mu, and Wait
-// releases mu only once it sleeps.
+// wake wakes the sleepers (taking mu: see sleep).
 func (l *mapLock) wake() {
 	l.mu.Lock()
 	l.cond.Broadcast()

@@ -16,6 +16,8 @@ import (
 const benchEntries = 1 << 12
 const benchMask = benchEntries - 1
 
+const insertMask = 1<<16 - 1
+
 var sink int
 
 type rwMap struct {
@@ -135,33 +137,46 @@ func BenchmarkSetUpdate(b *testing.B) {
 	})
 }
 
-// BenchmarkSetInsert inserts fresh keys into a map that starts empty: the
-// growths are part of the cost.
+// BenchmarkSetInsert inserts fresh keys into a new map that starts empty,
+// 65,536 of them per map: the allocations and growths are part of the
+// cost.
 func BenchmarkSetInsert(b *testing.B) {
 	b.Run("plain", func(b *testing.B) {
-		m := map[int]int{}
+		var m map[int]int
 		for i := 0; i < b.N; i++ {
-			m[i] = i
+			if i&insertMask == 0 {
+				m = map[int]int{}
+			}
+			m[i&insertMask] = i
 		}
 	})
 	b.Run("rwmutex", func(b *testing.B) {
-		m := &rwMap{m: map[int]int{}}
+		var m *rwMap
 		for i := 0; i < b.N; i++ {
+			if i&insertMask == 0 {
+				m = &rwMap{m: map[int]int{}}
+			}
 			m.mu.Lock()
-			m.m[i] = i
+			m.m[i&insertMask] = i
 			m.mu.Unlock()
 		}
 	})
 	b.Run("syncmap", func(b *testing.B) {
-		m := new(sync.Map)
+		var m *sync.Map
 		for i := 0; i < b.N; i++ {
-			m.Store(i, i)
+			if i&insertMask == 0 {
+				m = new(sync.Map)
+			}
+			m.Store(i&insertMask, i)
 		}
 	})
 	b.Run("mapscope", func(b *testing.B) {
-		m := new(Map[int, int])
+		var m *Map[int, int]
 		for i := 0; i < b.N; i++ {
-			m.Set(i, i)
+			if i&insertMask == 0 {
+				m = new(Map[int, int])
+			}
+			m.Set(i&insertMask, i)
 		}
 	})
 }

@@ -38,18 +38,23 @@ func (n Capacity) applyObserve(c *observeConfig) { c.hint = max(int(n), 0) }
 // passed with a fresh &sync.Mutex{}.
 //
 // Observe locks locker once before it returns, to read the map's starting
-// shape: do not call it while holding locker.
+// shape, and the reporter locks it at each report (or Flush): do not call
+// either while holding locker.
 //
 // What is reported: entries, peak entries (the most seen at a report),
-// buckets, overflow buckets, memory and an evacuation in progress, read
-// from the runtime (or modelled, see layoutInfo); growths derived from one
-// report to the next: doublings from the bucket count, a classic map's
-// same-size growth when one is seen in progress. Growth events carry no
-// duration (nothing timed them), and a same-size growth that starts and
-// ends between two reports is not seen; evacuated_buckets counts the old
-// buckets of the growths seen finished plus the evacuation mark of the one
-// in progress. Inserts, updates and removes are reported as 0: plain map
-// writes cannot be intercepted (use Map for those).
+// buckets, overflow buckets, memory (an estimate) and an evacuation in
+// progress, read from the runtime (or modelled from the peak entries and
+// the Capacity hint on a Go release whose layout mapscope has not
+// verified); growths derived from one reading to the next, counted from
+// Observe on (a replaced map starts a new count): doublings from the
+// bucket count, and a classic map's same-size growth when a reading sees
+// one in progress. Growth events carry no duration (nothing timed them),
+// and a same-size growth that starts and ends between two reports is not
+// seen; evacuated_buckets counts the old buckets of the growths seen
+// finished plus the evacuation mark of the one in progress (an
+// approximation: evacuate may have moved buckets above the mark). Inserts,
+// updates and removes are reported as 0: plain map writes cannot be
+// intercepted (use Map for those).
 func Observe[K comparable, V any](name string, m *map[K]V, locker sync.Locker, opts ...ObserveOption) *Observed {
 	if m == nil {
 		panic("mapscope.Observe: m is nil: pass the address of the map variable (&m)")

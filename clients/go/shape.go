@@ -3,8 +3,10 @@ package mapscope
 // shape is what introspection reads off a real Go map (or, on a Go
 // version whose layout has not been checked, what the model computes).
 // Read it only under the map's coordination: the caller holds the lock
-// that orders it with every write (see "Reading a map from another
-// goroutine" in README.md).
+// that orders it with every write. Reading a header while its owner writes
+// is a data race the race detector does not always catch: unsynchronised
+// walks of a swiss directory gave capacity < count hundreds of times in
+// millions of reads (README.md, "What cannot be done").
 type shape struct {
 	// Layout is "classic", "swiss" or "model".
 	Layout string
