@@ -16,7 +16,9 @@
 //!   `examples/sessions`, built with the newest toolchain of
 //!   `MAPSCOPE_GO_BINS` (see `tests/common/go.rs`), reports its
 //!   `concurrent_write` and `nil_map_write` events to the demo's ingest
-//!   listener.
+//!   listener; and from a Go crash nothing could stop: `examples/rawcrash`
+//!   dies of `fatal error: concurrent map writes` with `CaptureCrashes()`
+//!   on, and the demo reads its crash file from `--crash-dir`.
 //!
 //! The rules are a copy written by `deploy/generate.py --rules-for`, with
 //! every `for:` shortened so the test takes seconds, not minutes.
@@ -79,6 +81,9 @@ const PROBE_APP: &str = "e2e-probe";
 
 /// The app name the real Go program reports as.
 const GO_APP: &str = "go-sessions";
+
+/// The app name of the Go program that crashes on a raw map.
+const GO_CRASH_APP: &str = "go-rawcrash";
 
 /// The maps of `mapscope demo` (`carts` is the simulated Go client's).
 const DEMO_MAPS: [&str; 7] = [
@@ -757,6 +762,7 @@ fn check_alerts(
         if name == "MapscopeMapMisuse"
             && (labels["map"] != "carts" || labels["source"] != "go-checkout")
             && labels["source"] != GO_APP
+            && labels["source"] != GO_CRASH_APP
         {
             progress.violations.insert(format!(
                 "{name} fired for something else than the simulated Go client's carts \
@@ -881,8 +887,13 @@ fn prometheus_scrapes_the_demo_fires_its_alerts_and_fills_the_dashboards() {
         );
     }
 
+    let crash_dir = dir.0.join("crashes");
+    std::fs::create_dir_all(&crash_dir).expect("create the crash directory");
+    let crash_dir_arg = crash_dir.to_string_lossy().into_owned();
     let mut demo: MapscopeProcess = start_mapscope(&[
         "demo",
+        "--crash-dir",
+        &crash_dir_arg,
         "--listen",
         "127.0.0.1:0",
         "--ingest-listen",
@@ -899,8 +910,10 @@ fn prometheus_scrapes_the_demo_fires_its_alerts_and_fills_the_dashboards() {
         .to_owned();
     let ingest_url = demo.ingest_url();
 
-    // The real Go program, reporting to the demo's ingest listener.
-    let go_program = toolchains().pop().map(|go| {
+    // The real Go programs, reporting to the demo's ingest listener.
+    let go = toolchains().pop();
+    let crasher = go.as_ref().map(|go| go.build("examples/rawcrash", &dir.0));
+    let go_program = go.map(|go| {
         let binary = go.build("examples/sessions", &dir.0);
         let mut program = GoProgram::start(
             &binary,
@@ -974,11 +987,13 @@ fn prometheus_scrapes_the_demo_fires_its_alerts_and_fills_the_dashboards() {
     if go_program.is_some() {
         // The kinds are already expected from the simulated client; an
         // alert with source="go-sessions" can only come from the real one.
-        progress.also_expected.push((
-            "MapscopeMapMisuse".to_owned(),
-            "source".to_owned(),
-            GO_APP.to_owned(),
-        ));
+        for app in [GO_APP, GO_CRASH_APP] {
+            progress.also_expected.push((
+                "MapscopeMapMisuse".to_owned(),
+                "source".to_owned(),
+                app.to_owned(),
+            ));
+        }
     }
     let mut probe_seq = 0u64;
     let mut go_bugs_triggered = false;
@@ -1008,6 +1023,26 @@ fn prometheus_scrapes_the_demo_fires_its_alerts_and_fills_the_dashboards() {
                 // /bug/nil fails by design: the handler panics after the
                 // middleware recorded the nil-map write.
                 let _ = client.get(format!("{go_base}{bug}")).send();
+            }
+            if let Some(crasher) = &crasher {
+                // Dies of the runtime's fatal error; the crash file it
+                // leaves is all the demo gets.
+                let mut crash = GoProgram::start(
+                    crasher,
+                    &[
+                        ("MAPSCOPE_ENDPOINT", ingest_url.clone()),
+                        ("MAPSCOPE_APP", GO_CRASH_APP.to_owned()),
+                        ("MAPSCOPE_INSTANCE", "e2e-0".to_owned()),
+                        ("MAPSCOPE_CRASH_DIR", crash_dir_arg.clone()),
+                    ],
+                );
+                let status = wait_bounded(&mut crash.child, Duration::from_secs(60));
+                assert_eq!(
+                    status.and_then(|s| s.code()),
+                    Some(2),
+                    "rawcrash must die of a fatal error:\n{}",
+                    crash.text()
+                );
             }
             go_bugs_triggered = true;
         }
