@@ -12,9 +12,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::export::SnapshotSource;
 use crate::http::{router_with, HttpState};
-use crate::ingest::{CrashDir, IngestState, IngestStore, Limits};
+use crate::ingest::{CrashDir, IngestState, Limits, Sources};
 use crate::registry::Registry;
 
 /// The default scrape listener: all interfaces, port 9847 (clear of
@@ -75,10 +74,12 @@ pub struct ServerArgs {
     /// Log format.
     #[arg(long, env = "MAPSCOPE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
-    /// Seconds a dropped map's final values stay visible.
+    /// Seconds a dropped map's final values, and a stale source's last
+    /// ones, stay visible.
     #[arg(long, env = "MAPSCOPE_GRACE_PERIOD", default_value_t = 30)]
     pub grace_period: u64,
-    /// Live maps with their own series; more fold into map="_overflow".
+    /// Live maps with their own series, in-process and reported together;
+    /// more fold into map="_overflow".
     #[arg(long, env = "MAPSCOPE_MAX_MAPS", default_value_t = 10_000)]
     pub max_maps: usize,
     /// Largest ingest request body, in bytes (413 past it).
@@ -216,13 +217,14 @@ async fn serve(args: ServerArgs, demo: Option<DemoArgs>) -> std::io::Result<()> 
         max_maps_per_source: args.max_maps_per_source,
         max_events_per_report: args.max_events_per_report,
         source_ttl: Duration::from_secs(args.source_ttl),
-        grace_period: Duration::from_secs(args.grace_period),
         ..Limits::default()
     };
-    let store = Arc::new(IngestStore::new(limits, registry.detector_config()));
+    // One registry: this process's maps and the maps clients report are
+    // rows of the same table, read by every exporter.
+    let sources = Arc::new(Sources::new(&registry, limits));
     // An empty MAPSCOPE_CRASH_DIR means unset, like the other variables.
     let crash_dir = match args.crash_dir.filter(|d| !d.as_os_str().is_empty()) {
-        Some(dir) if dir.is_dir() => Some(CrashDir::new(dir, store.clone())),
+        Some(dir) if dir.is_dir() => Some(CrashDir::new(dir, &registry)),
         Some(dir) => {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::NotFound,
@@ -242,16 +244,14 @@ async fn serve(args: ServerArgs, demo: Option<DemoArgs>) -> std::io::Result<()> 
                 format!("OpenTelemetry: {e}"),
             )
         })?;
-        let store: Arc<dyn SnapshotSource> = store.clone();
-        crate::otel::init_with_sources(&registry, vec![store], config).map_err(|e| {
+        crate::otel::init_with(&registry, config).map_err(|e| {
             std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 format!("OpenTelemetry: {e}"),
             )
         })?
     };
-    let sources: Vec<Arc<dyn SnapshotSource>> = vec![Arc::new(registry.clone()), store.clone()];
-    let state = HttpState::new(sources);
+    let state = HttpState::new(registry.clone());
     let ready = state.readiness();
     ready.store(false, Ordering::Relaxed);
 
@@ -284,7 +284,7 @@ async fn serve(args: ServerArgs, demo: Option<DemoArgs>) -> std::io::Result<()> 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let workload =
         demo.map(|demo| crate::demo::start(&registry, &demo, local, ingest_local, stop_rx.clone()));
-    let ingest_app = crate::ingest::router(IngestState::new(store.clone(), args.ingest_token));
+    let ingest_app = crate::ingest::router(IngestState::new(sources.clone(), args.ingest_token));
     let mut ingest_stop = stop_rx.clone();
     let ingest = tokio::spawn(async move {
         axum::serve(ingest_listener, ingest_app)
@@ -293,24 +293,24 @@ async fn serve(args: ServerArgs, demo: Option<DemoArgs>) -> std::io::Result<()> 
             })
             .await
     });
-    // Stale sources are swept, and crash files read, on a timer, never
-    // during a scrape.
+    // The source lifecycle (TTL, stale, removal after the grace period) and
+    // the crash files run on a timer, never during a scrape.
     if let Some(dir) = &crash_dir {
         tracing::info!(dir = %dir.dir().display(), "reading Go crash files");
     }
     let mut sweep_stop = stop_rx.clone();
     let sweeper = {
-        let store = store.clone();
+        let sources = sources.clone();
         let mut crash_dir = crash_dir;
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tokio::select! {
                     _ = tick.tick() => {
-                        let store = store.clone();
+                        let sources = sources.clone();
                         let mut scanner = crash_dir.take();
                         let swept = tokio::task::spawn_blocking(move || {
-                            store.sweep();
+                            sources.sweep();
                             if let Some(scanner) = &mut scanner {
                                 scanner.scan();
                             }

@@ -288,6 +288,10 @@ fn reported_map(map: &MapSnapshot) -> ReportedMap {
 
 fn reported_event(seq: u64, event: &Event) -> Option<ReportedEvent> {
     let map = event.map();
+    if map.source.is_some() {
+        // Another process's event, held by this registry: not ours to report.
+        return None;
+    }
     let base = |kind: &str, at: SystemTime| ReportedEvent {
         seq,
         kind: kind.to_owned(),
@@ -381,10 +385,14 @@ impl Worker {
                 seq,
                 sent_at: Some(format_rfc3339(SystemTime::now())),
                 interval_seconds: Some(self.config.interval.as_secs_f64()),
+                // This process's own live maps: not the `_overflow` sum
+                // (the sidecar folds by its own cap, and rejects the name),
+                // nor rows this registry holds for other processes.
                 maps: snapshot
                     .maps
                     .iter()
-                    .filter(|m| !m.dropped)
+                    .filter(|m| !m.dropped && m.id.source.is_none())
+                    .filter(|m| &*m.id.name != crate::registry::OVERFLOW_MAP)
                     .map(reported_map)
                     .collect(),
                 events: buffer.iter().take(sending).cloned().collect(),

@@ -62,9 +62,7 @@ func events(r *registry, kind string) []wireEvent {
 
 // sleepers is how many goroutines sleep in m's slow paths.
 func (m *Map[K, V]) sleepers() int {
-	m.lock.mu.Lock()
-	defer m.lock.mu.Unlock()
-	return m.lock.sleepers
+	return int(m.lock.parked.Load())
 }
 
 func TestMapZeroValueIsUsable(t *testing.T) {

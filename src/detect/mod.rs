@@ -1,7 +1,9 @@
 //! Detectors: turn a map's stats into the conditions people get paged for.
 //!
 //! Detectors run at observation time (a scrape, a report tick, a call to
-//! `Registry::snapshot`), over the stats a map last published. A map's
+//! `Registry::snapshot`), over the stats a map last published or a client
+//! last reported. They are pure functions of an observation: the stats,
+//! the thresholds, the window state and the registry clock's `now`. A map's
 //! operations pay nothing for them. Windowed checks advance at most once per
 //! [`DetectorConfig::window`], however often observations happen, so two
 //! scrapers do not make a condition fire twice as fast.
@@ -178,12 +180,14 @@ pub(crate) struct Observation<'a> {
 
 impl DetectorState {
     /// Advances the windows, evaluates every detector and returns what
-    /// changed. O(1) per map.
+    /// changed. O(1) per map. `now` decides; `wall` (the same moment on the
+    /// wall clock) stamps a condition that fires.
     pub(crate) fn observe(
         &mut self,
         stats: &MapStats,
         config: &DetectorConfig,
         now: Instant,
+        wall: SystemTime,
         growth_started: Option<Instant>,
     ) -> Vec<Transition> {
         self.advance_window(stats, config, now);
@@ -218,7 +222,7 @@ impl DetectorState {
                 (Some(finding), None) => {
                     let condition = Condition {
                         kind,
-                        since: SystemTime::now(),
+                        since: wall,
                         value: finding.value,
                         details: finding.details,
                     };

@@ -29,8 +29,9 @@ impl MetricType {
 /// Which series a metric has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
-    /// One series per map (`map`, the map's labels, and `source` for maps
-    /// ingested by the sidecar), plus the extra labels.
+    /// One series per map (`map`, the map's labels, and `source` and
+    /// `source_instance` for maps ingested by the sidecar), plus the extra
+    /// labels.
     Map,
     /// Process-wide series with only the extra labels.
     Process,
@@ -94,7 +95,7 @@ catalog! {
     TRACE_EVENTS_SUPPRESSED_TOTAL = "mapscope_trace_events_suppressed_total", Counter, Process, [], "Misuse events kept from tracing by the per-map rate limit.";
     BUILD_INFO = "mapscope_build_info", Gauge, Process, ["version", "revision"], "Always 1; labels carry the build.";
     SOURCES = "mapscope_sources", Gauge, Ingest, [], "Sources (app and instance) reporting to the sidecar, stale ones excluded.";
-    SOURCE_LAST_REPORT_TIMESTAMP_SECONDS = "mapscope_source_last_report_timestamp_seconds", Gauge, Ingest, ["source"], "Unix time of each source's last accepted report.";
+    SOURCE_LAST_REPORT_TIMESTAMP_SECONDS = "mapscope_source_last_report_timestamp_seconds", Gauge, Ingest, ["source", "source_instance"], "Unix time of each live source's last report (retries included).";
     INGEST_REQUESTS_TOTAL = "mapscope_ingest_requests_total", Counter, Ingest, ["code"], "Ingest requests, by HTTP status code.";
     INGEST_REJECTED_TOTAL = "mapscope_ingest_rejected_total", Counter, Ingest, ["reason"], "Rejected ingest requests, by reason.";
     CRASH_FILES_TOTAL = "mapscope_crash_files_total", Counter, Ingest, ["result"], "Go crash files read from --crash-dir, by result: map_crash (counted as misuse), other_crash, invalid.";
@@ -130,7 +131,7 @@ pub fn markdown_table() -> String {
     let mut out = String::from("| metric | type | labels | meaning |\n|---|---|---|---|\n");
     for m in CATALOG {
         let mut labels: Vec<&str> = match m.scope {
-            Scope::Map => vec!["map", "(map labels)", "source (reported maps)"],
+            Scope::Map => vec!["map", "(map labels)", "source, source_instance (reported maps)"],
             Scope::Process | Scope::Ingest => vec![],
         };
         labels.extend(m.labels);
@@ -141,7 +142,9 @@ pub fn markdown_table() -> String {
                 .iter()
                 .map(|l| match *l {
                     "(map labels)" => "the map's labels".to_owned(),
-                    "source (reported maps)" => "`source` (reported maps)".to_owned(),
+                    "source, source_instance (reported maps)" => {
+                        "`source`, `source_instance` (reported maps)".to_owned()
+                    }
                     l => format!("`{l}`"),
                 })
                 .collect::<Vec<_>>()

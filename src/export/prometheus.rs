@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::time::UNIX_EPOCH;
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{
@@ -12,10 +12,16 @@ use prometheus::proto::{
 };
 
 use super::catalog::{self, MetricDef, MetricType, Scope, CATALOG};
-use super::SnapshotSource;
 use crate::detect::MisuseKind;
 use crate::map::GrowthKind;
-use crate::registry::{GrowthDurations, MapSnapshot, Registry, RegistrySnapshot};
+use crate::registry::{MapSnapshot, Registry, RegistrySnapshot};
+
+/// The label of a reported map's process (the `instance` of protocol v1's
+/// `source`). Not `instance`: Prometheus sets that label on every series of
+/// the scrape target (the sidecar), and a series label of that name would be
+/// renamed `exported_instance` or overwrite it, depending on
+/// `honor_labels`.
+pub const SOURCE_INSTANCE: &str = "source_instance";
 
 /// The `Content-Type` of the text exposition format. Prometheus 3 fails a
 /// scrape without an explicit version.
@@ -33,8 +39,9 @@ pub const REVISION: &str = match option_env!("MAPSCOPE_REVISION") {
     None => "unknown",
 };
 
-/// Reads every map of its sources at scrape time and turns them into the
-/// metric families of [`catalog::CATALOG`].
+/// Reads every map of its registry at scrape time (one
+/// [`Registry::snapshot`]) and turns them into the metric families of
+/// [`catalog::CATALOG`].
 ///
 /// Register it in your own `prometheus::Registry`, or render with
 /// [`MapscopeCollector::render`]:
@@ -57,27 +64,22 @@ pub const REVISION: &str = match option_env!("MAPSCOPE_REVISION") {
 /// assert!(!prom.gather().is_empty());
 /// ```
 pub struct MapscopeCollector {
-    sources: Vec<Arc<dyn SnapshotSource>>,
+    registry: Registry,
     descs: Vec<Desc>,
 }
 
 impl fmt::Debug for MapscopeCollector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MapscopeCollector")
-            .field("sources", &self.sources)
+            .field("registry", &self.registry)
             .finish_non_exhaustive()
     }
 }
 
 impl MapscopeCollector {
-    /// A collector over one registry.
+    /// A collector over a registry (in the sidecar, its in-process maps
+    /// and the maps clients report are rows of the same registry).
     pub fn new(registry: Registry) -> Self {
-        Self::with_sources(vec![Arc::new(registry)])
-    }
-
-    /// A collector over several sources (the sidecar: its own registry and
-    /// the maps clients report).
-    pub fn with_sources(sources: Vec<Arc<dyn SnapshotSource>>) -> Self {
         let descs = CATALOG
             .iter()
             .map(|m| {
@@ -91,26 +93,16 @@ impl MapscopeCollector {
                     .expect("catalog metric declarations are valid")
             })
             .collect();
-        MapscopeCollector { sources, descs }
+        MapscopeCollector { registry, descs }
     }
 
-    /// Renders the text exposition format straight from the snapshots
-    /// (the same samples [`Collector::collect`] gives, without building
-    /// protobuf structures). Blocking work: in async code run it on a
-    /// blocking thread (the HTTP router does).
+    /// Renders the text exposition format straight from a snapshot (the
+    /// same samples [`Collector::collect`] gives, without building protobuf
+    /// structures). Blocking work: in async code run it on a blocking
+    /// thread (the HTTP router does).
     pub fn render(&self) -> String {
-        let snapshots: Vec<_> = self.sources.iter().map(|s| s.snapshot()).collect();
-        write_text(&snapshots)
+        write_text(&self.registry.snapshot())
     }
-}
-
-/// The growth-duration histogram of all sources together.
-fn durations(snapshots: &[RegistrySnapshot]) -> GrowthDurations {
-    let mut total = GrowthDurations::default();
-    for snapshot in snapshots {
-        total.merge(&snapshot.growth_durations);
-    }
-    total
 }
 
 /// A sample's labels: a map's identity plus at most one extra label, or a
@@ -127,6 +119,9 @@ impl Labels<'_> {
                 f("map", &map.id.name);
                 if let Some(source) = &map.id.source {
                     f("source", source);
+                }
+                if let Some(instance) = &map.id.instance {
+                    f(SOURCE_INSTANCE, instance);
                 }
                 for (name, value) in map.id.labels.iter() {
                     f(name, value);
@@ -158,25 +153,21 @@ fn kinds_for(map: &MapSnapshot) -> impl Iterator<Item = MisuseKind> + '_ {
 /// both walk it.
 fn samples<'a>(
     def: &MetricDef,
-    snapshots: &'a [RegistrySnapshot],
+    snapshot: &'a RegistrySnapshot,
     emit: &mut dyn FnMut(Labels<'a>, f64),
 ) {
-    let maps = || snapshots.iter().flat_map(|s| s.maps.iter());
-    let ingest = || snapshots.iter().filter_map(|s| s.ingest.as_ref());
-    let total = |f: fn(&RegistrySnapshot) -> u64| snapshots.iter().map(f).sum::<u64>() as f64;
+    let ingest = snapshot.ingest.as_ref();
+    let total = |f: fn(&RegistrySnapshot) -> u64| f(snapshot) as f64;
     match def.scope {
         Scope::Map => {
-            for map in maps() {
+            for map in &snapshot.maps {
                 map_samples(def, map, &mut |extra, value| {
                     emit(Labels::Map(map, extra), value)
                 });
             }
         }
         Scope::Process | Scope::Ingest => match *def {
-            catalog::MAPS => emit(
-                Labels::Plain(vec![]),
-                snapshots.iter().map(|s| s.maps_registered).sum::<usize>() as f64,
-            ),
+            catalog::MAPS => emit(Labels::Plain(vec![]), snapshot.maps_registered as f64),
             catalog::MAP_OVERFLOW_FOLDS_TOTAL => {
                 emit(Labels::Plain(vec![]), total(|s| s.overflow_folds))
             }
@@ -193,18 +184,28 @@ fn samples<'a>(
                 ]),
                 1.0,
             ),
-            catalog::SOURCES if ingest().next().is_some() => emit(
-                Labels::Plain(vec![]),
-                ingest().map(|i| i.sources.len()).sum::<usize>() as f64,
-            ),
-            catalog::SOURCES => {}
+            catalog::SOURCES => {
+                if let Some(ingest) = ingest {
+                    emit(Labels::Plain(vec![]), ingest.sources.len() as f64);
+                }
+            }
             catalog::SOURCE_LAST_REPORT_TIMESTAMP_SECONDS => {
-                for (source, at) in ingest().flat_map(|i| &i.sources) {
-                    emit(Labels::Plain(vec![("source", source.clone())]), *at);
+                for source in ingest.iter().flat_map(|i| &i.sources) {
+                    let at = source
+                        .last_report
+                        .duration_since(UNIX_EPOCH)
+                        .map_or(0.0, |d| d.as_secs_f64());
+                    emit(
+                        Labels::Plain(vec![
+                            ("source", source.app.clone()),
+                            (SOURCE_INSTANCE, source.instance.clone()),
+                        ]),
+                        at,
+                    );
                 }
             }
             catalog::INGEST_REQUESTS_TOTAL => {
-                for (code, count) in ingest().flat_map(|i| &i.requests) {
+                for (code, count) in ingest.iter().flat_map(|i| &i.requests) {
                     emit(
                         Labels::Plain(vec![("code", code.to_string())]),
                         *count as f64,
@@ -212,7 +213,7 @@ fn samples<'a>(
                 }
             }
             catalog::INGEST_REJECTED_TOTAL => {
-                for (reason, count) in ingest().flat_map(|i| &i.rejected) {
+                for (reason, count) in ingest.iter().flat_map(|i| &i.rejected) {
                     emit(
                         Labels::Plain(vec![("reason", reason.clone())]),
                         *count as f64,
@@ -220,7 +221,7 @@ fn samples<'a>(
                 }
             }
             catalog::CRASH_FILES_TOTAL => {
-                for (result, count) in ingest().flat_map(|i| &i.crash_files) {
+                for (result, count) in ingest.iter().flat_map(|i| &i.crash_files) {
                     emit(
                         Labels::Plain(vec![("result", result.clone())]),
                         *count as f64,
@@ -346,13 +347,12 @@ fn write_series(out: &mut String, name: &str, suffix: &str, labels: &Labels<'_>,
     out.push(' ');
 }
 
-/// Writes the text exposition format straight from snapshots: no
+/// Writes the text exposition format straight from a snapshot: no
 /// intermediate protobuf structures, so rendering 10,000 maps costs one
 /// pass and one string.
-fn write_text(snapshots: &[RegistrySnapshot]) -> String {
-    let histogram = durations(snapshots);
-    let mut out =
-        String::with_capacity(4096 + snapshots.iter().map(|s| s.maps.len()).sum::<usize>() * 3000);
+fn write_text(snapshot: &RegistrySnapshot) -> String {
+    let histogram = &snapshot.growth_durations;
+    let mut out = String::with_capacity(4096 + snapshot.maps.len() * 3000);
     for def in CATALOG {
         let header = |out: &mut String| {
             out.push_str("# HELP ");
@@ -388,7 +388,7 @@ fn write_text(snapshots: &[RegistrySnapshot]) -> String {
             continue;
         }
         let mut wrote_header = false;
-        samples(def, snapshots, &mut |labels, value| {
+        samples(def, snapshot, &mut |labels, value| {
             // The text format cannot say "no samples": a family without
             // any (no reported source yet) is left out, header and all.
             if !wrote_header {
@@ -439,8 +439,8 @@ impl Collector for MapscopeCollector {
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let snapshots: Vec<_> = self.sources.iter().map(|s| s.snapshot()).collect();
-        let histogram = durations(&snapshots);
+        let snapshot = self.registry.snapshot();
+        let histogram = &snapshot.growth_durations;
         CATALOG
             .iter()
             .map(|def| {
@@ -476,7 +476,7 @@ impl Collector for MapscopeCollector {
                         metrics.push(metric);
                     }
                 } else {
-                    samples(def, &snapshots, &mut |labels, value| {
+                    samples(def, &snapshot, &mut |labels, value| {
                         metrics.push(sample(def, proto_labels(&labels), value));
                     });
                 }

@@ -30,7 +30,11 @@ pub struct ApiMap {
     pub labels: BTreeMap<String, String>,
     /// The reporting application, for maps clients report.
     pub source: Option<String>,
-    /// In its grace period after being dropped.
+    /// The reporting process (the `source_instance` label), for maps
+    /// clients report.
+    #[serde(default)]
+    pub source_instance: Option<String>,
+    /// In its grace period after being dropped (or its source stale).
     pub dropped: bool,
     /// Known only from its misuse (a Go crash of a map no report
     /// describes): its stats are not known and read 0.
@@ -105,6 +109,9 @@ pub struct ApiEvent {
     pub map: String,
     /// The source, for reported maps.
     pub source: Option<String>,
+    /// The source's instance, for reported maps.
+    #[serde(default)]
+    pub source_instance: Option<String>,
     /// Growth kind or misuse kind.
     pub kind: String,
     /// Unix seconds.
@@ -161,6 +168,7 @@ impl From<&MapSnapshot> for ApiMap {
             name: map.id.name.to_string(),
             labels: map.id.labels.iter().cloned().collect(),
             source: map.id.source.as_ref().map(|s| s.to_string()),
+            source_instance: map.id.instance.as_ref().map(|s| s.to_string()),
             dropped: map.dropped,
             misuse_only: map.misuse_only,
             entries: s.entries,
@@ -204,20 +212,16 @@ impl From<&MapSnapshot> for ApiMap {
 }
 
 impl ApiSnapshot {
-    /// Merges the snapshots of several sources.
-    pub fn from_snapshots(snapshots: &[RegistrySnapshot]) -> Self {
-        let mut out = ApiSnapshot {
-            maps: Vec::new(),
-            events_dropped: 0,
-            overflow_folds: 0,
-            recent_events: Vec::new(),
-        };
-        for snapshot in snapshots {
-            out.maps.extend(snapshot.maps.iter().map(ApiMap::from));
-            out.events_dropped += snapshot.events_dropped;
-            out.overflow_folds += snapshot.overflow_folds;
-            out.recent_events
-                .extend(snapshot.recent_events.iter().map(|record| {
+    /// The JSON form of a registry snapshot.
+    pub fn from_snapshot(snapshot: &RegistrySnapshot) -> Self {
+        ApiSnapshot {
+            maps: snapshot.maps.iter().map(ApiMap::from).collect(),
+            events_dropped: snapshot.events_dropped,
+            overflow_folds: snapshot.overflow_folds,
+            recent_events: snapshot
+                .recent_events
+                .iter()
+                .map(|record| {
                     let map = record.event.map();
                     let (mut site, mut pid) = (None, None);
                     let (event, kind, at, duration, details) = match &record.event {
@@ -248,6 +252,7 @@ impl ApiSnapshot {
                         event: event.to_owned(),
                         map: map.name.to_string(),
                         source: map.source.as_ref().map(|s| s.to_string()),
+                        source_instance: map.instance.as_ref().map(|s| s.to_string()),
                         kind: kind.to_owned(),
                         at: unix(at),
                         duration_seconds: duration,
@@ -255,8 +260,8 @@ impl ApiSnapshot {
                         site,
                         pid,
                     }
-                }));
+                })
+                .collect(),
         }
-        out
     }
 }

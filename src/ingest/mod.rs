@@ -1,14 +1,22 @@
 //! Sidecar ingest: `POST /v1/report`, protocol v1, for applications in any
-//! language (Go first). Reports become the same metrics, spans and alerts
-//! as in-process maps, with a `source` label.
+//! language (Go first). Reports become rows of the one
+//! [`Registry`](crate::Registry), so they get the same metrics, spans, alerts,
+//! detectors, cardinality cap and grace period as in-process maps, with
+//! `source` and `source_instance` labels.
+//!
+//! This module is the protocol and the source lifecycle, nothing more:
+//! - [`protocol`]: the wire types;
+//! - `validate.rs`: limits and checks ([`check`]);
+//! - `convert.rs`: protocol to rows and events, in one function;
+//! - `sources.rs`: admission, restart, duplicate and stale classification,
+//!   TTL ([`Sources`]);
+//! - [`crash`] and `crash_dir.rs`: Go crash files ([`CrashDir`]): a process
+//!   killed by a map misuse never reports again, so its crash output is the
+//!   report.
 //!
 //! Guarantees: a rejected request changes nothing; one source's bad input
 //! never touches another source's series; every limit answers with a JSON
 //! error naming the field and the limit.
-//!
-//! The sidecar also reads Go crash files from a shared directory
-//! (`--crash-dir`, [`CrashDir`]): a process killed by a map misuse never
-//! reports again, so its crash output is the report.
 
 use std::sync::Arc;
 
@@ -19,8 +27,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 
+mod convert;
 pub mod crash;
-mod crash_counts;
 mod crash_dir;
 pub mod protocol;
 mod sources;
@@ -28,7 +36,7 @@ mod validate;
 
 pub use crash_dir::{CrashDir, CrashDirLimits, ScanSummary};
 pub use protocol::{ErrorBody, Report, ReportAccepted, PROTOCOL_VERSION};
-pub use sources::IngestStore;
+pub use sources::Sources;
 pub use validate::{check, parse_rfc3339, Limits, Rejection, MAX_SECONDS, MAX_SOURCE_BYTES};
 
 pub use crate::registry::IngestStats;
@@ -36,16 +44,16 @@ pub use crate::registry::IngestStats;
 /// What the ingest routes need.
 #[derive(Debug, Clone)]
 pub struct IngestState {
-    store: Arc<IngestStore>,
+    store: Arc<Sources>,
     token: Option<Arc<str>>,
 }
 
 impl IngestState {
-    /// State over `store`, requiring `Authorization: Bearer <token>` when a
-    /// token is given (the binary reads it from `MAPSCOPE_INGEST_TOKEN`).
-    pub fn new(store: Arc<IngestStore>, token: Option<String>) -> Self {
+    /// State over `sources`, requiring `Authorization: Bearer <token>` when
+    /// a token is given (the binary reads it from `MAPSCOPE_INGEST_TOKEN`).
+    pub fn new(sources: Arc<Sources>, token: Option<String>) -> Self {
         IngestState {
-            store,
+            store: sources,
             token: token.filter(|t| !t.is_empty()).map(Into::into),
         }
     }
@@ -68,7 +76,7 @@ fn reject(rejection: Rejection) -> (StatusCode, String) {
 /// status and JSON body out. Never panics, whatever the input (a property
 /// test feeds it arbitrary JSON).
 pub fn handle(
-    store: &IngestStore,
+    store: &Sources,
     token: Option<&str>,
     headers: &HeaderMap,
     body: &[u8],
@@ -92,7 +100,7 @@ pub fn handle(
 }
 
 fn handle_inner(
-    store: &IngestStore,
+    store: &Sources,
     token: Option<&str>,
     headers: &HeaderMap,
     body: &[u8],

@@ -23,10 +23,10 @@ pub struct Limits {
     /// Most events in one report (400 past it). Default 1,000.
     pub max_events_per_report: usize,
     /// A source that has not reported for this long (or 3 of its declared
-    /// intervals, if longer) is stale. Default 30 s.
+    /// intervals, if longer) is stale. Default 30 s. How long a stale
+    /// source's series then stay is the registry's grace period
+    /// (`RegistryBuilder::grace_period`), as for a dropped map.
     pub source_ttl: Duration,
-    /// How long a stale source's series stay before removal. Default 30 s.
-    pub grace_period: Duration,
 }
 
 impl Default for Limits {
@@ -37,7 +37,6 @@ impl Default for Limits {
             max_maps_per_source: 1000,
             max_events_per_report: 1000,
             source_ttl: Duration::from_secs(30),
-            grace_period: Duration::from_secs(30),
         }
     }
 }
@@ -228,12 +227,14 @@ pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
 pub fn check(report: &Report, limits: &Limits) -> Result<(), Rejection> {
     check_text("source.app".into(), &report.source.app, MAX_SOURCE_BYTES)?;
     if report.source.app.contains('/') {
-        // The `source` label is `app/instance` while several instances of
-        // an app report; a `/` in the app name could collide with that.
+        // Logs, event details and the landing page name a source
+        // `app/instance`; a `/` in the app would make that ambiguous. (The
+        // labels are separate, `source` and `source_instance`, and cannot
+        // collide.)
         return Err(Rejection::bad(
             "invalid_value",
             "source.app".into(),
-            "source.app must not contain '/' (the source label joins app and instance with it)"
+            "source.app must not contain '/' (mapscope names a source app/instance in logs and events)"
                 .into(),
         ));
     }

@@ -1,0 +1,178 @@
+//! Protocol v1 to the registry's rows and events: the one conversion. A
+//! new protocol field lands in `protocol.rs`, `validate.rs` and here.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::protocol::{Report, ReportedEvent, ReportedMap};
+use super::validate::parse_rfc3339;
+use crate::detect::MisuseKind;
+use crate::map::{Growth, GrowthKind, MapStats};
+use crate::registry::{
+    CodeSite, Event, GrowthFinished, MapId, MisuseEvent, ReportedRow, SourceReport,
+};
+
+/// Converts a report that passed [`super::check`]: every map to a row, and
+/// the events newer than `last_event_seq` (the ones not seen from this
+/// incarnation) to registry events.
+pub(crate) fn convert(
+    report: &Report,
+    restarted: bool,
+    last_event_seq: Option<u64>,
+) -> SourceReport {
+    let app: Arc<str> = report.source.app.as_str().into();
+    let instance: Arc<str> = report.source.instance.as_str().into();
+    let maps = report.maps.iter().map(row_of).collect();
+    let events = report
+        .events
+        .iter()
+        .filter(|e| last_event_seq.is_none_or(|last| e.seq > last))
+        .map(|e| event_of(e, &app, &instance))
+        .collect();
+    SourceReport {
+        app,
+        instance,
+        restarted,
+        maps,
+        events,
+    }
+}
+
+fn growth_kind(name: &str) -> GrowthKind {
+    match name {
+        "same_size" => GrowthKind::SameSize,
+        "shrink" => GrowthKind::Shrink,
+        _ => GrowthKind::Double,
+    }
+}
+
+fn sorted(labels: &std::collections::BTreeMap<String, String>) -> Arc<[(String, String)]> {
+    // A BTreeMap iterates in key order: the labels come out sorted.
+    labels
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+fn row_of(map: &ReportedMap) -> ReportedRow {
+    let (s, c) = (&map.stats, &map.counters);
+    let entries = s.entries as usize;
+    let buckets = s.buckets as usize;
+    let stats = MapStats {
+        entries,
+        peak_entries: (s.peak_entries as usize).max(entries),
+        buckets,
+        overflow_buckets: s.overflow_buckets as usize,
+        load_factor: if buckets == 0 {
+            0.0
+        } else {
+            entries as f64 / buckets as f64
+        },
+        memory_bytes: s.memory_bytes as usize,
+        growth: s.evacuation.as_ref().map(|e| Growth {
+            kind: growth_kind(&e.kind),
+            old_buckets: e.old_buckets as usize,
+            evacuated_old_buckets: e.evacuated_old_buckets as usize,
+            entries_at_start: 0,
+            helping_writes: 0,
+        }),
+        growths_double: c.growths.double,
+        growths_same_size: c.growths.same_size,
+        shrinks: c.growths.shrink,
+        growth_seconds_double: c.growth_seconds.double,
+        growth_seconds_same_size: c.growth_seconds.same_size,
+        growth_seconds_shrink: c.growth_seconds.shrink,
+        evacuated_buckets_total: c.evacuated_buckets,
+        inserts: c.inserts,
+        updates: c.updates,
+        removes: c.removes,
+        max_overflow_chain: s.max_overflow_chain as usize,
+    };
+    // Detector kinds in `misuse` are accepted and ignored: the registry
+    // computes them from the stats itself.
+    let mut misuse = [0; MisuseKind::ALL.len()];
+    for (name, count) in &c.misuse {
+        if let Ok(kind) = name.parse::<MisuseKind>() {
+            if kind.is_error() {
+                misuse[kind.index()] = *count;
+            }
+        }
+    }
+    ReportedRow {
+        name: map.name.as_str().into(),
+        labels: sorted(&map.labels),
+        stats,
+        misuse,
+    }
+}
+
+/// The structured code site of a client event: OpenTelemetry's
+/// `code.function`, `code.filepath` and `code.lineno` attributes, all three
+/// present and the line a number.
+fn reported_site(event: &ReportedEvent) -> Option<CodeSite> {
+    let get = |key: &str| event.attributes.get(key);
+    let line = get("code.lineno")?.trim().parse().ok()?;
+    Some(CodeSite::new(
+        get("code.function")?.as_str(),
+        get("code.filepath")?.as_str(),
+        line,
+    ))
+}
+
+fn event_of(event: &ReportedEvent, app: &Arc<str>, instance: &Arc<str>) -> Event {
+    let map = MapId::reported(
+        event.map.as_str().into(),
+        sorted(&event.labels),
+        app.clone(),
+        instance.clone(),
+    );
+    // `check` accepted every timestamp.
+    let at = parse_rfc3339(&event.at).unwrap_or(SystemTime::UNIX_EPOCH);
+    let trace = event.trace_id.clone().zip(event.span_id.clone());
+    if event.kind == "growth" {
+        // Without `duration_seconds` the growth is an event, not a 0 s
+        // observation of the duration histogram.
+        let measured = event.duration_seconds.is_some();
+        let duration =
+            Duration::try_from_secs_f64(event.duration_seconds.unwrap_or(0.0)).unwrap_or_default();
+        return Event::GrowthFinished(GrowthFinished {
+            map,
+            kind: growth_kind(event.growth_kind.as_deref().unwrap_or("double")),
+            old_buckets: 0,
+            new_buckets: 0,
+            entries_at_start: 0,
+            entries: 0,
+            started_at: at.checked_sub(duration).unwrap_or(at),
+            duration,
+            measured,
+            helping_writes: 0,
+            evacuation_work: Duration::ZERO,
+            completed_explicitly: false,
+            evacuated_old_buckets: 0,
+            trace,
+        });
+    }
+    let kind = event
+        .misuse_kind
+        .as_deref()
+        .and_then(|k| k.parse().ok())
+        .unwrap_or(MisuseKind::NilMapWrite);
+    let mut details: Vec<String> = event
+        .attributes
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    details.insert(0, format!("{kind} reported by {app}/{instance}"));
+    Event::Misuse(MisuseEvent {
+        map,
+        kind,
+        details: details.join("; "),
+        at,
+        value: 0.0,
+        trace,
+        context: None,
+        traced: false,
+        site: reported_site(event),
+        pid: None,
+    })
+}
