@@ -1247,7 +1247,10 @@ fn detector_misuse_is_rate_limited_per_map() {
     // One second of the registry's clock.
     burst(&mut flappy, 30);
     let snapshot = registry.snapshot();
-    assert_eq!(snapshot.maps[0].misuse[0], 30, "every crossing fired unbounded_growth");
+    assert_eq!(
+        snapshot.maps[0].misuse[0], 30,
+        "every crossing fired unbounded_growth"
+    );
     // The registry applies the limit as it records each firing.
     assert_eq!(snapshot.trace_events_suppressed, 28);
     guard.flush();

@@ -12,8 +12,8 @@ use std::thread;
 use std::time::Duration;
 
 use mapscope::registry::{
-    EventRecord, GrowthFinished, GrowthStarted, MAX_LABELS, MAX_VALUE_BYTES, OVERFLOW_MAP,
-    RESERVED_LABELS,
+    EventRecord, GrowthFinished, GrowthStarted, ManualClock, MAX_LABELS, MAX_VALUE_BYTES,
+    OVERFLOW_MAP, RESERVED_LABELS,
 };
 use mapscope::{
     Event, GrowthKind, InstrumentedMap, MapSnapshot, MapStats, RegisterError, Registry,
@@ -139,7 +139,10 @@ fn invalid_label_names_are_rejected() {
 #[test]
 fn reserved_labels_are_rejected() {
     let registry = Registry::new();
-    assert_eq!(RESERVED_LABELS, ["map", "source", "kind", "le"]);
+    assert_eq!(
+        RESERVED_LABELS,
+        ["map", "source", "source_instance", "kind", "le"]
+    );
     for name in RESERVED_LABELS {
         let err = register(&registry, "m", &[(name, "v")]).unwrap_err();
         assert_eq!(
@@ -148,8 +151,12 @@ fn reserved_labels_are_rejected() {
                 name: name.to_owned()
             }
         );
-        // The message says what to do.
+        // The message says what to do, and names every reserved label.
         assert!(err.to_string().contains("rename"), "{err}");
+        assert!(
+            RESERVED_LABELS.iter().all(|l| err.to_string().contains(l)),
+            "{err}"
+        );
     }
     // Only the exact names are reserved.
     assert!(register(&registry, "m", &[("map_name", "v"), ("kinds", "v")]).is_ok());
@@ -294,8 +301,12 @@ fn reregistering_a_dropped_map_in_grace_works() {
 
 #[test]
 fn dropped_map_stays_with_final_values_until_grace_passes() {
-    let grace = Duration::from_millis(50);
-    let registry = Registry::builder().grace_period(grace).build();
+    let grace = Duration::from_secs(30);
+    let clock = ManualClock::new();
+    let registry = Registry::builder()
+        .clock(clock.clone())
+        .grace_period(grace)
+        .build();
     let mut keep = register(&registry, "kept", &[]).unwrap();
     let mut map = register(&registry, "short_lived", &[("tenant", "acme")]).unwrap();
     for i in 0..1_000 {
@@ -322,7 +333,13 @@ fn dropped_map_stays_with_final_values_until_grace_passes() {
     );
     assert!(!find(&snapshot, "kept").unwrap().dropped);
 
-    thread::sleep(grace * 3);
+    clock.advance(grace);
+    let snapshot = registry.snapshot();
+    assert!(
+        find(&snapshot, "short_lived").is_some(),
+        "visible for the whole grace period"
+    );
+    clock.advance(Duration::from_millis(1));
     let snapshot = registry.snapshot();
     assert!(find(&snapshot, "short_lived").is_none(), "gone after grace");
     assert!(find(&snapshot, "kept").is_some(), "live maps never expire");
@@ -408,8 +425,13 @@ fn overflow_folds_only_past_the_cap_of_live_maps() {
 #[test]
 
 fn overflow_counters_never_decrease() {
-    let grace = Duration::from_millis(20);
-    let registry = Registry::builder().max_maps(1).grace_period(grace).build();
+    let grace = Duration::from_secs(30);
+    let clock = ManualClock::new();
+    let registry = Registry::builder()
+        .clock(clock.clone())
+        .max_maps(1)
+        .grace_period(grace)
+        .build();
     let _own = register(&registry, "own", &[]).unwrap();
     let mut folded: Vec<Map> = (0..2)
         .map(|i| register(&registry, &format!("f{i}"), &[]).unwrap())
@@ -423,7 +445,7 @@ fn overflow_counters_never_decrease() {
     let before = find(&registry.snapshot(), OVERFLOW_MAP).unwrap().stats;
     assert_eq!(before.inserts, 2_000);
     drop(folded.pop());
-    thread::sleep(grace * 3);
+    clock.advance(grace * 2);
     let after = find(&registry.snapshot(), OVERFLOW_MAP).unwrap().stats;
     assert_eq!(after.entries, 1_000, "a gauge follows the live maps");
     assert!(

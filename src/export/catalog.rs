@@ -131,7 +131,11 @@ pub fn markdown_table() -> String {
     let mut out = String::from("| metric | type | labels | meaning |\n|---|---|---|---|\n");
     for m in CATALOG {
         let mut labels: Vec<&str> = match m.scope {
-            Scope::Map => vec!["map", "(map labels)", "source, source_instance (reported maps)"],
+            Scope::Map => vec![
+                "map",
+                "(map labels)",
+                "source, source_instance (reported maps)",
+            ],
             Scope::Process | Scope::Ingest => vec![],
         };
         labels.extend(m.labels);

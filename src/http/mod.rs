@@ -119,8 +119,10 @@ async fn landing(State(state): State<HttpState>) -> Response {
 }
 
 async fn maps(State(state): State<HttpState>) -> Response {
-    match tokio::task::spawn_blocking(move || ApiSnapshot::from_snapshot(&state.registry.snapshot()))
-        .await
+    match tokio::task::spawn_blocking(move || {
+        ApiSnapshot::from_snapshot(&state.registry.snapshot())
+    })
+    .await
     {
         Ok(snapshot) => axum::Json(snapshot).into_response(),
         Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n").into_response(),

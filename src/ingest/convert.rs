@@ -48,10 +48,7 @@ fn growth_kind(name: &str) -> GrowthKind {
 
 fn sorted(labels: &std::collections::BTreeMap<String, String>) -> Arc<[(String, String)]> {
     // A BTreeMap iterates in key order: the labels come out sorted.
-    labels
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
+    labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
 fn row_of(map: &ReportedMap) -> ReportedRow {

@@ -534,7 +534,11 @@ mod tests {
     }
 
     fn crash_files(registry: &Registry) -> BTreeMap<String, u64> {
-        registry.snapshot().ingest.expect("ingest stats").crash_files
+        registry
+            .snapshot()
+            .ingest
+            .expect("ingest stats")
+            .crash_files
     }
 
     #[test]
@@ -577,11 +581,7 @@ mod tests {
         let summary = scanner.scan();
         assert_eq!((summary.map_crashes, summary.waiting), (0, 1), "incomplete");
         dir.append("mapscope-crash-100-7.log", &log[log.len() / 2..]);
-        assert_eq!(
-            scanner.scan().map_crashes,
-            0,
-            "changed since the last scan"
-        );
+        assert_eq!(scanner.scan().map_crashes, 0, "changed since the last scan");
         assert_eq!(dir.names().len(), 2);
         let summary = scanner.scan();
         assert_eq!(summary.map_crashes, 1, "{summary:?}");

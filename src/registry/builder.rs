@@ -77,7 +77,8 @@ impl<K, V> InstrumentedMap<K, V, DefaultHashBuilder> {
 
 impl<K, V, S> MapBuilder<K, V, S> {
     /// Adds a label. Repeatable; names follow Prometheus rules, and `map`,
-    /// `source`, `kind` and `le` are reserved. Checked at registration.
+    /// `source`, `source_instance`, `kind` and `le` are reserved. Checked at
+    /// registration.
     pub fn label(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.labels.push((name.into(), value.into()));
         self

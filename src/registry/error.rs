@@ -1,7 +1,10 @@
 //! Registration errors and the validation of names and labels.
 
-/// Labels mapscope adds itself; a map may not set them.
-pub const RESERVED_LABELS: [&str; 4] = ["map", "source", "kind", "le"];
+/// Labels mapscope adds itself; a map may not set them. `source` and
+/// `source_instance` name the process that reported a map to the sidecar
+/// (`source_instance` rather than `instance`, which Prometheus sets on every
+/// series of a scrape target).
+pub const RESERVED_LABELS: [&str; 5] = ["map", "source", "source_instance", "kind", "le"];
 
 /// Most labels one map may carry.
 pub const MAX_LABELS: usize = 16;
@@ -28,7 +31,7 @@ pub enum RegisterError {
         name: String,
     },
     /// A label name mapscope sets itself.
-    #[error("label {name:?} is reserved (mapscope sets map, source, kind and le itself): rename it, for example to \"{name}_name\"")]
+    #[error("label {name:?} is reserved (mapscope sets map, source, source_instance, kind and le itself): rename it, for example to \"{name}_name\"")]
     ReservedLabel {
         /// The rejected label name.
         name: String,

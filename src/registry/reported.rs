@@ -76,7 +76,9 @@ impl Registry {
     /// An ingest endpoint writes into this registry from now on: its
     /// metrics (`mapscope_sources`, `mapscope_ingest_*`) are exported.
     pub(crate) fn enable_ingest(&self) {
-        self.lock().ingest.get_or_insert_with(IngestCounters::default);
+        self.lock()
+            .ingest
+            .get_or_insert_with(IngestCounters::default);
     }
 
     /// Starts exporting `mapscope_crash_files_total`, every result at 0.
@@ -363,15 +365,16 @@ mod tests {
             let app = format!("app{i}");
             assert!(registry.record_crash(crash(&app, "p", "x")).is_some());
         }
-        assert!(registry.record_crash(crash("one-too-many", "p", "x")).is_none());
+        assert!(registry
+            .record_crash(crash("one-too-many", "p", "x"))
+            .is_none());
         let snapshot = registry.snapshot();
         assert_eq!(snapshot.maps.len(), MAX_CRASH_ROWS + MAX_FOLD_ROWS);
-        assert_eq!(snapshot.maps_registered, 0, "crash rows are no registered maps");
-        let m0 = snapshot
-            .maps
-            .iter()
-            .find(|m| &*m.id.name == "m0")
-            .unwrap();
+        assert_eq!(
+            snapshot.maps_registered, 0,
+            "crash rows are no registered maps"
+        );
+        let m0 = snapshot.maps.iter().find(|m| &*m.id.name == "m0").unwrap();
         assert_eq!(m0.misuse_count(MisuseKind::ConcurrentWrite), 2);
         assert!(m0.misuse_only);
         assert_eq!(m0.id.instance.as_deref(), Some("p"));

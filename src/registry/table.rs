@@ -158,7 +158,12 @@ impl Row {
     }
 
     /// Takes a report's stats (or a publication's, without a start time).
-    pub(crate) fn set_stats(&mut self, stats: MapStats, growth_started: Option<Instant>, now: Instant) {
+    pub(crate) fn set_stats(
+        &mut self,
+        stats: MapStats,
+        growth_started: Option<Instant>,
+        now: Instant,
+    ) {
         self.stats = stats;
         self.growth = track_growth(self.growth, stats.growth, growth_started, now);
     }
@@ -184,10 +189,15 @@ impl Row {
                 let mut details = Vec::new();
                 let who = self.id.reporter().unwrap_or_default();
                 if count.reported > 0 {
-                    details.push(format!("{} {kind} events reported by {who}", count.reported));
+                    details.push(format!(
+                        "{} {kind} events reported by {who}",
+                        count.reported
+                    ));
                 }
                 if crashes > 0 {
-                    details.push(format!("{crashes} {kind} crashes of {who} read from crash files"));
+                    details.push(format!(
+                        "{crashes} {kind} crashes of {who} read from crash files"
+                    ));
                 }
                 conditions.push(Condition {
                     kind,
@@ -214,7 +224,12 @@ impl Row {
         last.conditions.clear();
         let s = &mut last.stats;
         (s.entries, s.peak_entries, s.buckets, s.overflow_buckets) = (0, 0, 0, 0);
-        (s.memory_bytes, s.max_overflow_chain, s.growth, s.load_factor) = (0, 0, None, 0.0);
+        (
+            s.memory_bytes,
+            s.max_overflow_chain,
+            s.growth,
+            s.load_factor,
+        ) = (0, 0, None, 0.0);
         last
     }
 }
@@ -680,7 +695,11 @@ mod tests {
         let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
         let mut count = ClientCount::default();
         count.rose(t0, wall, hold);
-        count.rose(t0 + Duration::from_secs(60), wall + Duration::from_secs(60), hold);
+        count.rose(
+            t0 + Duration::from_secs(60),
+            wall + Duration::from_secs(60),
+            hold,
+        );
         assert_eq!(count.since, Some(wall));
         assert!(count.held(t0 + Duration::from_secs(360), hold));
         assert!(!count.held(t0 + Duration::from_secs(361), hold));
