@@ -11,7 +11,7 @@
 //! - misuse: an insert past `max_entries` is a `mapscope.misuse` event on
 //!   the active span, or a standalone `mapscope.map.misuse` root span; a
 //!   detector firing is a standalone span; client-reported program errors
-//!   (through the sidecar's store) are error spans in the client's trace
+//!   (reports applied to the same registry) are error spans in the client's trace
 //!   with `error.type`; a Go crash file read by the sidecar's scanner, and
 //!   a client event with `code.*` attributes, carry the code site as
 //!   `code.function`, `code.filepath` and `code.lineno`;
@@ -19,7 +19,8 @@
 //!   missing endpoint export nothing; unsupported values fail clearly;
 //!   endpoint resolution (`/v1/traces` appended or not);
 //! - the per-map misuse rate limit, for detector-fired and insert-time
-//!   misuse, with `trace_events_suppressed`.
+//!   misuse, with `trace_events_suppressed`, in seconds of the registry's
+//!   manual clock (no sleeps, no wall-clock bounds).
 //!
 //! Every test uses its own `Registry`, receiver and tracer provider, with
 //! `set_global(false)` (except the one test about the global provider), so
@@ -974,7 +975,7 @@ fn misuse_is_an_event_on_the_active_span_or_a_standalone_span() {
     assert_eq!(registry.snapshot().trace_events_suppressed, 0);
 }
 
-/// A client report through the sidecar's store, with `events`.
+/// A client report (applied to the registry through `ingest::Sources`), with `events`.
 fn client_report(events: serde_json::Value) -> Report {
     let report: Report = serde_json::from_value(serde_json::json!({
         "source": {"app": "checkout", "instance": "pod-1", "language": "go"},

@@ -270,7 +270,9 @@ impl Registry {
 
     /// Reads every map, runs the detectors, and returns the result: the one
     /// observation, at the registry clock's now, and the only thing
-    /// exporters read. In-process maps past their grace period are removed.
+    /// exporters read. Dropped maps past their grace period (in-process
+    /// maps, and reported maps their source's reports left out) are
+    /// removed; stale sources are removed by the ingest's timer, never here.
     pub fn snapshot(&self) -> RegistrySnapshot {
         let (now, wall) = (self.now(), self.system_now());
         let grace = self.inner.config.grace_period;

@@ -335,6 +335,60 @@ mod tests {
         }
     }
 
+    fn report(restarted: bool, entries: usize, inserts: u64, nil_writes: u64) -> SourceReport {
+        let mut misuse = [0; MisuseKind::ALL.len()];
+        misuse[MisuseKind::NilMapWrite.index()] = nil_writes;
+        SourceReport {
+            app: "app".into(),
+            instance: "pod".into(),
+            restarted,
+            maps: vec![ReportedRow {
+                name: "m".into(),
+                labels: Arc::new([]),
+                stats: MapStats {
+                    entries,
+                    inserts,
+                    ..MapStats::default()
+                },
+                misuse,
+            }],
+            events: Vec::new(),
+        }
+    }
+
+    /// A folded reported map whose client restarts: the `_overflow`
+    /// counters keep the old totals and add the new ones, and the row's own
+    /// detector firings are not counted twice.
+    #[test]
+    fn a_restart_never_takes_overflow_counters_down_nor_counts_firings_twice() {
+        let registry = Registry::builder()
+            .clock(ManualClock::new())
+            .max_maps(0)
+            .detectors(
+                crate::DetectorConfig::default()
+                    .with_max_entries(Some(1))
+                    .with_growth_windows(0),
+            )
+            .build();
+        registry.apply_report(report(false, 5, 100, 2));
+        let overflow = |registry: &Registry| {
+            let snapshot = registry.snapshot();
+            assert_eq!(snapshot.maps.len(), 1, "{:?}", snapshot.maps);
+            snapshot.maps[0].clone()
+        };
+        let before = overflow(&registry);
+        assert_eq!(&*before.id.name, crate::registry::OVERFLOW_MAP);
+        assert_eq!(before.stats.inserts, 100);
+        assert_eq!(before.misuse_count(MisuseKind::UnboundedGrowth), 1);
+        assert_eq!(before.misuse_count(MisuseKind::NilMapWrite), 2);
+        registry.apply_report(report(true, 5, 10, 1));
+        let after = overflow(&registry);
+        assert_eq!(after.stats.inserts, 110);
+        assert_eq!(after.stats.entries, 5, "gauges follow the live map");
+        assert_eq!(after.misuse_count(MisuseKind::UnboundedGrowth), 1);
+        assert_eq!(after.misuse_count(MisuseKind::NilMapWrite), 3);
+    }
+
     #[test]
     fn crash_rows_are_bounded_and_extras_fold_into_unknown() {
         let registry = Registry::builder()

@@ -177,7 +177,7 @@ impl Row {
     }
 
     /// The row as exporters see it at `now`.
-    fn snapshot(&self, now: Instant, with_crashes: bool) -> MapSnapshot {
+    fn view(&self, now: Instant, with_crashes: bool) -> MapSnapshot {
         let mut misuse = *self.detector_state.firings();
         let mut conditions = self.detector_state.active().to_vec();
         for kind in MisuseKind::CLIENT {
@@ -217,21 +217,35 @@ impl Row {
         }
     }
 
-    /// What a folded row leaves in the `_overflow` sum when its counters go
+    /// What a folded row leaves in the `_overflow` sum when counters go
     /// (removal, a restarted client): counters only, gauges leave with it.
-    fn final_counters(&self, now: Instant, with_crashes: bool) -> MapSnapshot {
-        let mut last = self.snapshot(now, with_crashes);
+    fn final_counters(&self, now: Instant, going: Going) -> MapSnapshot {
+        let mut last = self.view(now, going == Going::All);
         last.conditions.clear();
         let s = &mut last.stats;
         (s.entries, s.peak_entries, s.buckets, s.overflow_buckets) = (0, 0, 0, 0);
-        (
-            s.memory_bytes,
-            s.max_overflow_chain,
-            s.growth,
-            s.load_factor,
-        ) = (0, 0, None, 0.0);
+        (s.memory_bytes, s.max_overflow_chain, s.growth) = (0, 0, None);
+        s.load_factor = 0.0;
+        if going == Going::ClientCounters {
+            // The row keeps counting its detector firings.
+            for (total, firings) in last.misuse.iter_mut().zip(self.detector_state.firings()) {
+                *total -= firings;
+            }
+        }
         last
     }
+}
+
+/// Which of a folded row's counters leave it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Going {
+    /// The row is removed.
+    All,
+    /// The row stays for its crash counts only.
+    AllButCrashes,
+    /// A restarted client's counters start again; the row's own (detector
+    /// firings, crash counts) go on.
+    ClientCounters,
 }
 
 /// A reporting source as the registry keeps it: its rows and its status.
@@ -358,7 +372,7 @@ impl Table {
     /// lost (a restarted client starts again from zero).
     pub(crate) fn retire_counters(&mut self, row: u64, now: Instant) {
         if let Some(r) = self.rows.get(&row).filter(|r| r.folded) {
-            let last = r.final_counters(now, false);
+            let last = r.final_counters(now, Going::ClientCounters);
             fold_into(&mut self.retired, last);
         }
     }
@@ -384,7 +398,12 @@ impl Table {
         };
         let keep = r.crashes() > 0 && !matches!(r.writer, Writer::CrashOnly);
         if r.folded {
-            fold_into(&mut self.retired, r.final_counters(now, !keep));
+            let going = if keep {
+                Going::AllButCrashes
+            } else {
+                Going::All
+            };
+            fold_into(&mut self.retired, r.final_counters(now, going));
         }
         if keep {
             r.writer = Writer::CrashOnly;
@@ -499,7 +518,7 @@ impl Table {
             if !matches!(row.writer, Writer::CrashOnly) {
                 registered += 1;
             }
-            let snapshot = row.snapshot(now, true);
+            let snapshot = row.view(now, true);
             if row.folded {
                 fold_into(&mut overflow, snapshot);
             } else {
@@ -510,7 +529,7 @@ impl Table {
             self.remove(id, now);
             // A row kept for its crashes shows at once as a crash-only row.
             if let Some(row) = self.rows.get(&id) {
-                let snapshot = row.snapshot(now, true);
+                let snapshot = row.view(now, true);
                 if row.folded {
                     fold_into(&mut overflow, snapshot);
                 } else {
@@ -532,16 +551,15 @@ impl Table {
                 self.push(event, sink, now);
             }
         }
+        // In-process maps (no source) first, then by source and instance.
         maps.sort_by(|a, b| {
-            let key = |m: &MapSnapshot| {
-                (
-                    m.id.source.clone(),
-                    m.id.instance.clone(),
-                    m.id.name.clone(),
-                    m.id.labels.clone(),
-                )
-            };
-            key(a).cmp(&key(b))
+            let (a, b) = (&a.id, &b.id);
+            (&a.source, &a.instance, &a.name, &a.labels).cmp(&(
+                &b.source,
+                &b.instance,
+                &b.name,
+                &b.labels,
+            ))
         });
         maps.extend(overflow);
         RegistrySnapshot {
