@@ -48,6 +48,7 @@ pub mod ingest;
 pub mod map;
 pub mod registry;
 pub mod reporter;
+pub mod timestamp;
 
 pub use detect::{Condition, DetectorConfig, MisuseKind};
 #[cfg(feature = "otel")]

@@ -12,7 +12,7 @@ use std::thread;
 use std::time::Duration;
 
 use mapscope::registry::{
-    EventRecord, GrowthFinished, GrowthStarted, ManualClock, MAX_LABELS, MAX_VALUE_BYTES,
+    EventRecord, GrowthFinished, GrowthStarted, ManualClock, MAX_LABELS, MAX_VALUE_CHARS,
     OVERFLOW_MAP, RESERVED_LABELS,
 };
 use mapscope::{
@@ -77,7 +77,7 @@ fn insert_until_growth(map: &mut Map, next: &mut u64) {
 #[test]
 fn invalid_map_names_are_rejected() {
     let registry = Registry::new();
-    let too_long = "m".repeat(MAX_VALUE_BYTES + 1);
+    let too_long = "m".repeat(MAX_VALUE_CHARS + 1);
     for name in [
         "",
         "__internal",
@@ -94,7 +94,7 @@ fn invalid_map_names_are_rejected() {
         );
     }
     // The longest allowed name, and names that are fine as label values.
-    let longest = "m".repeat(MAX_VALUE_BYTES);
+    let longest = "m".repeat(MAX_VALUE_CHARS);
     for name in [
         longest.as_str(),
         "user cache",
@@ -201,7 +201,7 @@ fn too_many_labels_are_rejected() {
 #[test]
 fn invalid_label_values_are_rejected() {
     let registry = Registry::new();
-    let too_long = "v".repeat(MAX_VALUE_BYTES + 1);
+    let too_long = "v".repeat(MAX_VALUE_CHARS + 1);
     // 129 two-byte characters: 258 bytes, though only 129 chars.
     let too_long_utf8 = "é".repeat(129);
     for value in [
@@ -218,7 +218,7 @@ fn invalid_label_values_are_rejected() {
             "value {value:?}"
         );
     }
-    let longest = "v".repeat(MAX_VALUE_BYTES);
+    let longest = "v".repeat(MAX_VALUE_CHARS);
     assert!(register(&registry, "a", &[("tenant", longest.as_str())]).is_ok());
     assert!(register(&registry, "b", &[("tenant", "")]).is_ok());
 }

@@ -2,10 +2,9 @@
 //! new protocol field lands in `protocol.rs`, `validate.rs` and here.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use super::protocol::{Report, ReportedEvent, ReportedMap};
-use super::validate::parse_rfc3339;
+use super::protocol::{EventKind, Report, ReportedEvent, ReportedMap};
 use crate::detect::MisuseKind;
 use crate::map::{Growth, GrowthKind, MapStats};
 use crate::registry::{
@@ -27,7 +26,7 @@ pub(crate) fn convert(
         .events
         .iter()
         .filter(|e| last_event_seq.is_none_or(|last| e.seq > last))
-        .map(|e| event_of(e, &app, &instance))
+        .filter_map(|e| event_of(e, &app, &instance))
         .collect();
     SourceReport {
         app,
@@ -35,14 +34,6 @@ pub(crate) fn convert(
         restarted,
         maps,
         events,
-    }
-}
-
-fn growth_kind(name: &str) -> GrowthKind {
-    match name {
-        "same_size" => GrowthKind::SameSize,
-        "shrink" => GrowthKind::Shrink,
-        _ => GrowthKind::Double,
     }
 }
 
@@ -67,7 +58,7 @@ fn row_of(map: &ReportedMap) -> ReportedRow {
         },
         memory_bytes: s.memory_bytes as usize,
         growth: s.evacuation.as_ref().map(|e| Growth {
-            kind: growth_kind(&e.kind),
+            kind: e.kind.into(),
             old_buckets: e.old_buckets as usize,
             evacuated_old_buckets: e.evacuated_old_buckets as usize,
             entries_at_start: 0,
@@ -88,11 +79,10 @@ fn row_of(map: &ReportedMap) -> ReportedRow {
     // Detector kinds in `misuse` are accepted and ignored: the registry
     // computes them from the stats itself.
     let mut misuse = [0; MisuseKind::ALL.len()];
-    for (name, count) in &c.misuse {
-        if let Ok(kind) = name.parse::<MisuseKind>() {
-            if kind.is_error() {
-                misuse[kind.index()] = *count;
-            }
+    for (&kind, &count) in &c.misuse {
+        let kind = MisuseKind::from(kind);
+        if kind.is_error() {
+            misuse[kind.index()] = count;
         }
     }
     ReportedRow {
@@ -116,25 +106,27 @@ fn reported_site(event: &ReportedEvent) -> Option<CodeSite> {
     ))
 }
 
-fn event_of(event: &ReportedEvent, app: &Arc<str>, instance: &Arc<str>) -> Event {
+/// The registry event of a client event; `None` only for a misuse event
+/// without its kind, which `check` rejects.
+fn event_of(event: &ReportedEvent, app: &Arc<str>, instance: &Arc<str>) -> Option<Event> {
     let map = MapId::reported(
         event.map.as_str().into(),
         sorted(&event.labels),
         app.clone(),
         instance.clone(),
     );
-    // `check` accepted every timestamp.
-    let at = parse_rfc3339(&event.at).unwrap_or(SystemTime::UNIX_EPOCH);
+    let at = event.at.system_time();
     let trace = event.trace_id.clone().zip(event.span_id.clone());
-    if event.kind == "growth" {
+    if event.kind == EventKind::Growth {
         // Without `duration_seconds` the growth is an event, not a 0 s
         // observation of the duration histogram.
         let measured = event.duration_seconds.is_some();
         let duration =
             Duration::try_from_secs_f64(event.duration_seconds.unwrap_or(0.0)).unwrap_or_default();
-        return Event::GrowthFinished(GrowthFinished {
+        return Some(Event::GrowthFinished(GrowthFinished {
             map,
-            kind: growth_kind(event.growth_kind.as_deref().unwrap_or("double")),
+            // Absent or null: `double`, as documented.
+            kind: event.growth_kind.map_or(GrowthKind::Double, GrowthKind::from),
             old_buckets: 0,
             new_buckets: 0,
             entries_at_start: 0,
@@ -147,20 +139,16 @@ fn event_of(event: &ReportedEvent, app: &Arc<str>, instance: &Arc<str>) -> Event
             completed_explicitly: false,
             evacuated_old_buckets: 0,
             trace,
-        });
+        }));
     }
-    let kind = event
-        .misuse_kind
-        .as_deref()
-        .and_then(|k| k.parse().ok())
-        .unwrap_or(MisuseKind::NilMapWrite);
+    let kind = MisuseKind::from(event.misuse_kind?);
     let mut details: Vec<String> = event
         .attributes
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     details.insert(0, format!("{kind} reported by {app}/{instance}"));
-    Event::Misuse(MisuseEvent {
+    Some(Event::Misuse(MisuseEvent {
         map,
         kind,
         details: details.join("; "),
@@ -171,5 +159,5 @@ fn event_of(event: &ReportedEvent, app: &Arc<str>, instance: &Arc<str>) -> Event
         traced: false,
         site: reported_site(event),
         pid: None,
-    })
+    }))
 }

@@ -5,8 +5,11 @@
 //! `source` and `source_instance` labels.
 //!
 //! This module is the protocol and the source lifecycle, nothing more:
-//! - [`protocol`]: the wire types;
-//! - `validate.rs`: limits and checks ([`check`]);
+//! - [`protocol`]: the wire types, with kinds and statuses as enums and
+//!   RFC 3339 timestamps parsed as the JSON is read;
+//! - `validate.rs`: limits, and the checks types cannot express ([`check`]);
+//! - `openapi.rs` (tests only): `docs/openapi.yaml`, generated from the
+//!   wire types;
 //! - `convert.rs`: protocol to rows and events, in one function;
 //! - `sources.rs`: admission, restart, duplicate and stale classification,
 //!   TTL ([`Sources`]);
@@ -30,14 +33,19 @@ use axum::Router;
 mod convert;
 pub mod crash;
 mod crash_dir;
+#[cfg(test)]
+mod openapi;
 pub mod protocol;
 mod sources;
 mod validate;
 
 pub use crash_dir::{CrashDir, CrashDirLimits, ScanSummary};
-pub use protocol::{ErrorBody, Report, ReportAccepted, PROTOCOL_VERSION};
+pub use protocol::{
+    ErrorBody, Report, ReportAccepted, ReportStatus, MAX_SECONDS, MAX_SOURCE_CHARS,
+    PROTOCOL_VERSION,
+};
 pub use sources::Sources;
-pub use validate::{check, parse_rfc3339, Limits, Rejection, MAX_SECONDS, MAX_SOURCE_BYTES};
+pub use validate::{check, Limits, Rejection};
 
 pub use crate::registry::IngestStats;
 
@@ -154,22 +162,8 @@ fn handle_inner(
         ));
     }
     let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let report: Report = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let reason = if inner.is_syntax() || inner.is_eof() {
-            "invalid_json"
-        } else {
-            "schema"
-        };
-        Rejection::new(
-            StatusCode::BAD_REQUEST,
-            reason,
-            format!("{path}: {inner}"),
-            (path != ".").then_some(path),
-            None,
-        )
-    })?;
+    let report: Report =
+        serde_path_to_error::deserialize(&mut deserializer).map_err(parse_rejection)?;
     deserializer.end().map_err(|e| {
         Rejection::new(
             StatusCode::BAD_REQUEST,
@@ -181,6 +175,40 @@ fn handle_inner(
     })?;
     check(&report, store.limits())?;
     store.apply(report)
+}
+
+/// The answer to a body that does not parse as a report. The reason is
+/// `invalid_json` for bad JSON, `invalid_value` for an unknown enum value,
+/// `invalid_timestamp` for a string that is not RFC 3339, and `schema` for
+/// a wrong type, a missing field or an integer out of range.
+fn parse_rejection(error: serde_path_to_error::Error<serde_json::Error>) -> Rejection {
+    let path = error.path().to_string();
+    let inner = error.into_inner();
+    let (reason, message) = if inner.is_syntax() || inner.is_eof() {
+        ("invalid_json", inner.to_string())
+    } else {
+        // The path names the field; the position adds nothing to it.
+        let message = inner.to_string();
+        let position = format!(" at line {} column {}", inner.line(), inner.column());
+        let message = message
+            .strip_suffix(&position)
+            .map_or(message.clone(), str::to_owned);
+        let reason = if message.starts_with(protocol::UNKNOWN_VALUE) {
+            "invalid_value"
+        } else if message.starts_with(crate::timestamp::INVALID_TIMESTAMP) {
+            "invalid_timestamp"
+        } else {
+            "schema"
+        };
+        (reason, message)
+    };
+    Rejection::new(
+        StatusCode::BAD_REQUEST,
+        reason,
+        format!("{path}: {message}"),
+        (path != ".").then_some(path),
+        None,
+    )
 }
 
 async fn report(State(state): State<IngestState>, request: Request) -> Response {

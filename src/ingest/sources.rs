@@ -16,14 +16,14 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 
 use super::convert::convert;
-use super::protocol::{Report, ReportAccepted};
-use super::validate::{parse_rfc3339, Limits, Rejection};
+use super::protocol::{Report, ReportAccepted, ReportStatus, Timestamp};
+use super::validate::{Limits, Rejection};
 use crate::registry::Registry;
 
 /// What the sidecar remembers of one reporting process.
 #[derive(Debug)]
 struct Source {
-    started_at: Option<String>,
+    started_at: Option<Timestamp>,
     last_seq: u64,
     /// Reports applied from this incarnation.
     reports: u64,
@@ -116,7 +116,7 @@ impl Sources {
             .unwrap_or_default()
             .max(self.limits.source_ttl);
         let source = table.entry(key.clone()).or_insert_with(|| Source {
-            started_at: report.source.started_at.clone(),
+            started_at: report.source.started_at,
             last_seq: 0,
             reports: 0,
             last_event_seq: None,
@@ -124,21 +124,20 @@ impl Sources {
             ttl,
             stale: false,
         });
-        let answer = |status: &str, events_accepted, restarted| ReportAccepted {
-            status: status.into(),
+        let answer = |status, events_accepted, restarted| ReportAccepted {
+            status,
             source: report.source.app.clone(),
             maps: report.maps.len(),
             events_accepted,
             restarted,
         };
         // Which process sent this report, relative to the one we know?
-        let parse = |t: &Option<String>| t.as_deref().and_then(parse_rfc3339);
-        let (known, sent) = (parse(&source.started_at), parse(&report.source.started_at));
+        let (known, sent) = (source.started_at, report.source.started_at);
         let lower_seq = source.reports > 0 && report.seq < source.last_seq;
         let restarted = match (known, sent) {
             (Some(known), Some(sent)) if sent > known => true,
             // A late report from the process before the restart.
-            (Some(known), Some(sent)) if sent < known => return Ok(answer("stale", 0, false)),
+            (Some(known), Some(sent)) if sent < known => return Ok(answer(ReportStatus::Stale, 0, false)),
             (Some(_), Some(_)) => false,
             // No start time to compare: a sequence going down is a restart.
             _ => lower_seq,
@@ -147,7 +146,7 @@ impl Sources {
         source.stale = false;
         source.ttl = ttl;
         if report.source.started_at.is_some() {
-            source.started_at = report.source.started_at.clone();
+            source.started_at = report.source.started_at;
         }
         if restarted {
             // A new process: its counters start over, which Prometheus reads
@@ -157,7 +156,7 @@ impl Sources {
         } else if source.reports > 0 && report.seq <= source.last_seq {
             // A retry of a report already applied: only a sign of life.
             self.registry.source_alive(&key.0, &key.1);
-            return Ok(answer("duplicate", 0, false));
+            return Ok(answer(ReportStatus::Duplicate, 0, false));
         }
         source.last_seq = report.seq;
         source.reports += 1;
@@ -173,7 +172,7 @@ impl Sources {
         }
         let events_accepted = converted.events.len();
         self.registry.apply_report(converted);
-        Ok(answer("accepted", events_accepted, restarted))
+        Ok(answer(ReportStatus::Accepted, events_accepted, restarted))
     }
 
     /// Marks sources that missed their TTL stale, and has the registry

@@ -31,7 +31,7 @@ pub use builder::MapBuilder;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use entry::TracingHooks;
 pub use error::{
-    validate, validate_label_name, RegisterError, MAX_LABELS, MAX_VALUE_BYTES, RESERVED_LABELS,
+    validate, validate_label_name, RegisterError, MAX_LABELS, MAX_VALUE_CHARS, RESERVED_LABELS,
 };
 pub use events::{
     CapturedContext, CodeSite, Event, EventBatch, EventRecord, GrowthDurations, GrowthFinished,
