@@ -2,8 +2,7 @@
 //! `version` and `healthcheck`. Every flag also reads a `MAPSCOPE_*`
 //! environment variable.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -380,47 +379,41 @@ async fn shutdown_signal() {
     }
 }
 
-/// GETs `url` (plain `http://host:port/path`) and succeeds on a 2xx answer.
+/// GETs `url` (`http://host:port/path`) and succeeds on a 2xx answer,
+/// within `timeout` for the whole exchange. Redirects are not followed and
+/// proxies from the environment are not used: the probe is about this
+/// address.
 ///
 /// ```
 /// let error = mapscope::cli::healthcheck("https://example.com/", std::time::Duration::from_secs(1));
 /// assert!(error.unwrap_err().contains("http://"));
 /// ```
 pub fn healthcheck(url: &str, timeout: Duration) -> Result<(), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("--url {url:?}: only http:// URLs are supported"))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let addr = authority
-        .to_socket_addrs()
-        .map_err(|e| format!("--url {url:?}: cannot resolve {authority:?}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("--url {url:?}: {authority:?} resolves to no address"))?;
-    let mut stream = TcpStream::connect_timeout(&addr, timeout)
-        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-    stream
-        .set_read_timeout(Some(timeout))
-        .and_then(|()| stream.set_write_timeout(Some(timeout)))
-        .map_err(|e| format!("cannot set timeouts: {e}"))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nUser-Agent: mapscope-healthcheck\r\n\r\n"
-    )
-    .map_err(|e| format!("cannot send the request to {addr}: {e}"))?;
-    let mut head = [0u8; 64];
-    let n = stream
-        .read(&mut head)
-        .map_err(|e| format!("no answer from {addr}: {e}"))?;
-    let status_line = String::from_utf8_lossy(&head[..n]);
-    let status = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse::<u16>().ok())
-        .ok_or_else(|| format!("{addr} did not answer HTTP: {status_line:?}"))?;
-    if (200..300).contains(&status) {
+    if !url.starts_with("http://") {
+        return Err(format!("--url {url:?}: only http:// URLs are supported"));
+    }
+    let client = reqwest::blocking::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .user_agent("mapscope-healthcheck")
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+    let response = client.get(url).send().map_err(|e| {
+        let what = if e.is_timeout() {
+            "no answer in time"
+        } else if e.is_connect() {
+            "cannot connect"
+        } else if e.is_builder() {
+            "invalid URL"
+        } else {
+            "request failed"
+        };
+        format!("{url}: {what}: {e}")
+    })?;
+    let status = response.status();
+    if status.is_success() {
         Ok(())
     } else {
         Err(format!("{url} answered {status}"))

@@ -750,6 +750,45 @@ fn healthcheck_passes_against_a_running_demo_and_fails_on_a_closed_port() {
 }
 
 #[test]
+fn healthcheck_gives_up_after_its_timeout_and_follows_no_redirect() {
+    let healthcheck = |url: &str, timeout: &str| {
+        let mut command = mapscope_command();
+        command.args(["healthcheck", "--url", url, "--timeout", timeout]);
+        // A proxy from the environment must not be used for the probe.
+        let proxy = format!("http://127.0.0.1:{}", closed_port());
+        command.env("HTTP_PROXY", &proxy).env("http_proxy", &proxy);
+        let started = std::time::Instant::now();
+        (common::run(command, Duration::from_secs(20)), started.elapsed())
+    };
+    // A listener that accepts and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/healthz", silent.local_addr().expect("address"));
+    let (out, took) = healthcheck(&url, "1");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stderr.contains("mapscope healthcheck"), "{out:?}");
+    assert!(took < Duration::from_secs(10), "the timeout was not applied: {took:?}");
+
+    // MAPSCOPE_HEALTHCHECK_URL and a redirect, which is not healthy.
+    let app = axum::Router::new()
+        .route(
+            "/healthz",
+            axum::routing::get(|| async { axum::response::Redirect::temporary("/elsewhere") }),
+        )
+        .route("/ok", axum::routing::get(|| async { "ok" }));
+    let server = common::serve_router(app);
+    let (redirected, _) = healthcheck(&server.url("healthz"), "3");
+    assert_eq!(redirected.status.code(), Some(1), "{redirected:?}");
+    assert!(redirected.stderr.contains("307"), "{redirected:?}");
+    let mut command = mapscope_command();
+    command
+        .arg("healthcheck")
+        .env("MAPSCOPE_HEALTHCHECK_URL", server.url("ok"))
+        .env("MAPSCOPE_HEALTHCHECK_TIMEOUT", "3");
+    let ok = common::run(command, Duration::from_secs(20));
+    assert!(ok.status.success(), "{ok:?}");
+}
+
+#[test]
 fn demo_exits_cleanly_on_sigterm() {
     let mut demo = start_mapscope(&[
         "demo",

@@ -42,8 +42,9 @@ use common::{
 use mapscope::export::prometheus::MapscopeCollector;
 use mapscope::http::{router_with, HttpState};
 use mapscope::ingest::protocol::{
-    KindCounts, KindSeconds, ReportedCounters, ReportedEvacuation, ReportedEvent, ReportedMap,
-    ReportedStats, SourceInfo,
+    EventKind, KindCounts, KindSeconds, ReportStatus, ReportedCounters, ReportedEvacuation,
+    ReportedEvent, ReportedGrowthKind, ReportedMap, ReportedMisuseKind, ReportedStats, SourceInfo,
+    Timestamp,
 };
 use mapscope::ingest::{ErrorBody, IngestState, Limits, Report, ReportAccepted, Sources};
 use mapscope::registry::{ManualClock, RegistryBuilder, OVERFLOW_MAP};
@@ -183,6 +184,11 @@ fn post(url: &str, token: Option<&str>, body: &impl serde::Serialize) -> Answer 
 }
 
 /// A report of `maps` (and no events) from `app`/`instance`.
+/// An RFC 3339 timestamp written in a test.
+fn at(text: &str) -> Timestamp {
+    text.parse().expect("an RFC 3339 timestamp")
+}
+
 fn report(app: &str, instance: &str, seq: u64, maps: Vec<ReportedMap>) -> Report {
     Report {
         source: SourceInfo {
@@ -190,7 +196,7 @@ fn report(app: &str, instance: &str, seq: u64, maps: Vec<ReportedMap>) -> Report
             instance: instance.into(),
             language: Some("test".into()),
             sdk: None,
-            started_at: Some("2026-11-22T10:00:00Z".into()),
+            started_at: Some(at("2026-11-22T10:00:00Z")),
         },
         seq,
         sent_at: None,
@@ -241,12 +247,12 @@ fn map(name: &str, labels: &[(&str, &str)], entries: u64, inserts: u64) -> Repor
 fn growth_event(seq: u64, map: &str, seconds: f64) -> ReportedEvent {
     ReportedEvent {
         seq,
-        kind: "growth".into(),
+        kind: EventKind::Growth,
         map: map.into(),
         labels: BTreeMap::new(),
-        at: "2026-11-22T10:00:01Z".into(),
+        at: at("2026-11-22T10:00:01Z"),
         duration_seconds: Some(seconds),
-        growth_kind: Some("double".into()),
+        growth_kind: Some(ReportedGrowthKind::Double),
         misuse_kind: None,
         trace_id: None,
         span_id: None,
@@ -714,7 +720,7 @@ fn sidecar_restart_keeps_counters_continuous() {
 // ---------------------------------------------------------------------------
 
 fn incarnation(mut report: Report, started_at: &str) -> Report {
-    report.source.started_at = Some(started_at.into());
+    report.source.started_at = Some(at(started_at));
     report
 }
 
@@ -840,7 +846,7 @@ fn source_restart_is_a_counter_reset_and_retries_are_duplicates() {
     );
     assert_eq!(growths_counted(&sidecar), 3.0);
     // Same seq again: duplicate too.
-    assert_eq!(post(&url, None, &r3).accepted().status, "duplicate");
+    assert_eq!(post(&url, None, &r3).accepted().status, ReportStatus::Duplicate);
 
     // Incarnation 2: new started_at, seq back to 1, lower counters.
     let mut n1 = incarnation(
@@ -1291,7 +1297,7 @@ fn reported_maps_fold_into_overflow_past_max_maps() {
         1,
         (0..10).map(|i| map(&format!("m{i}"), &[], 1, 1)).collect(),
     );
-    restarted.source.started_at = Some("2026-11-22T11:00:00Z".into());
+    restarted.source.started_at = Some(at("2026-11-22T11:00:00Z"));
     assert!(post(&url, None, &restarted).accepted().restarted);
     let after = sidecar
         .metrics()
@@ -1312,7 +1318,7 @@ fn a_reported_condition_keeps_the_time_it_fired() {
     let hold = sidecar.registry.detector_config().event_hold;
     let with_misuse = |seq: u64, count: u64| {
         let mut m = map("carts", &[], 1, 1);
-        m.counters.misuse.insert("nil_map_write".into(), count);
+        m.counters.misuse.insert(ReportedMisuseKind::NilMapWrite, count);
         report("checkout", "pod-1", seq, vec![m])
     };
     let since = |sidecar: &Sidecar| {
@@ -2927,14 +2933,14 @@ fn doc(path: &str) -> String {
 fn full_report() -> Report {
     let mut map = map("orders", &[("tenant", "acme")], 1, 2);
     map.stats.evacuation = Some(ReportedEvacuation {
-        kind: "double".into(),
+        kind: ReportedGrowthKind::Double,
         old_buckets: 4,
         evacuated_old_buckets: 1,
     });
-    map.counters.misuse = BTreeMap::from([("nil_map_write".to_owned(), 1)]);
+    map.counters.misuse = BTreeMap::from([(ReportedMisuseKind::NilMapWrite, 1)]);
     let mut event = growth_event(1, "orders", 0.1);
     event.labels = BTreeMap::from([("tenant".to_owned(), "acme".to_owned())]);
-    event.misuse_kind = Some("nil_map_write".into());
+    event.misuse_kind = Some(ReportedMisuseKind::NilMapWrite);
     event.trace_id = Some("0".repeat(32));
     event.span_id = Some("0".repeat(16));
     event.attributes = BTreeMap::from([("stack".to_owned(), "main.go:1".to_owned())]);
@@ -2944,10 +2950,10 @@ fn full_report() -> Report {
             instance: "pod-1".into(),
             language: Some("go".into()),
             sdk: Some("mapscope-go/0.1".into()),
-            started_at: Some("2026-11-22T10:00:00Z".into()),
+            started_at: Some(at("2026-11-22T10:00:00Z")),
         },
         seq: 1,
-        sent_at: Some("2026-11-22T10:00:10Z".into()),
+        sent_at: Some(at("2026-11-22T10:00:10Z")),
         interval_seconds: Some(10.0),
         maps: vec![map],
         events: vec![event],
@@ -3033,56 +3039,27 @@ fn required_keys(full: &Value) -> BTreeMap<String, BTreeSet<String>> {
     out
 }
 
-/// A very small reader for the shape of `docs/openapi.yaml`: under
-/// `components: schemas:`, each schema's `properties` keys and `required`
-/// list (block style, two-space indentation).
+/// Each schema of `docs/openapi.yaml`'s `components/schemas`: its
+/// `properties` keys and its `required` list.
 fn openapi_schemas(yaml: &str) -> BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)> {
-    let mut out: BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)> = BTreeMap::new();
-    let mut in_schemas = false;
-    let mut schema: Option<String> = None;
-    let mut section = "";
-    for line in yaml.lines() {
-        if line.trim().is_empty() || line.trim_start().starts_with('#') {
-            continue;
-        }
-        let indent = line.len() - line.trim_start().len();
-        let content = line.trim();
-        if indent == 2 && content == "schemas:" {
-            in_schemas = true;
-            continue;
-        }
-        if indent <= 2 {
-            in_schemas = false;
-            continue;
-        }
-        if !in_schemas {
-            continue;
-        }
-        if indent == 4 {
-            let name = content.trim_end_matches(':').to_owned();
-            out.entry(name.clone()).or_default();
-            schema = Some(name);
-            section = "";
-        } else if indent == 6 {
-            section = match content {
-                "properties:" => "properties",
-                "required:" => "required",
-                _ => "",
-            };
-        } else if let Some(name) = &schema {
-            let entry = out.get_mut(name).expect("schema entry");
-            if indent == 8 && section == "properties" {
-                if let Some(key) = content.strip_suffix(':') {
-                    entry.0.insert(key.to_owned());
-                }
-            } else if indent == 8 && section == "required" {
-                if let Some(key) = content.strip_prefix("- ") {
-                    entry.1.insert(key.trim().to_owned());
-                }
-            }
-        }
-    }
-    out
+    let document: Value = serde_norway::from_str(yaml).expect("docs/openapi.yaml is YAML");
+    let schemas = document["components"]["schemas"]
+        .as_object()
+        .expect("components/schemas");
+    schemas
+        .iter()
+        .map(|(name, schema)| {
+            let properties = schema["properties"]
+                .as_object()
+                .map(|p| p.keys().cloned().collect())
+                .unwrap_or_default();
+            let required = schema["required"]
+                .as_array()
+                .map(|r| r.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default();
+            (name.clone(), (properties, required))
+        })
+        .collect()
 }
 
 #[test]
@@ -3097,7 +3074,7 @@ fn openapi_matches_the_protocol_structs() {
     let mut fields = BTreeMap::new();
     schema_keys("Report", &full, &mut fields);
     let accepted = ReportAccepted {
-        status: "accepted".into(),
+        status: ReportStatus::Accepted,
         source: "checkout".into(),
         maps: 1,
         events_accepted: 1,
@@ -3144,7 +3121,8 @@ fn openapi_matches_the_protocol_structs() {
         );
     }
     assert!(yaml.contains("/v1/report:"));
-    assert!(yaml.starts_with("openapi: 3.0"), "OpenAPI 3.0");
+    let document: Value = serde_norway::from_str(&yaml).expect("YAML");
+    assert_eq!(document["openapi"], "3.1.0", "OpenAPI 3.1");
 }
 
 #[test]
@@ -3267,7 +3245,7 @@ fn protocol_md_example_is_answered_as_documented() {
         Some("application/json"),
         request.into_bytes(),
     );
-    assert_eq!(again.accepted().status, "duplicate");
+    assert_eq!(again.accepted().status, ReportStatus::Duplicate);
     // The documented error for a bad label name.
     let error = block_after(&md, "as a label name:");
     let documented: Value = serde_json::from_str(&error).expect("the documented error");

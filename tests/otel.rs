@@ -1024,7 +1024,7 @@ fn client_reported_misuse_is_an_error_span_in_the_clients_trace() {
     let spans = receiver.wait_for("three client misuse spans", |spans| {
         of_map(spans, MISUSE_SPAN, "carts").len() >= 3
     });
-    let at = nanos(mapscope::ingest::parse_rfc3339(CLIENT_AT).unwrap());
+    let at = nanos(mapscope::timestamp::parse_rfc3339(CLIENT_AT).unwrap());
     let mut kinds = Vec::new();
     for received in of_map(&spans, MISUSE_SPAN, "carts") {
         let s = &received.span;
@@ -1078,7 +1078,7 @@ fn client_reported_growth_nests_in_the_clients_trace() {
     let s = &of_map(&spans, GROW_SPAN, "carts")[0].span;
     assert_eq!(
         s.end_time_unix_nano,
-        nanos(mapscope::ingest::parse_rfc3339(CLIENT_AT).unwrap())
+        nanos(mapscope::timestamp::parse_rfc3339(CLIENT_AT).unwrap())
     );
     assert_eq!(hex(&s.trace_id), CLIENT_TRACE);
     assert_eq!(hex(&s.parent_span_id), CLIENT_SPAN);

@@ -49,6 +49,70 @@ pub const MAX_ATTRIBUTE_VALUE_CHARS: usize = 1024;
 /// endpoint tells it (`invalid_value`) from a wrong JSON type (`schema`).
 pub(crate) const UNKNOWN_VALUE: &str = "unknown value ";
 
+/// JSON integers as JSON Schema reads them: `1037`, and also `1037.0` and
+/// `1.037e3`, the same number written otherwise (serde's `u64` takes only
+/// the first). A fraction, a sign or more than `u64::MAX` is an error.
+mod integer {
+    use std::collections::BTreeMap;
+    use std::fmt;
+
+    use serde::de::{Error, Unexpected, Visitor};
+    use serde::{Deserialize, Deserializer};
+
+    /// 2^64, the first float past `u64::MAX` (which a float cannot hold).
+    const PAST_U64: f64 = 18_446_744_073_709_551_616.0;
+
+    struct Integer(u64);
+
+    impl<'de> Deserialize<'de> for Integer {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_any(IntegerVisitor)
+        }
+    }
+
+    struct IntegerVisitor;
+
+    impl Visitor<'_> for IntegerVisitor {
+        type Value = Integer;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an integer from 0 to 18446744073709551615")
+        }
+
+        fn visit_u64<E: Error>(self, value: u64) -> Result<Integer, E> {
+            Ok(Integer(value))
+        }
+
+        fn visit_i64<E: Error>(self, value: i64) -> Result<Integer, E> {
+            u64::try_from(value)
+                .map(Integer)
+                .map_err(|_| E::invalid_value(Unexpected::Signed(value), &self))
+        }
+
+        fn visit_f64<E: Error>(self, value: f64) -> Result<Integer, E> {
+            if value.fract() == 0.0 && (0.0..PAST_U64).contains(&value) {
+                // Exact: a whole float below 2^64 converts without rounding.
+                Ok(Integer(value as u64))
+            } else {
+                Err(E::invalid_value(Unexpected::Float(value), &self))
+            }
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+        Integer::deserialize(deserializer).map(|integer| integer.0)
+    }
+
+    pub(super) fn counts<'de, D, K>(deserializer: D) -> Result<BTreeMap<K, u64>, D::Error>
+    where
+        D: Deserializer<'de>,
+        K: Deserialize<'de> + Ord,
+    {
+        let counts = BTreeMap::<K, Integer>::deserialize(deserializer)?;
+        Ok(counts.into_iter().map(|(k, v)| (k, v.0)).collect())
+    }
+}
+
 /// Implements `Deserialize` (an unknown value is an error that lists the
 /// allowed ones, in the words of the protocol docs) and `Display` for an
 /// enum with `ALL` and `as_str`. `Serialize` and the OpenAPI schema come
@@ -274,6 +338,7 @@ pub struct Report {
     /// Increases by one per report from one process. A report whose `seq`
     /// is not above the last applied one (same process) is a `duplicate`;
     /// without `started_at`, a lower `seq` means the process restarted.
+    #[serde(deserialize_with = "integer::deserialize")]
     pub seq: u64,
     /// When the client sent the report (RFC 3339); informational.
     #[serde(default)]
@@ -343,20 +408,22 @@ pub struct ReportedMap {
 #[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct ReportedStats {
     /// Live entries.
+    #[serde(deserialize_with = "integer::deserialize")]
     pub entries: u64,
     /// High-water mark of entries (raised to `entries` if lower).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "integer::deserialize")]
     pub peak_entries: u64,
     /// Buckets (2^B); during a growth, the new array.
+    #[serde(deserialize_with = "integer::deserialize")]
     pub buckets: u64,
     /// Overflow buckets.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "integer::deserialize")]
     pub overflow_buckets: u64,
     /// Heap bytes held.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "integer::deserialize")]
     pub memory_bytes: u64,
     /// Longest overflow chain, if the client knows it.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "integer::deserialize")]
     pub max_overflow_chain: u64,
     /// The evacuation in progress, or null.
     #[serde(default)]
@@ -371,8 +438,10 @@ pub struct ReportedEvacuation {
     /// The growth kind.
     pub kind: ReportedGrowthKind,
     /// Buckets of the old array.
+    #[serde(deserialize_with = "integer::deserialize")]
     pub old_buckets: u64,
     /// Old buckets evacuated so far, at most `old_buckets`.
+    #[serde(deserialize_with = "integer::deserialize")]
     pub evacuated_old_buckets: u64,
 }
 
@@ -381,13 +450,13 @@ pub struct ReportedEvacuation {
 #[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct KindCounts {
     /// Doublings.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "integer::deserialize")]
     pub double: u64,
     /// Same-size growths.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "integer::deserialize")]
     pub same_size: u64,
     /// Halvings.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "integer::deserialize")]
     pub shrink: u64,
 }
 
@@ -420,20 +489,21 @@ pub struct ReportedCounters {
     #[serde(default)]
     pub growth_seconds: KindSeconds,
     /// Old buckets evacuated.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "integer::deserialize")]
     pub evacuated_buckets: u64,
     /// New keys.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "integer::deserialize")]
     pub inserts: u64,
     /// Overwrites.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "integer::deserialize")]
     pub updates: u64,
     /// Removals.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "integer::deserialize")]
     pub removes: u64,
     /// Misuse events by kind. Only the client kinds are exported; the
     /// detector kinds are accepted and ignored.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "integer::counts")]
+    #[cfg_attr(test, schemars(with = "openapi::MisuseCounts"))]
     pub misuse: BTreeMap<ReportedMisuseKind, u64>,
 }
 
@@ -445,6 +515,7 @@ pub struct ReportedEvent {
     /// Increases by one per event from one process; retries carry the same
     /// number, and events whose `seq` the sidecar has seen from this
     /// process are dropped.
+    #[serde(deserialize_with = "integer::deserialize")]
     pub seq: u64,
     /// What happened.
     pub kind: EventKind,
@@ -499,18 +570,18 @@ pub struct ReportAccepted {
     pub restarted: bool,
 }
 
-/// The body of every rejected request.
+/// The body of every rejected request; `field` and `limit` are always
+/// present, null when they do not apply.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema))]
+#[cfg_attr(test, schemars(transform = openapi::every_field_required))]
 pub struct ErrorBody {
     /// What is wrong and what to do.
     pub error: String,
     /// The JSON path of the offending field (`maps[3].labels.tenant`), or
     /// the header (`Authorization`, `Content-Type`), when one is to blame.
-    #[cfg_attr(test, schemars(required))]
     pub field: Option<String>,
     /// The limit that was exceeded, when one was.
-    #[cfg_attr(test, schemars(required))]
     pub limit: Option<u64>,
 }
 
