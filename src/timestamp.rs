@@ -74,10 +74,7 @@ pub fn format_rfc3339(at: SystemTime) -> String {
         Ok(after) => i128::try_from(after.as_nanos()).unwrap_or(i128::MAX),
         Err(before) => i128::try_from(before.duration().as_nanos()).map_or(i128::MIN, |n| -n),
     };
-    let nanos = nanos.clamp(
-        FIRST.unix_timestamp_nanos(),
-        LAST.unix_timestamp_nanos(),
-    );
+    let nanos = nanos.clamp(FIRST.unix_timestamp_nanos(), LAST.unix_timestamp_nanos());
     // UNWRAP: clamped into years 0000..=9999, which both calls accept.
     OffsetDateTime::from_unix_timestamp_nanos(nanos)
         .expect("a time within years 0000..=9999 is representable")
@@ -257,7 +254,10 @@ mod tests {
     #[test]
     fn timestamps_serialise_as_strings() {
         let at: Timestamp = serde_json::from_str("\"2026-11-22T01:00:00+01:00\"").unwrap();
-        assert_eq!(serde_json::to_string(&at).unwrap(), "\"2026-11-22T00:00:00Z\"");
+        assert_eq!(
+            serde_json::to_string(&at).unwrap(),
+            "\"2026-11-22T00:00:00Z\""
+        );
         let error = serde_json::from_str::<Timestamp>("\"2026-02-31T00:00:00Z\"").unwrap_err();
         assert!(error.to_string().starts_with(INVALID_TIMESTAMP), "{error}");
         assert!(serde_json::from_str::<Timestamp>("1795305600").is_err());

@@ -758,7 +758,10 @@ fn healthcheck_gives_up_after_its_timeout_and_follows_no_redirect() {
         let proxy = format!("http://127.0.0.1:{}", closed_port());
         command.env("HTTP_PROXY", &proxy).env("http_proxy", &proxy);
         let started = std::time::Instant::now();
-        (common::run(command, Duration::from_secs(20)), started.elapsed())
+        (
+            common::run(command, Duration::from_secs(20)),
+            started.elapsed(),
+        )
     };
     // A listener that accepts and never answers.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -766,7 +769,10 @@ fn healthcheck_gives_up_after_its_timeout_and_follows_no_redirect() {
     let (out, took) = healthcheck(&url, "1");
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(out.stderr.contains("mapscope healthcheck"), "{out:?}");
-    assert!(took < Duration::from_secs(10), "the timeout was not applied: {took:?}");
+    assert!(
+        took < Duration::from_secs(10),
+        "the timeout was not applied: {took:?}"
+    );
 
     // MAPSCOPE_HEALTHCHECK_URL and a redirect, which is not healthy.
     let app = axum::Router::new()
@@ -776,13 +782,13 @@ fn healthcheck_gives_up_after_its_timeout_and_follows_no_redirect() {
         )
         .route("/ok", axum::routing::get(|| async { "ok" }));
     let server = common::serve_router(app);
-    let (redirected, _) = healthcheck(&server.url("healthz"), "3");
+    let (redirected, _) = healthcheck(&server.url("/healthz"), "3");
     assert_eq!(redirected.status.code(), Some(1), "{redirected:?}");
     assert!(redirected.stderr.contains("307"), "{redirected:?}");
     let mut command = mapscope_command();
     command
         .arg("healthcheck")
-        .env("MAPSCOPE_HEALTHCHECK_URL", server.url("ok"))
+        .env("MAPSCOPE_HEALTHCHECK_URL", server.url("/ok"))
         .env("MAPSCOPE_HEALTHCHECK_TIMEOUT", "3");
     let ok = common::run(command, Duration::from_secs(20));
     assert!(ok.status.success(), "{ok:?}");

@@ -846,7 +846,10 @@ fn source_restart_is_a_counter_reset_and_retries_are_duplicates() {
     );
     assert_eq!(growths_counted(&sidecar), 3.0);
     // Same seq again: duplicate too.
-    assert_eq!(post(&url, None, &r3).accepted().status, ReportStatus::Duplicate);
+    assert_eq!(
+        post(&url, None, &r3).accepted().status,
+        ReportStatus::Duplicate
+    );
 
     // Incarnation 2: new started_at, seq back to 1, lower counters.
     let mut n1 = incarnation(
@@ -1318,7 +1321,9 @@ fn a_reported_condition_keeps_the_time_it_fired() {
     let hold = sidecar.registry.detector_config().event_hold;
     let with_misuse = |seq: u64, count: u64| {
         let mut m = map("carts", &[], 1, 1);
-        m.counters.misuse.insert(ReportedMisuseKind::NilMapWrite, count);
+        m.counters
+            .misuse
+            .insert(ReportedMisuseKind::NilMapWrite, count);
         report("checkout", "pod-1", seq, vec![m])
     };
     let since = |sidecar: &Sidecar| {
@@ -3055,7 +3060,11 @@ fn openapi_schemas(yaml: &str) -> BTreeMap<String, (BTreeSet<String>, BTreeSet<S
                 .unwrap_or_default();
             let required = schema["required"]
                 .as_array()
-                .map(|r| r.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                .map(|r| {
+                    r.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
                 .unwrap_or_default();
             (name.clone(), (properties, required))
         })

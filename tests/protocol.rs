@@ -179,7 +179,12 @@ fn every_unknown_enum_value_is_a_400_naming_the_field_and_the_allowed_values() {
     ];
     for (report, field, value, allowed) in cases {
         let answer = send_value(&report);
-        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{field}: {}", answer.body);
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{field}: {}",
+            answer.body
+        );
         let error = answer.error();
         assert_eq!(error.field.as_deref(), Some(field), "{}", error.error);
         assert_eq!(
@@ -188,7 +193,11 @@ fn every_unknown_enum_value_is_a_400_naming_the_field_and_the_allowed_values() {
         );
         assert_eq!(error.limit, None);
         assert_eq!(answer.rejected(), ["invalid_value"], "{field}");
-        assert_eq!(answer.maps(), 0, "{field}: a rejected report changes nothing");
+        assert_eq!(
+            answer.maps(),
+            0,
+            "{field}: a rejected report changes nothing"
+        );
     }
 }
 
@@ -196,8 +205,14 @@ fn every_unknown_enum_value_is_a_400_naming_the_field_and_the_allowed_values() {
 fn a_wrong_type_for_an_enum_is_a_schema_error() {
     for (report, field) in [
         (with("/events/0/kind", json!(1)), "events[0].kind"),
-        (with("/events/0/growth_kind", json!(["double"])), "events[0].growth_kind"),
-        (with("/maps/0/stats/evacuation/kind", Value::Null), "maps[0].stats.evacuation.kind"),
+        (
+            with("/events/0/growth_kind", json!(["double"])),
+            "events[0].growth_kind",
+        ),
+        (
+            with("/maps/0/stats/evacuation/kind", Value::Null),
+            "maps[0].stats.evacuation.kind",
+        ),
     ] {
         let answer = send_value(&report);
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{field}");
@@ -273,11 +288,17 @@ fn impossible_dates_and_offsets_are_400s_naming_the_field() {
             let error = answer.error();
             assert_eq!(error.field.as_deref(), Some(field), "{}", error.error);
             assert!(
-                error.error.starts_with(&format!("{field}: not an RFC 3339 timestamp: {text:?}")),
+                error
+                    .error
+                    .starts_with(&format!("{field}: not an RFC 3339 timestamp: {text:?}")),
                 "{}",
                 error.error
             );
-            assert_eq!(answer.rejected(), ["invalid_timestamp"], "{field} = {text:?}");
+            assert_eq!(
+                answer.rejected(),
+                ["invalid_timestamp"],
+                "{field} = {text:?}"
+            );
             assert_eq!(answer.maps(), 0);
         }
         // A number is a wrong type, not a bad timestamp.
@@ -294,7 +315,12 @@ fn impossible_dates_and_offsets_are_400s_naming_the_field() {
         "9999-12-31T23:59:59+23:59",
     ] {
         let answer = send_value(&with("/events/0/at", json!(good_text)));
-        assert_eq!(answer.status, StatusCode::OK, "{good_text}: {}", answer.body);
+        assert_eq!(
+            answer.status,
+            StatusCode::OK,
+            "{good_text}: {}",
+            answer.body
+        );
     }
 }
 
@@ -302,18 +328,35 @@ fn impossible_dates_and_offsets_are_400s_naming_the_field() {
 fn integers_are_read_as_json_schema_reads_them() {
     // 1037.0 and 1.037e3 are the integer 1037.
     let text = serde_json::to_string(&good()).expect("JSON");
-    for (from, to) in [("\"entries\":1", "\"entries\":1037.0"), ("\"entries\":1", "\"entries\":1.037e3")] {
+    for (from, to) in [
+        ("\"entries\":1", "\"entries\":1037.0"),
+        ("\"entries\":1", "\"entries\":1.037e3"),
+    ] {
         let body = text.replacen(from, to, 1);
         let answer = send(body.as_bytes());
         assert_eq!(answer.status, StatusCode::OK, "{to}: {}", answer.body);
         let snapshot = answer.registry.snapshot();
-        assert_eq!(snapshot.map("sessions").expect("the map").stats.entries, 1037);
+        assert_eq!(
+            snapshot.map("sessions").expect("the map").stats.entries,
+            1037
+        );
     }
-    for bad in ["1037.5", "-1", "-1.0", "18446744073709551616", "1e20", "\"1\""] {
+    for bad in [
+        "1037.5",
+        "-1",
+        "-1.0",
+        "18446744073709551616",
+        "1e20",
+        "\"1\"",
+    ] {
         let body = text.replacen("\"entries\":1", &format!("\"entries\":{bad}"), 1);
         let answer = send(body.as_bytes());
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{bad}");
-        assert_eq!(answer.error().field.as_deref(), Some("maps[0].stats.entries"), "{bad}");
+        assert_eq!(
+            answer.error().field.as_deref(),
+            Some("maps[0].stats.entries"),
+            "{bad}"
+        );
         assert_eq!(answer.rejected(), ["schema"], "{bad}");
     }
     let max = text.replacen("\"entries\":1", "\"entries\":18446744073709551615", 1);
@@ -375,7 +418,7 @@ fn the_documented_enums_are_the_code_s_stale_included() {
 fn every_status_is_answered() {
     let registry = Registry::new();
     let sources = Sources::new(&registry, Limits::default());
-    let mut post = |report: &Value| -> ReportStatus {
+    let post = |report: &Value| -> ReportStatus {
         let body = serde_json::to_vec(report).expect("JSON");
         let (status, body) = handle(&sources, None, &json_headers(), &body);
         assert_eq!(status, StatusCode::OK, "{body}");
@@ -437,7 +480,10 @@ fn schemathesis_finds_nothing_the_document_and_the_sidecar_disagree_on() {
     let mut command = Command::new(schemathesis);
     command
         .current_dir(&work)
-        .env("SCHEMATHESIS_HOOKS", root.join("tests/schemathesis/hooks.py"))
+        .env(
+            "SCHEMATHESIS_HOOKS",
+            root.join("tests/schemathesis/hooks.py"),
+        )
         .args(["run", &root.join("docs/openapi.yaml").to_string_lossy()])
         .args(["--url", base])
         // Every check: server errors, documented statuses, content types

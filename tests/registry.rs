@@ -202,8 +202,8 @@ fn too_many_labels_are_rejected() {
 fn invalid_label_values_are_rejected() {
     let registry = Registry::new();
     let too_long = "v".repeat(MAX_VALUE_CHARS + 1);
-    // 129 two-byte characters: 258 bytes, though only 129 chars.
-    let too_long_utf8 = "é".repeat(129);
+    // The limit counts characters, as JSON Schema's maxLength does.
+    let too_long_utf8 = "é".repeat(MAX_VALUE_CHARS + 1);
     for value in [
         too_long.as_str(),
         too_long_utf8.as_str(),
@@ -220,6 +220,8 @@ fn invalid_label_values_are_rejected() {
     }
     let longest = "v".repeat(MAX_VALUE_CHARS);
     assert!(register(&registry, "a", &[("tenant", longest.as_str())]).is_ok());
+    let longest_utf8 = "🛒".repeat(MAX_VALUE_CHARS);
+    assert!(register(&registry, "c", &[("tenant", longest_utf8.as_str())]).is_ok());
     assert!(register(&registry, "b", &[("tenant", "")]).is_ok());
 }
 

@@ -96,11 +96,7 @@ pub(super) fn run(ingest: SocketAddr, tick: Duration, stop: &AtomicBool) {
                     },
                     inserts: (step * 500).max(entries),
                     removes: (step * 500).saturating_sub(entries),
-                    misuse: kinds
-                        .iter()
-                        .zip(misuse)
-                        .map(|(k, n)| (*k, n))
-                        .collect(),
+                    misuse: kinds.iter().zip(misuse).map(|(k, n)| (*k, n)).collect(),
                     ..Default::default()
                 },
             }],

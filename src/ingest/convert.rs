@@ -126,7 +126,9 @@ fn event_of(event: &ReportedEvent, app: &Arc<str>, instance: &Arc<str>) -> Optio
         return Some(Event::GrowthFinished(GrowthFinished {
             map,
             // Absent or null: `double`, as documented.
-            kind: event.growth_kind.map_or(GrowthKind::Double, GrowthKind::from),
+            kind: event
+                .growth_kind
+                .map_or(GrowthKind::Double, GrowthKind::from),
             old_buckets: 0,
             new_buckets: 0,
             entries_at_start: 0,

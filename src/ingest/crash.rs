@@ -41,9 +41,9 @@ use std::time::SystemTime;
 use serde::Deserialize;
 
 use super::protocol::MAX_SOURCE_CHARS;
-use crate::timestamp::parse_rfc3339;
 use crate::detect::MisuseKind;
 use crate::registry::{validate, CodeSite, RegisterError};
+use crate::timestamp::parse_rfc3339;
 
 /// The metadata format version this sidecar reads.
 pub const METADATA_VERSION: u32 = 1;

@@ -365,10 +365,7 @@ fn openapi_yaml() -> PathBuf {
 fn quote_dates(yaml: &str) -> String {
     let looks_like_a_date = |value: &str| {
         let b = value.as_bytes();
-        b.len() >= 10
-            && b[..4].iter().all(u8::is_ascii_digit)
-            && b[4] == b'-'
-            && b[7] == b'-'
+        b.len() >= 10 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b'-' && b[7] == b'-'
     };
     let mut out = String::with_capacity(yaml.len() + 64);
     for line in yaml.lines() {
@@ -388,10 +385,11 @@ fn first_difference(a: &Value, b: &Value, at: String) -> Option<String> {
     match (a, b) {
         (Value::Object(a), Value::Object(b)) => {
             let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-            keys.into_iter().find_map(|key| match (a.get(key), b.get(key)) {
-                (Some(x), Some(y)) => first_difference(x, y, format!("{at}/{key}")),
-                _ => Some(format!("{at}/{key}")),
-            })
+            keys.into_iter()
+                .find_map(|key| match (a.get(key), b.get(key)) {
+                    (Some(x), Some(y)) => first_difference(x, y, format!("{at}/{key}")),
+                    _ => Some(format!("{at}/{key}")),
+                })
         }
         (Value::Array(x), Value::Array(y)) if x.len() == y.len() => x
             .iter()
@@ -464,7 +462,10 @@ fn the_document_states_enums_formats_and_bounds() {
             .map(|value| value["const"].as_str().expect("a const").to_owned())
             .collect()
     };
-    assert_eq!(values("ReportedGrowthKind"), ["double", "same_size", "shrink"]);
+    assert_eq!(
+        values("ReportedGrowthKind"),
+        ["double", "same_size", "shrink"]
+    );
     let misuse: Vec<&str> = crate::MisuseKind::ALL.map(|k| k.as_str()).into();
     assert_eq!(values("ReportedMisuseKind"), misuse);
     assert_eq!(values("EventKind"), ["growth", "misuse"]);

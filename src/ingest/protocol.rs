@@ -240,16 +240,16 @@ impl ReportedMisuseKind {
 wire_enum!(ReportedMisuseKind);
 
 const fn misuse_kind(kind: ReportedMisuseKind) -> MisuseKind {
-        match kind {
-            ReportedMisuseKind::UnboundedGrowth => MisuseKind::UnboundedGrowth,
-            ReportedMisuseKind::RetainedCapacity => MisuseKind::RetainedCapacity,
-            ReportedMisuseKind::OverflowChain => MisuseKind::OverflowChain,
-            ReportedMisuseKind::PresizeMiss => MisuseKind::PresizeMiss,
-            ReportedMisuseKind::EvacuationStalled => MisuseKind::EvacuationStalled,
-            ReportedMisuseKind::NilMapWrite => MisuseKind::NilMapWrite,
-            ReportedMisuseKind::ConcurrentWrite => MisuseKind::ConcurrentWrite,
-            ReportedMisuseKind::IterateWhileMutating => MisuseKind::IterateWhileMutating,
-        }
+    match kind {
+        ReportedMisuseKind::UnboundedGrowth => MisuseKind::UnboundedGrowth,
+        ReportedMisuseKind::RetainedCapacity => MisuseKind::RetainedCapacity,
+        ReportedMisuseKind::OverflowChain => MisuseKind::OverflowChain,
+        ReportedMisuseKind::PresizeMiss => MisuseKind::PresizeMiss,
+        ReportedMisuseKind::EvacuationStalled => MisuseKind::EvacuationStalled,
+        ReportedMisuseKind::NilMapWrite => MisuseKind::NilMapWrite,
+        ReportedMisuseKind::ConcurrentWrite => MisuseKind::ConcurrentWrite,
+        ReportedMisuseKind::IterateWhileMutating => MisuseKind::IterateWhileMutating,
+    }
 }
 
 impl From<ReportedMisuseKind> for MisuseKind {

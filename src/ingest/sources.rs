@@ -137,7 +137,9 @@ impl Sources {
         let restarted = match (known, sent) {
             (Some(known), Some(sent)) if sent > known => true,
             // A late report from the process before the restart.
-            (Some(known), Some(sent)) if sent < known => return Ok(answer(ReportStatus::Stale, 0, false)),
+            (Some(known), Some(sent)) if sent < known => {
+                return Ok(answer(ReportStatus::Stale, 0, false))
+            }
             (Some(_), Some(_)) => false,
             // No start time to compare: a sequence going down is a restart.
             _ => lower_seq,

@@ -93,8 +93,7 @@ impl Rejection {
 }
 
 fn check_text(field: &str, value: &str, max: usize) -> Result<(), Rejection> {
-    if value.is_empty() || value.chars().nth(max).is_some() || value.chars().any(char::is_control)
-    {
+    if value.is_empty() || value.chars().nth(max).is_some() || value.chars().any(char::is_control) {
         return Err(Rejection::new(
             StatusCode::BAD_REQUEST,
             "invalid_value",
@@ -153,10 +152,7 @@ fn check_map_id(
     name: &str,
     labels: &std::collections::BTreeMap<String, String>,
 ) -> Result<Vec<(String, String)>, Rejection> {
-    let pairs: Vec<(String, String)> = labels
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let pairs: Vec<(String, String)> = labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     validate(name, &pairs).map_err(|e| {
         let field = match &e {
             RegisterError::InvalidLabelName { name }
