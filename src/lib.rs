@@ -54,7 +54,7 @@ pub use detect::{Condition, DetectorConfig, MisuseKind};
 #[cfg(feature = "otel")]
 pub use export::otel;
 pub use http::serve;
-pub use map::{DefaultHashBuilder, Entry, Growth, GrowthKind, InstrumentedMap, MapStats};
+pub use map::{DefaultHashBuilder, Entry, Growth, GrowthKind, InstrumentedMap, MapStats, PerKind};
 pub use registry::{
     Event, MapBuilder, MapSnapshot, RegisterError, Registry, RegistryBuilder, RegistrySnapshot,
 };

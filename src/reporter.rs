@@ -15,8 +15,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::ingest::protocol::{
-    EventKind, KindCounts, KindSeconds, Report, ReportedCounters, ReportedEvacuation,
-    ReportedEvent, ReportedMap, ReportedStats, SourceInfo, Timestamp,
+    EventKind, Report, ReportedCounters, ReportedEvent, ReportedMap, ReportedStats, SourceInfo,
+    Timestamp,
 };
 use crate::registry::{Event, MapSnapshot, Registry};
 use crate::MisuseKind;
@@ -216,43 +216,17 @@ struct Worker {
 }
 
 fn reported_map(map: &MapSnapshot) -> ReportedMap {
-    let s = &map.stats;
     ReportedMap {
         name: map.id.name.to_string(),
         labels: map.id.labels.iter().cloned().collect(),
-        stats: ReportedStats {
-            entries: s.entries as u64,
-            peak_entries: s.peak_entries as u64,
-            buckets: s.buckets as u64,
-            overflow_buckets: s.overflow_buckets as u64,
-            memory_bytes: s.memory_bytes as u64,
-            max_overflow_chain: s.max_overflow_chain as u64,
-            evacuation: s.growth.map(|g| ReportedEvacuation {
-                kind: g.kind.into(),
-                old_buckets: g.old_buckets as u64,
-                evacuated_old_buckets: g.evacuated_old_buckets as u64,
-            }),
-        },
+        stats: ReportedStats::from(&map.stats),
         counters: ReportedCounters {
-            growths: KindCounts {
-                double: s.growths_double,
-                same_size: s.growths_same_size,
-                shrink: s.shrinks,
-            },
-            growth_seconds: KindSeconds {
-                double: s.growth_seconds_double,
-                same_size: s.growth_seconds_same_size,
-                shrink: s.growth_seconds_shrink,
-            },
-            evacuated_buckets: s.evacuated_buckets_total,
-            inserts: s.inserts,
-            updates: s.updates,
-            removes: s.removes,
             misuse: MisuseKind::CLIENT
                 .into_iter()
                 .filter(|k| map.misuse_count(*k) > 0)
                 .map(|k| (k.into(), map.misuse_count(k)))
                 .collect(),
+            ..ReportedCounters::from(&map.stats)
         },
     }
 }

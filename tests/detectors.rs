@@ -399,7 +399,7 @@ fn overflow_chain_clears_as_soon_as_the_chain_is_gone_without_same_size_growth()
         map.insert(32 * j, j);
     }
     let (snapshot, seen) = observe(&registry, &map, "one_bucket");
-    assert_eq!(seen.stats.growths_same_size, 0);
+    assert_eq!(seen.stats.growths[GrowthKind::SameSize], 0);
     assert_eq!(seen.stats.max_overflow_chain, 3);
     assert_fired(&snapshot, &seen, kind, 1);
     map.clear();
@@ -433,14 +433,14 @@ fn overflow_chain_fires_on_a_same_size_growth_and_clears_after_the_hold() {
     let (_, seen) = observe(&registry, &map, "churn");
     assert_eq!(seen.stats.overflow_buckets, 4);
     assert_eq!(seen.stats.max_overflow_chain, 1);
-    assert_eq!(seen.stats.growths_same_size, 0);
+    assert_eq!(seen.stats.growths[GrowthKind::SameSize], 0);
     assert!(!seen.is_active(kind));
 
     // The next new key starts a same-size growth (Go's tooManyOverflowBuckets).
     map.insert(1_000, 0);
     map.complete_growth();
     let (snapshot, seen) = observe(&registry, &map, "churn");
-    assert_eq!(seen.stats.growths_same_size, 1);
+    assert_eq!(seen.stats.growths[GrowthKind::SameSize], 1);
     assert_eq!(seen.stats.max_overflow_chain, 0);
     assert_eq!(seen.stats.buckets, 4);
     assert_fired(&snapshot, &seen, kind, 1);
@@ -473,12 +473,12 @@ fn presize_miss_fires_after_four_doublings_and_clears_after_the_hold() {
         map.insert(i, i);
     }
     let (_, seen) = observe(&registry, &map, "unsized");
-    assert_eq!(seen.stats.growths_double, 3);
+    assert_eq!(seen.stats.growths[GrowthKind::Double], 3);
     assert!(!seen.is_active(kind));
     // The 53rd doubles a fourth time.
     map.insert(52, 52);
     let (snapshot, seen) = observe(&registry, &map, "unsized");
-    assert_eq!(seen.stats.growths_double, 4);
+    assert_eq!(seen.stats.growths[GrowthKind::Double], 4);
     assert_fired(&snapshot, &seen, kind, 1);
     assert_eq!(condition(&seen, kind).value, 53.0);
 
@@ -487,7 +487,7 @@ fn presize_miss_fires_after_four_doublings_and_clears_after_the_hold() {
         map.insert(i, i);
     }
     let (_, seen) = observe(&registry, &map, "unsized");
-    assert!(seen.stats.growths_double >= 7);
+    assert!(seen.stats.growths[GrowthKind::Double] >= 7);
     assert_fired(&snapshot, &seen, kind, 1);
     assert_eq!(condition(&seen, kind).value, 1_000.0);
     assert!(
@@ -522,7 +522,7 @@ fn presized_map_never_fires_presize_miss() {
         }
     }
     let (snapshot, seen) = observe(&registry, &map, "presized");
-    assert_eq!(seen.stats.growths_double, 0);
+    assert_eq!(seen.stats.growths[GrowthKind::Double], 0);
     assert!(!seen.is_active(kind));
     assert_eq!(seen.misuse_count(kind), 0);
     assert!(misuse_events(&snapshot, "presized", kind).is_empty());

@@ -483,7 +483,10 @@ async fn histogram_counts_every_growth_between_scrapes() {
     let maps: Vec<Map> = (0..15)
         .map(|i| filled(&registry, &format!("m{i}"), &[], 10_000))
         .collect();
-    let finished: u64 = maps.iter().map(|m| m.stats().growths_double).sum();
+    let finished: u64 = maps
+        .iter()
+        .map(|m| m.stats().growths[GrowthKind::Double])
+        .sum();
     assert_eq!(finished, 15 * 11);
     let server = serve_registry(registry);
     let m = scrape(&server.base_url()).await;
@@ -647,20 +650,20 @@ async fn api_lists_maps_with_stats_and_active_conditions() {
     let names: Vec<&str> = api.maps.iter().map(|m| m.name.as_str()).collect();
     assert_eq!(names, ["big", "small"]);
     let big = &api.maps[0];
-    assert_eq!(big.entries, 100_000);
-    assert_eq!(big.buckets, 16_384);
-    assert_eq!(big.inserts, 100_000);
-    assert_eq!(big.growths["double"], 14);
+    assert_eq!(big.stats.entries, 100_000);
+    assert_eq!(big.stats.buckets, 16_384);
+    assert_eq!(big.stats.inserts, 100_000);
+    assert_eq!(big.stats.growths[GrowthKind::Double], 14);
     assert_eq!(big.labels.get("tenant").map(String::as_str), Some("acme"));
     assert!(!big.dropped);
-    assert!(big.growth.is_none());
+    assert!(big.stats.growth.is_none());
     let conditions: Vec<&str> = big.conditions.iter().map(|c| c.kind.as_str()).collect();
     assert_eq!(conditions, ["presize_miss"]);
     assert!(big.conditions[0].since > 0.0);
     assert!(!big.conditions[0].details.is_empty());
     assert_eq!(big.misuse.get("presize_miss"), Some(&1));
     let small = &api.maps[1];
-    assert_eq!((small.entries, small.buckets), (50, 8));
+    assert_eq!((small.stats.entries, small.stats.buckets), (50, 8));
     assert!(small.conditions.is_empty());
     assert_eq!(api.overflow_folds, 0);
     assert!(api

@@ -61,7 +61,7 @@ use mapscope::otel::{
     self, OtelConfig, OtelError, OtelGuard, Protocol, GROW_SPAN, MISUSE_EVENT, MISUSE_SPAN, SCOPE,
 };
 use mapscope::registry::ManualClock;
-use mapscope::{DetectorConfig, InstrumentedMap, Registry};
+use mapscope::{DetectorConfig, GrowthKind, InstrumentedMap, Registry};
 
 type Map = InstrumentedMap<u64, u64>;
 
@@ -448,7 +448,11 @@ fn full_map(registry: &Registry, name: &str) -> Map {
     let stats = map.stats();
     assert_eq!(stats.buckets, 512);
     assert_eq!(stats.growth, None);
-    assert_eq!(stats.growths_double, 0, "presized: no growth while filling");
+    assert_eq!(
+        stats.growths[GrowthKind::Double],
+        0,
+        "presized: no growth while filling"
+    );
     map
 }
 
@@ -508,7 +512,7 @@ fn grow_span_nests_under_the_span_current_at_growth_start() {
     let stats = map.stats();
     assert_eq!(stats.growth, None);
     assert_eq!(stats.buckets, 1024);
-    assert_eq!(stats.growths_double, 1);
+    assert_eq!(stats.growths[GrowthKind::Double], 1);
     let helping = 1 + 10 + writes_after;
 
     guard.shutdown();
@@ -592,9 +596,9 @@ fn grow_span_nests_under_the_span_current_at_growth_start() {
     assert!(attr_str(&grow.resource, "service.name").is_some());
     // The span's wall duration is the one the map's stats count.
     assert!(
-        (stats.growth_seconds_double - wall).abs() < 1e-6,
+        (stats.growth_seconds[GrowthKind::Double] - wall).abs() < 1e-6,
         "stats say {}s, the span {wall}s",
-        stats.growth_seconds_double
+        stats.growth_seconds[GrowthKind::Double]
     );
 }
 
@@ -625,12 +629,13 @@ fn complete_growth_and_shrink_are_labelled() {
     cache.complete_growth();
     let cache_stats = cache.stats();
     assert_eq!(cache_stats.growth, None);
-    assert!(cache_stats.shrinks >= 1);
+    assert!(cache_stats.growths[GrowthKind::Shrink] >= 1);
 
     guard.shutdown();
     let spans = receiver.wait_for("the jobs and cache grow spans", |spans| {
         !of_map(spans, GROW_SPAN, "jobs").is_empty()
-            && of_map(spans, GROW_SPAN, "cache").len() as u64 >= cache_stats.shrinks
+            && of_map(spans, GROW_SPAN, "cache").len() as u64
+                >= cache_stats.growths[GrowthKind::Shrink]
     });
 
     let jobs_spans = of_map(&spans, GROW_SPAN, "jobs");
@@ -655,7 +660,11 @@ fn complete_growth_and_shrink_are_labelled() {
     assert!(s.end_time_unix_nano <= nanos(after));
 
     let halvings = of_map(&spans, GROW_SPAN, "cache");
-    assert_eq!(halvings.len() as u64, cache_stats.shrinks, "{halvings:#?}");
+    assert_eq!(
+        halvings.len() as u64,
+        cache_stats.growths[GrowthKind::Shrink],
+        "{halvings:#?}"
+    );
     for halving in halvings {
         let a = &halving.span.attributes;
         assert_eq!(attr_str(a, "mapscope.growth.kind"), Some("shrink"));

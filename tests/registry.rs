@@ -452,7 +452,7 @@ fn overflow_counters_never_decrease() {
     assert_eq!(after.entries, 1_000, "a gauge follows the live maps");
     assert!(
         after.inserts >= before.inserts
-            && after.growths_double >= before.growths_double
+            && after.growths[GrowthKind::Double] >= before.growths[GrowthKind::Double]
             && after.evacuated_buckets_total >= before.evacuated_buckets_total,
         "counters went down: {} -> {} inserts",
         before.inserts,
@@ -510,8 +510,8 @@ fn full_event_queue_drops_and_counts_without_blocking() {
         .expect("inserts complete although nobody drains the queue");
     let mut map = writer.join().unwrap();
     let stats = map.stats();
-    assert_eq!(stats.growths_double, 14);
-    let started = stats.growths_double;
+    assert_eq!(stats.growths[GrowthKind::Double], 14);
+    let started = stats.growths[GrowthKind::Double];
     let finished = started - u64::from(stats.growth.is_some());
 
     let snapshot = registry.snapshot();
@@ -581,7 +581,7 @@ fn events_past_the_recent_window_are_reported_missed() {
         registry.events_since(0);
     }
     // Every growth started and finished: two events each, all accepted.
-    let total = 2 * map.stats().growths_double;
+    let total = 2 * map.stats().growths[GrowthKind::Double];
     assert!(total > 4);
     let batch = registry.events_since(0);
     assert_eq!(batch.next, total);
@@ -616,8 +616,8 @@ fn growth_events_carry_the_growth() {
     let events = registry.events_since(0).events;
     let finished: Vec<&GrowthFinished> = events.iter().filter_map(growth_finished).collect();
     let started: Vec<&GrowthStarted> = events.iter().filter_map(growth_started).collect();
-    assert_eq!(started.len() as u64, after.growths_double);
-    assert_eq!(finished.len() as u64, after.growths_double);
+    assert_eq!(started.len() as u64, after.growths[GrowthKind::Double]);
+    assert_eq!(finished.len() as u64, after.growths[GrowthKind::Double]);
 
     // The growth completed explicitly is the last one.
     let last_start = started.last().unwrap();
@@ -778,7 +778,7 @@ fn published_stats_match_map_stats_after_publish() {
     map.shrink_to_fit();
     map.complete_growth(); // publishes too
     let published = find(&registry.snapshot(), "exact").unwrap().stats;
-    assert!(published.shrinks > 0);
+    assert!(published.growths[GrowthKind::Shrink] > 0);
     assert_eq!(published, map.stats());
 }
 
@@ -974,7 +974,10 @@ fn snapshots_during_concurrent_writes_are_always_possible() {
             let key = labels(&[("publish", publish), ("worker", worker.as_str())]);
             let stats = map.stats();
             assert_eq!(by_id[&key], stats, "worker {w}, {publish}");
-            assert!(stats.growths_double > 0 && stats.shrinks > 0, "{stats:?}");
+            assert!(
+                stats.growths[GrowthKind::Double] > 0 && stats.growths[GrowthKind::Shrink] > 0,
+                "{stats:?}"
+            );
         }
     }
 }

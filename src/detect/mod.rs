@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::map::MapStats;
+use crate::map::{GrowthKind, MapStats};
 
 mod capacity;
 mod chains;
@@ -243,10 +243,10 @@ impl DetectorState {
     fn advance_window(&mut self, stats: &MapStats, config: &DetectorConfig, now: Instant) {
         let Some(last_at) = self.last.at else {
             // First observation: whatever growth happened before counts as recent.
-            if stats.growths_double > 0 {
+            if stats.growths[GrowthKind::Double] > 0 {
                 self.last_double_at = Some(now);
             }
-            if stats.growths_same_size > 0 {
+            if stats.growths[GrowthKind::SameSize] > 0 {
                 self.last_same_size_at = Some(now);
             }
             self.last = Sample::of(stats, now);
@@ -270,10 +270,10 @@ impl DetectorState {
         } else {
             self.low_windows = 0;
         }
-        if stats.growths_double > last.growths_double {
+        if stats.growths[GrowthKind::Double] > last.growths_double {
             self.last_double_at = Some(now);
         }
-        if stats.growths_same_size > last.growths_same_size {
+        if stats.growths[GrowthKind::SameSize] > last.growths_same_size {
             self.last_same_size_at = Some(now);
         }
         self.last = Sample::of(stats, now);
@@ -296,8 +296,8 @@ impl Sample {
             at: Some(at),
             entries: stats.entries,
             removes: stats.removes,
-            growths_double: stats.growths_double,
-            growths_same_size: stats.growths_same_size,
+            growths_double: stats.growths[GrowthKind::Double],
+            growths_same_size: stats.growths[GrowthKind::SameSize],
         }
     }
 }

@@ -19,7 +19,7 @@ use crate::registry::Registry;
 mod api;
 mod landing;
 
-pub use api::{ApiCondition, ApiEvent, ApiGrowth, ApiMap, ApiSite, ApiSnapshot};
+pub use api::{ApiCondition, ApiEvent, ApiMap, ApiSite, ApiSnapshot};
 
 /// What the routes read: the registry, its collector, and whether the
 /// process is ready.

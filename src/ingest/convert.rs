@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use super::protocol::{EventKind, Report, ReportedEvent, ReportedMap};
 use crate::detect::MisuseKind;
-use crate::map::{Growth, GrowthKind, MapStats};
+use crate::map::GrowthKind;
 use crate::registry::{
     CodeSite, Event, GrowthFinished, MapId, MisuseEvent, ReportedRow, SourceReport,
 };
+
+mod wire;
 
 /// Converts a report that passed [`super::check`]: every map to a row, and
 /// the events newer than `last_event_seq` (the ones not seen from this
@@ -43,39 +45,10 @@ fn sorted(labels: &std::collections::BTreeMap<String, String>) -> Arc<[(String, 
 }
 
 fn row_of(map: &ReportedMap) -> ReportedRow {
-    let (s, c) = (&map.stats, &map.counters);
-    let entries = s.entries as usize;
-    let buckets = s.buckets as usize;
-    let stats = MapStats {
-        entries,
-        peak_entries: (s.peak_entries as usize).max(entries),
-        buckets,
-        overflow_buckets: s.overflow_buckets as usize,
-        load_factor: if buckets == 0 {
-            0.0
-        } else {
-            entries as f64 / buckets as f64
-        },
-        memory_bytes: s.memory_bytes as usize,
-        growth: s.evacuation.as_ref().map(|e| Growth {
-            kind: e.kind.into(),
-            old_buckets: e.old_buckets as usize,
-            evacuated_old_buckets: e.evacuated_old_buckets as usize,
-            entries_at_start: 0,
-            helping_writes: 0,
-        }),
-        growths_double: c.growths.double,
-        growths_same_size: c.growths.same_size,
-        shrinks: c.growths.shrink,
-        growth_seconds_double: c.growth_seconds.double,
-        growth_seconds_same_size: c.growth_seconds.same_size,
-        growth_seconds_shrink: c.growth_seconds.shrink,
-        evacuated_buckets_total: c.evacuated_buckets,
-        inserts: c.inserts,
-        updates: c.updates,
-        removes: c.removes,
-        max_overflow_chain: s.max_overflow_chain as usize,
-    };
+    let mut stats = wire::stats_of(&map.stats, &map.counters);
+    // A client may sample its peak before its entries; ours never lags.
+    stats.peak_entries = stats.peak_entries.max(stats.entries);
+    let c = &map.counters;
     // Detector kinds in `misuse` are accepted and ignored: the registry
     // computes them from the stats itself.
     let mut misuse = [0; MisuseKind::ALL.len()];

@@ -57,7 +57,7 @@ impl<K, V> InstrumentedMap<K, V, DefaultHashBuilder> {
     /// let map = mapscope::InstrumentedMap::<u32, u32>::builder("orders")
     ///     .capacity(1000)
     ///     .build();
-    /// assert_eq!(map.stats().growths_double, 0);
+    /// assert_eq!(map.stats().growths(mapscope::GrowthKind::Double), 0);
     /// ```
     pub fn builder(name: impl Into<String>) -> MapBuilder<K, V, DefaultHashBuilder> {
         MapBuilder {

@@ -222,10 +222,7 @@ impl Row {
     fn final_counters(&self, now: Instant, going: Going) -> MapSnapshot {
         let mut last = self.view(now, going == Going::All);
         last.conditions.clear();
-        let s = &mut last.stats;
-        (s.entries, s.peak_entries, s.buckets, s.overflow_buckets) = (0, 0, 0, 0);
-        (s.memory_bytes, s.max_overflow_chain, s.growth) = (0, 0, None);
-        s.load_factor = 0.0;
+        clear_gauges(&mut last.stats);
         if going == Going::ClientCounters {
             // The row keeps counting its detector firings.
             for (total, firings) in last.misuse.iter_mut().zip(self.detector_state.firings()) {
@@ -642,28 +639,7 @@ fn fold_into(overflow: &mut Option<MapSnapshot>, map: MapSnapshot) {
         dropped: false,
         misuse_only: false,
     });
-    let (t, s) = (&mut total.stats, &map.stats);
-    t.entries += s.entries;
-    t.peak_entries += s.peak_entries;
-    t.buckets += s.buckets;
-    t.overflow_buckets += s.overflow_buckets;
-    t.memory_bytes += s.memory_bytes;
-    t.load_factor = if t.buckets == 0 {
-        0.0
-    } else {
-        t.entries as f64 / t.buckets as f64
-    };
-    t.growths_double += s.growths_double;
-    t.growths_same_size += s.growths_same_size;
-    t.shrinks += s.shrinks;
-    t.growth_seconds_double += s.growth_seconds_double;
-    t.growth_seconds_same_size += s.growth_seconds_same_size;
-    t.growth_seconds_shrink += s.growth_seconds_shrink;
-    t.evacuated_buckets_total += s.evacuated_buckets_total;
-    t.inserts += s.inserts;
-    t.updates += s.updates;
-    t.removes += s.removes;
-    t.max_overflow_chain = t.max_overflow_chain.max(s.max_overflow_chain);
+    fold_stats(&mut total.stats, &map.stats);
     for (sum, count) in total.misuse.iter_mut().zip(map.misuse) {
         *sum += count;
     }
@@ -673,6 +649,48 @@ fn fold_into(overflow: &mut Option<MapSnapshot>, map: MapSnapshot) {
         }
     }
 }
+
+/// How `_overflow` combines the stats of the rows folded into it, from the
+/// declaration (`map_stats!`): each gauge by its `fold` rule, counters
+/// summed, derived stats recomputed from the result.
+macro_rules! overflow_fold {
+    (
+        gauges { $( $(#[cfg($gcfg:meta)])? $(#[doc = $gdoc:literal])* $g:ident: $gty:ty, fold $gfold:ident
+            $(, json $gjson:literal)? $(, wire $gwire:ident)? $(, metric $gmetric:literal $ghelp:literal)?; )* }
+        derived { $( $(#[cfg($dcfg:meta)])? $(#[doc = $ddoc:literal])* $d:ident: $dty:ty = $dfn:path
+            $(, json $djson:literal)? $(, metric $dmetric:literal $dhelp:literal)?; )* }
+        counters { $( $(#[cfg($ccfg:meta)])? $(#[doc = $cdoc:literal])* $c:ident: $cty:ty
+            $(, json $cjson:literal)? $(, wire $cwire:ident)? $(, metric $cmetric:literal $chelp:literal)?; )* }
+    ) => {
+        /// Adds one map's stats into `total`.
+        fn fold_stats(total: &mut MapStats, map: &MapStats) {
+            $( $(#[cfg($gcfg)])? fold_rule!($gfold, total.$g, map.$g); )*
+            $( $(#[cfg($ccfg)])? { total.$c += map.$c; } )*
+            $( $(#[cfg($dcfg)])? { total.$d = $dfn(total); } )*
+        }
+
+        /// Zeroes the gauges (and what derives from them): a row that
+        /// leaves `_overflow` takes its state with it and leaves its
+        /// counters.
+        fn clear_gauges(stats: &mut MapStats) {
+            $( $(#[cfg($gcfg)])? { stats.$g = Default::default(); } )*
+            $( $(#[cfg($dcfg)])? { stats.$d = Default::default(); } )*
+        }
+    };
+}
+
+/// One gauge's `fold` rule.
+macro_rules! fold_rule {
+    (sum, $total:expr, $map:expr) => {
+        $total += $map
+    };
+    (max, $total:expr, $map:expr) => {
+        $total = $total.max($map)
+    };
+    (none, $total:expr, $map:expr) => {};
+}
+
+crate::map::map_stats!(overflow_fold);
 
 #[cfg(test)]
 mod tests {
