@@ -329,3 +329,32 @@ impl<'de> Deserialize<'de> for Growth {
         GrowthJson::deserialize(deserializer)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counters are JSON integers: past 2^53 an `f64` would round them.
+    #[test]
+    fn counters_keep_every_digit() {
+        let mut stats = MapStats {
+            inserts: u64::MAX - 1,
+            evacuated_buckets_total: (1 << 53) + 1,
+            ..MapStats::default()
+        };
+        stats.growths[GrowthKind::SameSize] = u64::MAX;
+        let json = serde_json::to_string(&stats).unwrap();
+        assert!(json.contains("\"inserts\":18446744073709551614"), "{json}");
+        assert!(
+            json.contains("\"evacuated_buckets\":9007199254740993"),
+            "{json}"
+        );
+        assert!(
+            json.contains(
+                "\"growths\":{\"double\":0,\"same_size\":18446744073709551615,\"shrink\":0}"
+            ),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<MapStats>(&json).unwrap(), stats);
+    }
+}

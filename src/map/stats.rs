@@ -123,9 +123,11 @@ impl<T: AddAssign> AddAssign for PerKind<T> {
 
 impl<T: fmt::Debug> fmt::Debug for PerKind<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map()
-            .entries(GrowthKind::ALL.iter().map(|k| k.as_str()).zip(&self.0))
-            .finish()
+        let mut map = f.debug_map();
+        for (kind, value) in GrowthKind::ALL.iter().zip(&self.0) {
+            map.key(&format_args!("{kind}")).value(value);
+        }
+        map.finish()
     }
 }
 

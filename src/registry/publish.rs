@@ -63,8 +63,7 @@ impl<T: Slots + Copy> Slots for PerKind<T> {
         }
     }
     fn get(slots: &[u64]) -> Self {
-        let mut chunks = slots.chunks_exact(T::SLOTS);
-        PerKind::from_fn(|_| T::get(chunks.next().unwrap_or_default()))
+        PerKind::from_fn(|kind| T::get(&slots[kind.index() * T::SLOTS..][..T::SLOTS]))
     }
 }
 
@@ -96,12 +95,21 @@ impl Slots for Option<Growth> {
     }
 }
 
-/// Hands out consecutive slots, so no stat has a hand-numbered position.
-struct Cursor<'a, S>(&'a mut [S]);
+/// Hands out consecutive slots in declaration order, so no stat has a
+/// hand-numbered position.
+struct Cursor<T>(T);
 
-impl<'a, S> Cursor<'a, S> {
-    fn next(&mut self, n: usize) -> &'a mut [S] {
+impl<'a> Cursor<&'a mut [u64]> {
+    fn next(&mut self, n: usize) -> &'a mut [u64] {
         let (head, rest) = std::mem::take(&mut self.0).split_at_mut(n);
+        self.0 = rest;
+        head
+    }
+}
+
+impl<'a> Cursor<&'a [u64]> {
+    fn next(&mut self, n: usize) -> &'a [u64] {
+        let (head, rest) = self.0.split_at(n);
         self.0 = rest;
         head
     }
@@ -129,7 +137,7 @@ macro_rules! publication {
 
         fn encode(stats: &MapStats, growth_started_ns: u64) -> [u64; FIELDS] {
             let mut values = [0; FIELDS];
-            let mut cursor = Cursor(&mut values);
+            let mut cursor = Cursor(&mut values[..]);
             $( $(#[cfg($gcfg)])? stats.$g.put(cursor.next(<$gty as Slots>::SLOTS)); )*
             $( $(#[cfg($ccfg)])? stats.$c.put(cursor.next(<$cty as Slots>::SLOTS)); )*
             cursor.next(1)[0] = growth_started_ns;
@@ -137,8 +145,7 @@ macro_rules! publication {
         }
 
         fn decode(values: &[u64; FIELDS]) -> Published {
-            let mut values = *values;
-            let mut cursor = Cursor(&mut values);
+            let mut cursor = Cursor(&values[..]);
             let mut stats = MapStats {
                 $( $(#[cfg($gcfg)])? $g: Slots::get(cursor.next(<$gty as Slots>::SLOTS)), )*
                 $( $(#[cfg($dcfg)])? $d: Default::default(), )*
