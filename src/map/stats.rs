@@ -136,9 +136,11 @@ impl<T: fmt::Debug> fmt::Debug for PerKind<T> {
 /// map publishes through (`registry/publish.rs`), the `_overflow` fold and
 /// what a departing row leaves in it (`registry/table.rs`), the JSON of
 /// `GET /api/v1/maps` (`http/api.rs`), protocol v1's `ReportedStats` and
-/// `ReportedCounters` both ways (`ingest/convert/stats.rs`), and the
+/// `ReportedCounters` both ways (`ingest/convert/wire.rs`), and the
 /// per-map metrics of the catalog (`export/catalog.rs`). Each of those
-/// invokes `map_stats!(its_generator)` and gets the list below.
+/// invokes `map_stats!(its_generator)` and gets the list below; each
+/// generator matches the whole grammar, so a stat it cannot handle does
+/// not compile.
 ///
 /// A new stat touches two places: its line here, and the engine site that
 /// counts it (`src/map/raw.rs`: a counter of `Counters`, bumped where it
