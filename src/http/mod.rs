@@ -1,25 +1,34 @@
 //! The HTTP endpoint: `/metrics`, `/`, `/healthz`, `/readyz` and
 //! `/api/v1/maps`, as an axum [`Router`] an application merges into its
 //! own, or served by [`serve`] and the `mapscope` binary.
+//!
+//! [`serve`] and the binary serve it with [`serve_bounded`]: a header
+//! timeout (which is also the keep-alive idle timeout), a header size limit
+//! and a connection limit, given by [`ListenLimits`]. Every answer carries
+//! `X-Content-Type-Options: nosniff`; the HTML page also has a
+//! `Content-Security-Policy` that allows nothing but its own inline style.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use tower_http::compression::CompressionLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::export::prometheus::{MapscopeCollector, CONTENT_TYPE};
 use crate::registry::Registry;
 
 mod api;
 mod landing;
+mod listen;
 
 pub use api::{ApiCondition, ApiEvent, ApiMap, ApiSite, ApiSnapshot};
+pub use listen::{serve_bounded, ListenLimits};
 
 /// What the routes read: the registry, its collector, and whether the
 /// process is ready.
@@ -73,10 +82,22 @@ pub fn router_with(state: HttpState) -> Router {
         .route("/readyz", get(readyz))
         .route("/api/v1/maps", get(maps))
         .layer(CompressionLayer::new().gzip(true))
+        .layer(nosniff())
         .with_state(state)
 }
 
-/// Serves [`router`] on `addr` until the process is stopped.
+/// `X-Content-Type-Options: nosniff`: a browser takes each answer for the
+/// type it declares (a JSON error or the exposition never runs as HTML).
+pub(crate) fn nosniff() -> SetResponseHeaderLayer<HeaderValue> {
+    SetResponseHeaderLayer::overriding(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    )
+}
+
+/// Serves [`router`] on `addr` until the process is stopped, within the
+/// default [`ListenLimits`] (use [`serve_bounded`] to choose them or to
+/// stop gracefully).
 ///
 /// ```no_run
 /// # async fn run() -> std::io::Result<()> {
@@ -86,7 +107,13 @@ pub fn router_with(state: HttpState) -> Router {
 /// ```
 pub async fn serve(addr: SocketAddr, registry: Registry) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    axum::serve(listener, router(registry)).await
+    serve_bounded(
+        listener,
+        router(registry),
+        &ListenLimits::default(),
+        std::future::pending(),
+    )
+    .await
 }
 
 /// Rendering is synchronous and proportional to the number of maps: it
@@ -113,7 +140,14 @@ async fn readyz(State(state): State<HttpState>) -> Response {
 
 async fn landing(State(state): State<HttpState>) -> Response {
     match tokio::task::spawn_blocking(move || landing::page(&state.registry.snapshot())).await {
-        Ok(page) => Html(page).into_response(),
+        Ok(page) => (
+            [(
+                header::CONTENT_SECURITY_POLICY,
+                landing::CONTENT_SECURITY_POLICY,
+            )],
+            Html(page),
+        )
+            .into_response(),
         Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n").into_response(),
     }
 }
