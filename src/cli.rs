@@ -119,10 +119,10 @@ pub struct ListenerArgs {
     #[arg(long, env = "MAPSCOPE_HEADER_TIMEOUT", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
     pub header_timeout: u64,
     /// Largest request line and headers, in bytes (431 past it).
-    #[arg(long, env = "MAPSCOPE_MAX_HEADER_BYTES", default_value_t = 16 * 1024, value_parser = clap::value_parser!(u64).range(1024..))]
+    #[arg(long, env = "MAPSCOPE_MAX_HEADER_BYTES", default_value_t = 8 * 1024, value_parser = clap::value_parser!(u64).range(1024..))]
     pub max_header_bytes: u64,
     /// Most open connections on each listener; more are closed at once.
-    #[arg(long, env = "MAPSCOPE_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "MAPSCOPE_MAX_CONNECTIONS", default_value_t = 2048, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: u64,
     /// Seconds an ingest request may take to send its whole body after its
     /// headers (408 and closed past it).

@@ -36,8 +36,8 @@ use std::time::{Duration, Instant};
 
 use axum::http::{header, HeaderMap, HeaderValue};
 use common::{
-    closed_port, mapscope_command, parse_exposition, serve_router, wait_bounded, Exposition,
-    Sample, TestServer, WAIT,
+    blocking_client as client, closed_port, mapscope_command, parse_exposition, poll,
+    scrape_blocking as scrape, serve_router, wait_bounded, Exposition, Sample, TestServer, WAIT,
 };
 use mapscope::export::prometheus::MapscopeCollector;
 use mapscope::http::{router_with, HttpState};
@@ -100,27 +100,6 @@ impl Sidecar {
     fn metrics(&self) -> Exposition {
         scrape(&self.http.base_url())
     }
-}
-
-fn client() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .no_proxy()
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(WAIT)
-        .build()
-        .expect("build the blocking HTTP client")
-}
-
-/// GETs `{base}/metrics` and parses it strictly.
-fn scrape(base: &str) -> Exposition {
-    let url = format!("{}/metrics", base.trim_end_matches('/'));
-    let response = client()
-        .get(&url)
-        .send()
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    assert_eq!(response.status(), 200, "GET {url}");
-    let text = response.text().expect("read /metrics");
-    parse_exposition(&text).unwrap_or_else(|e| panic!("unparsable /metrics: {e}\n{text}"))
 }
 
 /// Like [`scrape`], but `None` when the server does not answer.
@@ -257,21 +236,6 @@ fn growth_event(seq: u64, map: &str, seconds: f64) -> ReportedEvent {
         trace_id: None,
         span_id: None,
         attributes: BTreeMap::new(),
-    }
-}
-
-/// Polls `check` every 50 ms until it returns `Some`, for at most `limit`.
-fn poll<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?}: {what}"
-        );
-        thread::sleep(Duration::from_millis(50));
     }
 }
 

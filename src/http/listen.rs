@@ -55,12 +55,16 @@ pub struct ListenLimits {
     /// for 20 s at most.
     pub header_timeout: Duration,
     /// Largest request head (request line and headers), in bytes; 431
-    /// past it. Default 16 KiB, twice nginx's 8 KiB header buffer: a bearer
-    /// token and a few cookies fit, and a waiting connection's read
-    /// buffer cannot grow past it.
+    /// past it. Default 8 KiB, hyper's smallest read buffer, so a
+    /// connection still sending its head never holds more: Prometheus, the
+    /// clients and kubelet send a few hundred bytes, and Apache's limit on
+    /// a single header line is the same 8 KiB.
     pub max_header_bytes: usize,
     /// Most open connections; more are closed as soon as they are
-    /// accepted. Default 1,024 per listener.
+    /// accepted. Default 2,048 per listener: 2,000 slowloris connections
+    /// on each port leave room for Prometheus, probes and clients, and
+    /// both listeners full cost about 60 MiB (measured in
+    /// docs/benchmarks.md).
     pub max_connections: usize,
 }
 
@@ -68,8 +72,8 @@ impl Default for ListenLimits {
     fn default() -> Self {
         ListenLimits {
             header_timeout: Duration::from_secs(20),
-            max_header_bytes: 16 * 1024,
-            max_connections: 1024,
+            max_header_bytes: MIN_READ_BUFFER,
+            max_connections: 2048,
         }
     }
 }
