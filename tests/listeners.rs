@@ -717,3 +717,49 @@ fn two_thousand_slowloris_per_port_within_budget() {
     );
     assert!(peak < RSS_BUDGET, "peak RSS {} MiB", peak >> 20);
 }
+
+// ---------------------------------------------------------------------------
+// Documentation
+// ---------------------------------------------------------------------------
+
+/// Every listener flag is in `--help` with its variable, and in the README's
+/// configuration table and docs/protocol.md's limits table with its
+/// default.
+#[test]
+fn every_listener_flag_is_documented_with_its_default() {
+    let help = run(
+        {
+            let mut command = mapscope_command();
+            command.args(["sidecar", "--help"]);
+            command
+        },
+        WAIT,
+    );
+    assert!(help.status.success(), "{}", help.stderr);
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    let protocol = std::fs::read_to_string(root.join("docs/protocol.md")).expect("docs/protocol.md");
+    for (flag, env, default) in [
+        ("--header-timeout", "MAPSCOPE_HEADER_TIMEOUT", "20"),
+        ("--max-header-bytes", "MAPSCOPE_MAX_HEADER_BYTES", "8192"),
+        ("--max-connections", "MAPSCOPE_MAX_CONNECTIONS", "2048"),
+        ("--body-timeout", "MAPSCOPE_BODY_TIMEOUT", "30"),
+        ("--drain-max-bytes", "MAPSCOPE_DRAIN_MAX_BYTES", "16777216"),
+        ("--drain-timeout", "MAPSCOPE_DRAIN_TIMEOUT", "10"),
+    ] {
+        assert!(help.stdout.contains(flag), "--help has no {flag}");
+        assert!(help.stdout.contains(env), "--help has no {env}");
+        assert!(
+            help.stdout.contains(&format!("[default: {default}]")),
+            "--help does not give {flag} the default {default}"
+        );
+        let row = format!("| `{flag}` | `{env}` | `{default}` |");
+        assert!(readme.contains(&row), "README.md has no row {row}");
+        let line = protocol
+            .lines()
+            .find(|line| line.starts_with('|') && line.contains(&format!("`{flag}`")))
+            .unwrap_or_else(|| panic!("docs/protocol.md has no limits row for {flag}"));
+        assert!(line.contains(env), "docs/protocol.md: {flag} without {env}");
+        assert!(line.contains(default), "docs/protocol.md: {flag} without its default {default}");
+    }
+}
