@@ -158,7 +158,7 @@ impl ListenerArgs {
 /// open while the operator believes it closed.
 fn check_token(token: Option<&str>, ingest_listen: SocketAddr) -> std::io::Result<()> {
     match token {
-        Some(token) if token.is_empty() => Err(std::io::Error::new(
+        Some("") => Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
             "--ingest-token (MAPSCOPE_INGEST_TOKEN) is empty: set a non-empty token, or unset both to run without one",
         )),

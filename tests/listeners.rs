@@ -14,8 +14,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{
-    blocking_client, e2e_required, mapscope_command, poll, run, scrape_blocking,
-    start_mapscope, MapscopeProcess, WAIT,
+    blocking_client, e2e_required, mapscope_command, poll, run, scrape_blocking, start_mapscope,
+    MapscopeProcess, WAIT,
 };
 use serde_json::{json, Value};
 
@@ -194,7 +194,12 @@ fn assert_closed_by_server(stream: &mut TcpStream, what: &str) {
         match stream.read(&mut buf) {
             Ok(0) => return,
             Ok(_) => {}
-            Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
+                ) =>
+            {
                 return
             }
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
@@ -259,7 +264,11 @@ fn slowloris_is_closed_at_the_header_timeout_while_both_ports_answer() {
             }
         });
         assert_eq!(healthz(&sidecar), Some(200), "{port}: /healthz while slow");
-        assert_eq!(post_report(&sidecar, None, 1), 200, "{port}: ingest while slow");
+        assert_eq!(
+            post_report(&sidecar, None, 1),
+            200,
+            "{port}: ingest while slow"
+        );
         assert_closed_by_server(&mut slow, &format!("{port}: slowloris"));
         trickler.join().expect("the trickler");
     }
@@ -306,7 +315,10 @@ fn a_body_announced_and_never_sent_is_closed_at_the_body_timeout() {
 
     let metrics = sidecar.metrics();
     assert_eq!(
-        metrics.value("mapscope_ingest_rejected_total", &[("reason", "body_timeout")]),
+        metrics.value(
+            "mapscope_ingest_rejected_total",
+            &[("reason", "body_timeout")]
+        ),
         1.0
     );
 }
@@ -360,7 +372,10 @@ fn unauthenticated_requests_are_answered_before_their_body() {
 #[test]
 fn the_bearer_scheme_is_case_insensitive() {
     let sidecar = sidecar(&["--ingest-token", TOKEN]);
-    for (seq, scheme) in ["Bearer", "bearer", "BEARER", "bEaReR"].into_iter().enumerate() {
+    for (seq, scheme) in ["Bearer", "bearer", "BEARER", "bEaReR"]
+        .into_iter()
+        .enumerate()
+    {
         let status = post_report(&sidecar, Some(&format!("{scheme} {TOKEN}")), seq as u64 + 1);
         assert_eq!(status, 200, "{scheme}");
     }
@@ -395,7 +410,10 @@ fn an_empty_token_is_refused_at_start() {
     };
     for (how, command) in [("flag", by_flag), ("env", by_env)] {
         let output = run(command, WAIT);
-        assert!(!output.status.success(), "{how}: started with an empty token");
+        assert!(
+            !output.status.success(),
+            "{how}: started with an empty token"
+        );
         for name in ["--ingest-token", "MAPSCOPE_INGEST_TOKEN", "empty"] {
             assert!(
                 output.stderr.contains(name),
@@ -417,8 +435,10 @@ fn ingest_on_a_non_loopback_address_without_a_token_is_warned_about() {
     ]);
     poll(WAIT, "a warning about ingest without a token", || {
         let stderr = process.stderr_text();
-        (stderr.contains("WARN") && stderr.contains("non-loopback") && stderr.contains("--ingest-token"))
-            .then_some(())
+        (stderr.contains("WARN")
+            && stderr.contains("non-loopback")
+            && stderr.contains("--ingest-token"))
+        .then_some(())
     });
 }
 
@@ -505,7 +525,10 @@ fn malformed_chunked_framing_is_400_not_413() {
     assert_closed_by_server(&mut stream, "after malformed framing");
     let metrics = sidecar.metrics();
     assert_eq!(
-        metrics.value("mapscope_ingest_rejected_total", &[("reason", "malformed_body")]),
+        metrics.value(
+            "mapscope_ingest_rejected_total",
+            &[("reason", "malformed_body")]
+        ),
         1.0
     );
 }
@@ -531,12 +554,18 @@ fn not_found_and_method_not_allowed_are_json_and_counted() {
             assert_eq!(response.headers()["allow"].to_str().ok(), Some("POST"));
         }
         let body: Value = response.json().expect("a JSON body");
-        assert!(body["error"].as_str().is_some_and(|e| e.contains("POST")), "{body}");
+        assert!(
+            body["error"].as_str().is_some_and(|e| e.contains("POST")),
+            "{body}"
+        );
         assert_eq!(body["field"], Value::Null);
         assert_eq!(body["limit"], Value::Null);
     }
     let metrics = sidecar.metrics();
-    for (code, reason, count) in [("404", "not_found", 2.0), ("405", "method_not_allowed", 2.0)] {
+    for (code, reason, count) in [
+        ("404", "not_found", 2.0),
+        ("405", "method_not_allowed", 2.0),
+    ] {
         assert_eq!(
             metrics.value("mapscope_ingest_requests_total", &[("code", code)]),
             count
@@ -576,11 +605,17 @@ fn answers_are_nosniff_and_the_page_has_a_restrictive_csp() {
     // The page needs its inline style and nothing else: no script, no
     // image, no font, no fetch.
     assert!(html.contains("<style>"), "the page lost its style");
-    assert!(!html.contains("<script"), "a script would be blocked by {csp}");
+    assert!(
+        !html.contains("<script"),
+        "a script would be blocked by {csp}"
+    );
     for allowed in ["script-src", "img-src", "connect-src", "unsafe-eval"] {
         assert!(!csp.contains(allowed), "{csp} allows {allowed}");
     }
-    let missing = client.post(sidecar.ingest_url("/nope")).send().expect("send");
+    let missing = client
+        .post(sidecar.ingest_url("/nope"))
+        .send()
+        .expect("send");
     assert_eq!(
         missing.headers()["x-content-type-options"].to_str().ok(),
         Some("nosniff")
@@ -593,7 +628,8 @@ fn answers_are_nosniff_and_the_page_has_a_restrictive_csp() {
 
 /// The sidecar's peak resident memory so far, in bytes (`VmHWM`).
 fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
     let line = status
         .lines()
         .find(|l| l.starts_with("VmHWM:"))
@@ -632,7 +668,10 @@ fn wrong_token_bodies_are_not_buffered() {
         })
         .collect();
     let peak = peak_rss(sidecar.process.pid());
-    eprintln!("peak RSS with 200 wrong-token 1 MiB bodies held: {} MiB", peak >> 20);
+    eprintln!(
+        "peak RSS with 200 wrong-token 1 MiB bodies held: {} MiB",
+        peak >> 20
+    );
     assert!(peak < RSS_BUDGET, "peak RSS {} MiB", peak >> 20);
     drop(held);
 }
@@ -684,7 +723,11 @@ fn two_thousand_slowloris_per_port_within_budget() {
             .send()
             .map(|r| r.status().as_u16());
         assert_eq!(metrics.ok(), Some(200), "/metrics under slowloris");
-        assert_eq!(post_report(&sidecar, None, answered + 1), 200, "ingest under slowloris");
+        assert_eq!(
+            post_report(&sidecar, None, answered + 1),
+            200,
+            "ingest under slowloris"
+        );
         answered += 1;
         let send_line = Instant::now() >= next_line;
         if send_line {
@@ -738,7 +781,8 @@ fn every_listener_flag_is_documented_with_its_default() {
     assert!(help.status.success(), "{}", help.stderr);
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
-    let protocol = std::fs::read_to_string(root.join("docs/protocol.md")).expect("docs/protocol.md");
+    let protocol =
+        std::fs::read_to_string(root.join("docs/protocol.md")).expect("docs/protocol.md");
     for (flag, env, default) in [
         ("--header-timeout", "MAPSCOPE_HEADER_TIMEOUT", "20"),
         ("--max-header-bytes", "MAPSCOPE_MAX_HEADER_BYTES", "8192"),
@@ -760,6 +804,9 @@ fn every_listener_flag_is_documented_with_its_default() {
             .find(|line| line.starts_with('|') && line.contains(&format!("`{flag}`")))
             .unwrap_or_else(|| panic!("docs/protocol.md has no limits row for {flag}"));
         assert!(line.contains(env), "docs/protocol.md: {flag} without {env}");
-        assert!(line.contains(default), "docs/protocol.md: {flag} without its default {default}");
+        assert!(
+            line.contains(default),
+            "docs/protocol.md: {flag} without its default {default}"
+        );
     }
 }

@@ -141,7 +141,10 @@ pub async fn serve_bounded(
 ) -> std::io::Result<()> {
     let local = listener.local_addr()?;
     let http1 = limits.http1();
-    let places = Arc::new(Semaphore::new(limits.max_connections));
+    // tokio panics above MAX_PERMITS (2^61), which no listener reaches.
+    let places = Arc::new(Semaphore::new(
+        limits.max_connections.min(Semaphore::MAX_PERMITS),
+    ));
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {

@@ -138,7 +138,11 @@ fn answer(store: &Sources, result: Result<ReportAccepted, Rejection>) -> (Status
 /// The checks a request's headers allow, in order: the token (401), the
 /// content type (415), and the announced `Content-Length` (413). They run
 /// before any of the body is read.
-fn check_headers(store: &Sources, token: Option<&str>, headers: &HeaderMap) -> Result<(), Rejection> {
+fn check_headers(
+    store: &Sources,
+    token: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<(), Rejection> {
     authorize(token, headers)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -172,7 +176,9 @@ fn too_large(what: String, limit: usize) -> Rejection {
     Rejection::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "body_too_large",
-        format!("{what}; the limit is {limit} (--max-body-bytes): send fewer maps or events per report"),
+        format!(
+            "{what}; the limit is {limit} (--max-body-bytes): send fewer maps or events per report"
+        ),
         None,
         Some(limit as u64),
     )
@@ -218,7 +224,10 @@ fn bearer_credentials(value: &[u8]) -> Option<&[u8]> {
 fn handle_body(store: &Sources, body: &[u8]) -> Result<ReportAccepted, Rejection> {
     let limit = store.limits().max_body_bytes;
     if body.len() > limit {
-        return Err(too_large(format!("the body is {} bytes", body.len()), limit));
+        return Err(too_large(
+            format!("the body is {} bytes", body.len()),
+            limit,
+        ));
     }
     if body.is_empty() {
         return Err(Rejection::new(
@@ -357,7 +366,11 @@ async fn method_not_allowed(State(state): State<IngestState>, request: Request) 
     let rejection = Rejection::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
-        format!("{} {}: reports are sent with POST", parts.method, parts.uri.path()),
+        format!(
+            "{} {}: reports are sent with POST",
+            parts.method,
+            parts.uri.path()
+        ),
         None,
         None,
     );
@@ -386,4 +399,58 @@ fn closing(mut response: Response) -> Response {
         .headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_authorization(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(value).expect("a header value"),
+        );
+        headers
+    }
+
+    #[test]
+    fn bearer_credentials_follow_rfc_9110() {
+        for (value, expected) in [
+            ("Bearer abc", Some(&b"abc"[..])),
+            ("bearer abc", Some(b"abc")),
+            ("BEARER abc", Some(b"abc")),
+            ("Bearer   abc", Some(b"abc")),
+            ("Bearer", None),
+            ("Bearer ", None),
+            ("Bearerabc", None),
+            ("Basic abc", None),
+            ("", None),
+        ] {
+            assert_eq!(bearer_credentials(value.as_bytes()), expected, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn an_empty_token_fails_closed() {
+        for value in ["Bearer ", "Bearer", "bearer x"] {
+            let headers = with_authorization(value);
+            assert!(authorize(Some(""), &headers).is_err(), "{value:?}");
+        }
+        assert!(authorize(Some(""), &HeaderMap::new()).is_err());
+    }
+
+    #[test]
+    fn the_token_must_match_whole() {
+        for value in ["Bearer s3cret", "bearer s3cret"] {
+            assert!(authorize(Some("s3cret"), &with_authorization(value)).is_ok());
+        }
+        for value in ["Bearer s3cre", "Bearer s3cretX", "Bearer S3CRET"] {
+            let rejection =
+                authorize(Some("s3cret"), &with_authorization(value)).expect_err("a wrong token");
+            assert_eq!(rejection.status, StatusCode::UNAUTHORIZED);
+            assert_eq!(rejection.body.field.as_deref(), Some("Authorization"));
+        }
+        assert!(authorize(None, &HeaderMap::new()).is_ok());
+    }
 }
