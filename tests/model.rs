@@ -1210,8 +1210,14 @@ fn run<K: Key, S: BuildHasher + Clone>(map: InstrumentedMap<K, u64, S>, space: u
 /// `cases` cases, with failures persisted to `proptest-regressions/model.txt`
 /// (the default location needs a `lib.rs` next to the test file).
 /// `MODEL_CASES_SCALE=n` in the environment runs `n` times as many cases,
-/// for a longer hunt than the default, CI-sized one.
+/// for a longer hunt than the default, CI-sized one; `PROPTEST_CASES=n`
+/// runs `n` cases per property instead (the sanitizer and memcheck jobs of
+/// `.ci/run` run few).
 fn config(cases: u32) -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|s| s.parse::<u32>().ok())
+        .unwrap_or(cases);
     let scale = std::env::var("MODEL_CASES_SCALE")
         .ok()
         .and_then(|s| s.parse::<u32>().ok())

@@ -15,9 +15,7 @@ use super::observe::FinishedGrowth;
 use super::raw::RawMap;
 use super::stats::GrowthKind;
 use super::table::Table;
-use super::tophash::{
-    is_evacuated, BUCKET_SLOTS, EVACUATED_EMPTY, EVACUATED_X, EVACUATED_Y, MIN_TOPHASH,
-};
+use super::tophash::is_evacuated;
 
 /// How far one advance of the evacuation mark may scan, as in Go's
 /// `advanceEvacuationMark`, so no single write scans the whole old array.
@@ -97,7 +95,7 @@ impl<K, V> Evacuation<K, V> {
     pub(crate) fn unevacuated(&self, hash: u64) -> Option<usize> {
         let index = hash as usize & self.old.mask();
         // Below the mark the old chunk may already be freed: never read it.
-        if index < self.mark || is_evacuated(self.old.tophash(index)[0]) {
+        if index < self.mark || is_evacuated(self.old.first_tophash(index)) {
             None
         } else {
             Some(index)
@@ -211,62 +209,20 @@ impl<K, V> RawMap<K, V> {
             .as_mut()
             .expect("invariant: evacuate runs only during a growth");
         let old = &mut growth.old;
-        if index >= growth.mark && !is_evacuated(old.tophash(index)[0]) {
+        if index >= growth.mark && !is_evacuated(old.first_tophash(index)) {
             // Phase 1 runs the user's Hash impl and changes nothing, so a
             // panic there leaves the bucket whole and still findable.
             scratch.clear();
-            let head = old.bucket(index);
-            scratch.reserve(BUCKET_SLOTS);
-            let mut entries = &head.slots.entries;
-            let mut cursor = head.slots.overflow.as_deref();
-            loop {
-                for (key, _) in entries.iter().flatten() {
-                    scratch.push(hasher(key));
-                }
-                let Some(bucket) = cursor else { break };
-                entries = &bucket.slots.entries;
-                cursor = bucket.slots.overflow.as_deref();
-            }
+            scratch.extend(old.chain_keys(index).map(hasher));
             // Phase 2 runs no user code. Destination chunks are materialised
             // for every bucket this one maps to, whether or not it receives an
             // entry, so later lookups and writes there find it.
-            let new_mask = table.mask();
-            let x = index & new_mask;
+            let x = index & table.mask();
             table.materialize(x);
             if growth.kind == GrowthKind::Double {
                 table.materialize(x + old.buckets());
             }
-            let mut hashes = scratch.iter().copied();
-            let mut next_hash = || {
-                hashes
-                    .next()
-                    .expect("invariant: one recorded hash per evacuated entry")
-            };
-            let head = old.bucket_mut(index);
-            let mut chain = head.slots.overflow.take();
-            let mut markers = [EVACUATED_EMPTY; 8];
-            for (slot, marker) in markers.iter_mut().enumerate() {
-                if let Some((key, value)) = head.slots.entries[slot].take() {
-                    let dest = next_hash() as usize & new_mask;
-                    *marker = if dest == x { EVACUATED_X } else { EVACUATED_Y };
-                    debug_assert!(head.tophash[slot] >= MIN_TOPHASH);
-                    table.push(dest, head.tophash[slot], key, value);
-                }
-            }
-            *head.tophash = markers;
-            let mut chain_len = 0;
-            while let Some(mut bucket) = chain {
-                chain_len += 1;
-                for slot in 0..bucket.slots.entries.len() {
-                    if let Some((key, value)) = bucket.slots.entries[slot].take() {
-                        let dest = next_hash() as usize & new_mask;
-                        table.push(dest, bucket.tophash[slot], key, value);
-                    }
-                }
-                chain = bucket.slots.overflow.take();
-            }
-            old.overflow_buckets -= chain_len;
-            old.chain_changed(chain_len, 0);
+            old.evacuate_into(index, scratch, table);
             growth.evacuated += 1;
             counters.evacuated_buckets += 1;
         }
@@ -276,7 +232,7 @@ impl<K, V> RawMap<K, V> {
             growth.mark += 1;
             while growth.mark < end
                 && growth.mark != stop
-                && is_evacuated(old.tophash(growth.mark)[0])
+                && is_evacuated(old.first_tophash(growth.mark))
             {
                 growth.mark += 1;
             }
