@@ -65,8 +65,9 @@ pub(crate) struct Evacuation<K, V> {
     pub(crate) started: Instant,
     pub(crate) entries_at_start: usize,
     pub(crate) helping_writes: u64,
-    /// Time spent evacuating (measured only during a growth: one clock
-    /// read per helping write).
+    /// Time spent evacuating, measured only for an observed (registered)
+    /// map, the only one whose finished growths report it: two clock reads
+    /// per helping write would otherwise cost every insert during a growth.
     pub(crate) work: Duration,
     /// Whether `complete_growth` finished the work rather than writes.
     pub(crate) completed_explicitly: bool,
@@ -122,6 +123,8 @@ impl<K, V> RawMap<K, V> {
 
     /// Swaps in a new, unmaterialised bucket array and keeps the old one for
     /// incremental evacuation (Go's `hashGrow`). O(chunks), not O(buckets).
+    #[cold]
+    #[inline(never)]
     pub(crate) fn start_growth(&mut self, kind: GrowthKind) {
         debug_assert!(self.growth.is_none(), "a growth is already in progress");
         let log2 = self.table.log2;
@@ -152,19 +155,20 @@ impl<K, V> RawMap<K, V> {
 
     /// Go's `growWork`: evacuate the old bucket `hash` maps to, then the one
     /// at the mark. At most two old buckets per write.
+    #[inline(never)]
     pub(crate) fn grow_work(&mut self, hash: u64, hasher: &impl Fn(&K) -> u64) {
         let Some(growth) = &mut self.growth else {
             return;
         };
         growth.helping_writes += 1;
-        let started = Instant::now();
+        let started = self.observed.observer.is_some().then(Instant::now);
         let index = hash as usize & growth.old.mask();
         let mut done = self.evacuate(index, hasher);
         if !done {
             let mark = self.growth.as_ref().map_or(0, |g| g.mark);
             done = self.evacuate(mark, hasher);
         }
-        if let Some(growth) = &mut self.growth {
+        if let (Some(started), Some(growth)) = (started, &mut self.growth) {
             growth.work += started.elapsed();
         }
         if done {
@@ -213,7 +217,7 @@ impl<K, V> RawMap<K, V> {
             // Phase 1 runs the user's Hash impl and changes nothing, so a
             // panic there leaves the bucket whole and still findable.
             scratch.clear();
-            scratch.extend(old.chain_keys(index).map(hasher));
+            old.chain_hashes(index, hasher, scratch);
             // Phase 2 runs no user code. Destination chunks are materialised
             // for every bucket this one maps to, whether or not it receives an
             // entry, so later lookups and writes there find it.
@@ -242,6 +246,7 @@ impl<K, V> RawMap<K, V> {
     }
 
     /// Drops the old array and records the growth.
+    #[cold]
     fn finish_growth(&mut self) {
         let growth = self
             .growth

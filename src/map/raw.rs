@@ -121,11 +121,13 @@ impl<K, V> RawMap<K, V> {
         if self.len == 0 {
             return None;
         }
-        let (table, index) = match self.growth.as_ref().map(|g| (g, g.unevacuated(hash))) {
-            Some((growth, Some(index))) => (&growth.old, index),
-            _ => (&self.table, hash as usize & self.table.mask()),
-        };
-        table.get(index, tophash(hash), eq)
+        if let Some(growth) = &self.growth {
+            if let Some(index) = growth.unevacuated(hash) {
+                return growth.old.get(index, tophash(hash), eq);
+            }
+        }
+        self.table
+            .get(hash as usize & self.table.mask(), tophash(hash), eq)
     }
 
     #[inline]
@@ -149,7 +151,7 @@ impl<K, V> RawMap<K, V> {
     #[inline]
     fn prepare_write(&mut self, hash: u64, hasher: &impl Fn(&K) -> u64) {
         if !self.table.is_allocated() {
-            self.table = Table::new(0, true);
+            self.allocate();
         }
         if self.shrink_target.is_some() {
             self.start_queued_shrink();
@@ -158,6 +160,11 @@ impl<K, V> RawMap<K, V> {
         if self.helped {
             self.grow_work(hash, hasher);
         }
+    }
+
+    #[cold]
+    fn allocate(&mut self) {
+        self.table = Table::new(0, true);
     }
 
     /// Counts a finished write, publishing every `publish_every` writes, so
@@ -213,6 +220,7 @@ impl<K, V> RawMap<K, V> {
     /// Stores a key known to be absent, whose chain `probe_for_write` just
     /// scanned. Starts a growth first if this new key needs one (Go's
     /// `mapassign`: only new keys, only when not already growing).
+    #[inline]
     pub(crate) fn insert_absent(
         &mut self,
         hash: u64,

@@ -21,15 +21,16 @@
 //! - every entry lives in exactly one place: a head bucket of a materialised
 //!   chunk or an arena bucket below `arena_len`.
 //!
-//! Layout: within a chunk the control words (tophash bytes and overflow
-//! link) of all buckets are stored contiguously, apart from the entries (the
-//! way hashbrown keeps its control bytes apart from its slots). A miss, and
-//! the first step of every hit, then reads one 16-byte word per bucket from
-//! a dense array instead of a cache line of a 200-byte bucket. Overflow
-//! buckets keep their control word next to their entries, as in Go.
+//! Layout: within a chunk the tophash bytes of all buckets are stored
+//! contiguously, then the overflow links, then the entries (the way
+//! hashbrown keeps its control bytes apart from its slots). A miss, and the
+//! first step of every hit, then reads 8 bytes per bucket from a dense
+//! array instead of a cache line of a bucket; the link is read only when
+//! the bucket is full (its last tophash is not `EMPTY_REST`). Overflow
+//! buckets keep their tophash and link next to their entries, as in Go.
 
-use std::mem;
-use std::slice;
+use std::iter::Zip;
+use std::{array, mem, slice};
 
 use super::tophash::{
     match_free, match_full, match_tophash, SlotMask, BUCKET_SLOTS, EMPTY_ONE, EMPTY_REST,
@@ -50,79 +51,132 @@ pub(crate) type Tophash = [u8; BUCKET_SLOTS];
 type Link = u32;
 const NO_LINK: Link = 0;
 
-/// A bucket's control word: its tophash bytes and the link to the next
-/// bucket of its chain. 16 bytes, so a control word never straddles a
-/// cache line.
-#[derive(Clone, Copy)]
-#[repr(C, align(8))]
-struct Ctrl {
-    tophash: Tophash,
-    overflow: Link,
-}
-
-impl Ctrl {
-    const EMPTY: Ctrl = Ctrl {
-        tophash: [EMPTY_REST; BUCKET_SLOTS],
-        overflow: NO_LINK,
-    };
-}
+/// One slot's storage.
+type Cell<K, V> = Option<(K, V)>;
 
 /// A bucket's eight entries.
-type Entries<K, V> = [Option<(K, V)>; BUCKET_SLOTS];
+type Entries<K, V> = [Cell<K, V>; BUCKET_SLOTS];
 
 const fn empty_entries<K, V>() -> Entries<K, V> {
     [const { None }; BUCKET_SLOTS]
 }
 
-/// `2^chunk_shift` buckets: their control words, then their entries. Both
-/// slices are empty while the chunk is not materialised.
+/// `2^chunk_shift` buckets: their tophash bytes, overflow links and
+/// entries. Every slice is empty while the chunk is not materialised.
 struct Chunk<K, V> {
-    ctrl: Box<[Ctrl]>,
+    tophash: Box<[Tophash]>,
+    links: Box<[Link]>,
     entries: Box<[Entries<K, V>]>,
 }
 
 impl<K, V> Chunk<K, V> {
     fn unmaterialized() -> Self {
         Chunk {
-            ctrl: Box::default(),
+            tophash: Box::default(),
+            links: Box::default(),
             entries: Box::default(),
         }
     }
 
     fn new(len: usize) -> Self {
         Chunk {
-            ctrl: vec![Ctrl::EMPTY; len].into_boxed_slice(),
+            tophash: vec![[EMPTY_REST; BUCKET_SLOTS]; len].into_boxed_slice(),
+            links: vec![NO_LINK; len].into_boxed_slice(),
             entries: (0..len).map(|_| empty_entries()).collect(),
         }
     }
 
     fn is_materialized(&self) -> bool {
-        !self.ctrl.is_empty()
+        !self.tophash.is_empty()
     }
 }
 
 impl<K: Clone, V: Clone> Clone for Chunk<K, V> {
     fn clone(&self) -> Self {
         Chunk {
-            ctrl: self.ctrl.clone(),
+            tophash: self.tophash.clone(),
+            links: self.links.clone(),
             entries: self.entries.clone(),
         }
     }
 }
 
-/// An overflow bucket: control word and entries together, as in Go.
+/// An overflow bucket: tophash bytes, link and entries together, as in Go.
 struct OverflowBucket<K, V> {
-    ctrl: Ctrl,
+    tophash: Tophash,
+    link: Link,
     entries: Entries<K, V>,
+}
+
+impl<K, V> OverflowBucket<K, V> {
+    fn block(len: usize) -> Box<[Self]> {
+        (0..len)
+            .map(|_| OverflowBucket {
+                tophash: [EMPTY_REST; BUCKET_SLOTS],
+                link: NO_LINK,
+                entries: empty_entries(),
+            })
+            .collect()
+    }
 }
 
 impl<K: Clone, V: Clone> Clone for OverflowBucket<K, V> {
     fn clone(&self) -> Self {
         OverflowBucket {
-            ctrl: self.ctrl,
+            tophash: self.tophash,
+            link: self.link,
             entries: self.entries.clone(),
         }
     }
+}
+
+/// A bucket, shared: its tophash bytes, the link to the next bucket of its
+/// chain, its entries.
+type Bucket<'a, K, V> = (&'a Tophash, Link, &'a Entries<K, V>);
+/// A bucket, mutably.
+type BucketMut<'a, K, V> = (&'a mut Tophash, &'a mut Link, &'a mut Entries<K, V>);
+
+/// The entry in slot `i`, whose tophash byte is full.
+#[inline]
+fn slot_ref<K, V>(entries: &Entries<K, V>, i: usize) -> &(K, V) {
+    entries[i]
+        .as_ref()
+        .expect("invariant: a full tophash marks an entry")
+}
+
+/// The entry in slot `i`, whose tophash byte is full, mutably.
+#[inline]
+fn slot_mut<K, V>(entries: &mut Entries<K, V>, i: usize) -> &mut (K, V) {
+    entries[i]
+        .as_mut()
+        .expect("invariant: a full tophash marks an entry")
+}
+
+/// Stores an entry in free slot `i`; the caller marks its byte full next.
+#[inline]
+fn slot_write<K, V>(entries: &mut Entries<K, V>, i: usize, entry: (K, V)) {
+    entries[i] = Some(entry);
+}
+
+/// Moves the entry out of slot `i`, whose byte the caller just marked free.
+#[inline]
+fn slot_take<K, V>(entries: &mut Entries<K, V>, i: usize) -> (K, V) {
+    entries[i]
+        .take()
+        .expect("invariant: a full tophash marks an entry")
+}
+
+/// The entry in a slot whose tophash byte is full, mutably.
+#[inline]
+fn slot_in_place<K, V>(cell: &mut Cell<K, V>) -> &mut (K, V) {
+    cell.as_mut()
+        .expect("invariant: a full tophash marks an entry")
+}
+
+/// Drops the entry in slot `i`, whose byte the caller just marked free.
+#[inline]
+fn slot_drop<K, V>(entries: &mut Entries<K, V>, i: usize) {
+    entries[i] = None;
 }
 
 /// Where an entry sits: its chain's head bucket, the bucket of the chain
@@ -221,7 +275,8 @@ impl<K, V> Table<K, V> {
     /// A table of `2^log2` buckets. With `materialize` false no bucket is
     /// created yet; see the module docs.
     pub(crate) fn new(log2: u8, materialize: bool) -> Self {
-        let bucket = mem::size_of::<Ctrl>() + mem::size_of::<Entries<K, V>>();
+        let bucket =
+            mem::size_of::<Tophash>() + mem::size_of::<Link>() + mem::size_of::<Entries<K, V>>();
         let chunk_shift = log2.min(max_shift(bucket).max(4));
         let chunk_count = 1usize << (log2 - chunk_shift);
         let chunk_len = 1usize << chunk_shift;
@@ -274,37 +329,41 @@ impl<K, V> Table<K, V> {
     }
 
     #[inline]
-    fn head(&self, index: usize) -> (&Ctrl, &Entries<K, V>) {
+    fn head(&self, index: usize) -> Bucket<'_, K, V> {
         let chunk = &self.chunks[index >> self.chunk_shift];
         let i = index & self.chunk_mask();
-        (&chunk.ctrl[i], &chunk.entries[i])
+        (&chunk.tophash[i], chunk.links[i], &chunk.entries[i])
     }
 
     #[inline]
-    fn head_mut(&mut self, index: usize) -> (&mut Ctrl, &mut Entries<K, V>) {
+    fn head_mut(&mut self, index: usize) -> BucketMut<'_, K, V> {
         let i = index & self.chunk_mask();
         let chunk = &mut self.chunks[index >> self.chunk_shift];
-        (&mut chunk.ctrl[i], &mut chunk.entries[i])
+        (
+            &mut chunk.tophash[i],
+            &mut chunk.links[i],
+            &mut chunk.entries[i],
+        )
     }
 
     #[inline]
-    fn overflow(&self, link: Link) -> (&Ctrl, &Entries<K, V>) {
+    fn overflow(&self, link: Link) -> Bucket<'_, K, V> {
         let k = link as usize - 1;
         let bucket = &self.blocks[k >> self.block_shift][k & ((1 << self.block_shift) - 1)];
-        (&bucket.ctrl, &bucket.entries)
+        (&bucket.tophash, bucket.link, &bucket.entries)
     }
 
     #[inline]
-    fn overflow_mut(&mut self, link: Link) -> (&mut Ctrl, &mut Entries<K, V>) {
+    fn overflow_mut(&mut self, link: Link) -> BucketMut<'_, K, V> {
         let k = link as usize - 1;
         let mask = (1 << self.block_shift) - 1;
         let bucket = &mut self.blocks[k >> self.block_shift][k & mask];
-        (&mut bucket.ctrl, &mut bucket.entries)
+        (&mut bucket.tophash, &mut bucket.link, &mut bucket.entries)
     }
 
     /// Bucket `link` of head `index`'s chain (`NO_LINK`: the head).
     #[inline]
-    fn at(&self, index: usize, link: Link) -> (&Ctrl, &Entries<K, V>) {
+    fn at(&self, index: usize, link: Link) -> Bucket<'_, K, V> {
         if link == NO_LINK {
             self.head(index)
         } else {
@@ -313,7 +372,7 @@ impl<K, V> Table<K, V> {
     }
 
     #[inline]
-    fn at_mut(&mut self, index: usize, link: Link) -> (&mut Ctrl, &mut Entries<K, V>) {
+    fn at_mut(&mut self, index: usize, link: Link) -> BucketMut<'_, K, V> {
         if link == NO_LINK {
             self.head_mut(index)
         } else {
@@ -321,11 +380,18 @@ impl<K, V> Table<K, V> {
         }
     }
 
+    /// The link after bucket `link` of head `index`'s chain, if the chain
+    /// may hold entries past it (Go stops at `emptyRest`).
+    #[inline]
+    fn next_link(tophash: &Tophash, link: Link) -> Option<Link> {
+        (tophash[BUCKET_SLOTS - 1] != EMPTY_REST && link != NO_LINK).then_some(link)
+    }
+
     /// The first tophash byte of bucket `index`: tells whether it was
     /// evacuated.
     #[inline]
     pub(crate) fn first_tophash(&self, index: usize) -> u8 {
-        self.head(index).0.tophash[0]
+        self.head(index).0[0]
     }
 
     /// Creates the chunk holding bucket `index` if it does not exist yet.
@@ -355,7 +421,8 @@ impl<K, V> Table<K, V> {
 
     /// Heap bytes held by the bucket arrays, overflow blocks and bookkeeping.
     pub(crate) fn heap_bytes(&self) -> usize {
-        let bucket = mem::size_of::<Ctrl>() + mem::size_of::<Entries<K, V>>();
+        let bucket =
+            mem::size_of::<Tophash>() + mem::size_of::<Link>() + mem::size_of::<Entries<K, V>>();
         (self.materialized << self.chunk_shift) * bucket
             + (self.blocks.len() << self.block_shift) * mem::size_of::<OverflowBucket<K, V>>()
             + self.chunks.capacity() * mem::size_of::<Chunk<K, V>>()
@@ -386,13 +453,8 @@ impl<K, V> Table<K, V> {
     fn new_overflow(&mut self) -> Link {
         let k = self.arena_len;
         if k >> self.block_shift == self.blocks.len() {
-            let block = (0..1usize << self.block_shift)
-                .map(|_| OverflowBucket {
-                    ctrl: Ctrl::EMPTY,
-                    entries: empty_entries(),
-                })
-                .collect();
-            self.blocks.push(block);
+            self.blocks
+                .push(OverflowBucket::block(1 << self.block_shift));
         }
         self.arena_len += 1;
         self.overflow_buckets += 1;
@@ -407,19 +469,16 @@ impl<K, V> Table<K, V> {
         top: u8,
         mut eq: impl FnMut(&K) -> bool,
     ) -> Option<&(K, V)> {
-        let (mut ctrl, mut entries) = self.head(index);
+        let (mut tophash, mut link, mut entries) = self.head(index);
         loop {
-            for i in match_tophash(&ctrl.tophash, top) {
-                if let Some(entry) = &entries[i] {
-                    if eq(&entry.0) {
-                        return Some(entry);
-                    }
+            for i in match_tophash(tophash, top) {
+                let entry = slot_ref(entries, i);
+                if eq(&entry.0) {
+                    return Some(entry);
                 }
             }
-            if ctrl.tophash[BUCKET_SLOTS - 1] == EMPTY_REST || ctrl.overflow == NO_LINK {
-                return None;
-            }
-            (ctrl, entries) = self.overflow(ctrl.overflow);
+            link = Self::next_link(tophash, link)?;
+            (tophash, link, entries) = self.overflow(link);
         }
     }
 
@@ -448,12 +507,12 @@ impl<K, V> Table<K, V> {
     /// the way in case it is absent (Go's `mapassign` scan).
     #[inline]
     pub(crate) fn probe(&self, index: usize, top: u8, mut eq: impl FnMut(&K) -> bool) -> Probe {
-        let (mut ctrl, mut entries) = self.head(index);
+        let (mut tophash, mut next, mut entries) = self.head(index);
         let mut link = NO_LINK;
         let mut free = None;
         loop {
-            for i in match_tophash(&ctrl.tophash, top) {
-                if matches!(&entries[i], Some(entry) if eq(&entry.0)) {
+            for i in match_tophash(tophash, top) {
+                if eq(&slot_ref(entries, i).0) {
                     return Probe::Found(Slot {
                         bucket: index,
                         link,
@@ -462,30 +521,36 @@ impl<K, V> Table<K, V> {
                 }
             }
             if free.is_none() {
-                free = match_free(&ctrl.tophash).lowest().map(|i| Slot {
+                free = match_free(tophash).lowest().map(|i| Slot {
                     bucket: index,
                     link,
                     index: i,
                 });
             }
-            if ctrl.tophash[BUCKET_SLOTS - 1] == EMPTY_REST || ctrl.overflow == NO_LINK {
+            let Some(after) = Self::next_link(tophash, next) else {
                 return Probe::Vacant(free);
-            }
-            link = ctrl.overflow;
-            (ctrl, entries) = self.overflow(link);
+            };
+            link = after;
+            (tophash, next, entries) = self.overflow(link);
         }
     }
 
     pub(crate) fn entry(&self, slot: Slot) -> &(K, V) {
-        self.at(slot.bucket, slot.link).1[slot.index]
-            .as_ref()
-            .expect("invariant: a found Slot holds an entry")
+        let (tophash, _, entries) = self.at(slot.bucket, slot.link);
+        assert!(
+            tophash[slot.index] >= MIN_TOPHASH,
+            "invariant: a found Slot holds an entry"
+        );
+        slot_ref(entries, slot.index)
     }
 
     pub(crate) fn entry_mut(&mut self, slot: Slot) -> &mut (K, V) {
-        self.at_mut(slot.bucket, slot.link).1[slot.index]
-            .as_mut()
-            .expect("invariant: a found Slot holds an entry")
+        let (tophash, _, entries) = self.at_mut(slot.bucket, slot.link);
+        assert!(
+            tophash[slot.index] >= MIN_TOPHASH,
+            "invariant: a found Slot holds an entry"
+        );
+        slot_mut(entries, slot.index)
     }
 
     /// Stores an entry in `free`, or in a new overflow bucket when the chain
@@ -501,11 +566,12 @@ impl<K, V> Table<K, V> {
     ) -> Slot {
         match free {
             Some(slot) => {
-                debug_assert!(top >= MIN_TOPHASH);
-                let (ctrl, entries) = self.at_mut(slot.bucket, slot.link);
-                debug_assert!(ctrl.tophash[slot.index] < MIN_TOPHASH);
-                entries[slot.index] = Some((key, value));
-                ctrl.tophash[slot.index] = top;
+                let (tophash, _, entries) = self.at_mut(slot.bucket, slot.link);
+                // Storing over a full slot would lose its entry without
+                // dropping it: a logic error (a leak), never unsound.
+                debug_assert!(tophash[slot.index] < MIN_TOPHASH);
+                slot_write(entries, slot.index, (key, value));
+                tophash[slot.index] = top.max(MIN_TOPHASH);
                 slot
             }
             None => self.push(index, top, key, value),
@@ -517,24 +583,23 @@ impl<K, V> Table<K, V> {
     /// chain is full.
     #[inline]
     pub(crate) fn push(&mut self, index: usize, top: u8, key: K, value: V) -> Slot {
-        debug_assert!(top >= MIN_TOPHASH);
         let mut link = NO_LINK;
         let mut depth = 0;
         loop {
-            let (ctrl, entries) = self.at_mut(index, link);
-            if let Some(i) = match_free(&ctrl.tophash).lowest() {
-                entries[i] = Some((key, value));
-                ctrl.tophash[i] = top;
+            let (tophash, next, entries) = self.at_mut(index, link);
+            if let Some(i) = match_free(tophash).lowest() {
+                slot_write(entries, i, (key, value));
+                tophash[i] = top.max(MIN_TOPHASH);
                 return Slot {
                     bucket: index,
                     link,
                     index: i,
                 };
             }
-            if ctrl.overflow == NO_LINK {
+            if *next == NO_LINK {
                 return self.push_overflow(index, link, depth, top, key, value);
             }
-            link = ctrl.overflow;
+            link = *next;
             depth += 1;
         }
     }
@@ -553,10 +618,10 @@ impl<K, V> Table<K, V> {
     ) -> Slot {
         let link = self.new_overflow();
         self.chain_changed(depth, depth + 1);
-        let (ctrl, entries) = self.overflow_mut(link);
-        entries[0] = Some((key, value));
-        ctrl.tophash[0] = top;
-        self.at_mut(index, last).0.overflow = link;
+        let (tophash, _, entries) = self.overflow_mut(link);
+        slot_write(entries, 0, (key, value));
+        tophash[0] = top.max(MIN_TOPHASH);
+        *self.at_mut(index, last).1 = link;
         Slot {
             bucket: index,
             link,
@@ -567,11 +632,13 @@ impl<K, V> Table<K, V> {
     /// Takes the entry out of `slot`, keeping the `EMPTY_REST` markers exact
     /// the way Go's `mapdelete` does.
     pub(crate) fn take(&mut self, slot: Slot) -> (K, V) {
-        let (ctrl, entries) = self.at_mut(slot.bucket, slot.link);
-        let entry = entries[slot.index]
-            .take()
-            .expect("invariant: a found Slot holds an entry");
-        ctrl.tophash[slot.index] = EMPTY_ONE;
+        let (tophash, _, entries) = self.at_mut(slot.bucket, slot.link);
+        assert!(
+            tophash[slot.index] >= MIN_TOPHASH,
+            "invariant: a found Slot holds an entry"
+        );
+        tophash[slot.index] = EMPTY_ONE;
+        let entry = slot_take(entries, slot.index);
         self.mark_rest(slot);
         entry
     }
@@ -586,16 +653,16 @@ impl<K, V> Table<K, V> {
             mut link,
             index: mut i,
         } = slot;
-        let (ctrl, _) = self.at(bucket, link);
+        let (tophash, next, _) = self.at(bucket, link);
         if i == BUCKET_SLOTS - 1 {
-            if ctrl.overflow != NO_LINK && self.overflow(ctrl.overflow).0.tophash[0] != EMPTY_REST {
+            if next != NO_LINK && self.overflow(next).0[0] != EMPTY_REST {
                 return;
             }
-        } else if ctrl.tophash[i + 1] != EMPTY_REST {
+        } else if tophash[i + 1] != EMPTY_REST {
             return;
         }
         loop {
-            self.at_mut(bucket, link).0.tophash[i] = EMPTY_REST;
+            self.at_mut(bucket, link).0[i] = EMPTY_REST;
             if i == 0 {
                 if link == NO_LINK {
                     return;
@@ -603,7 +670,7 @@ impl<K, V> Table<K, V> {
                 // Step back to the bucket whose link is `link`.
                 let mut prev = NO_LINK;
                 loop {
-                    let next = self.at(bucket, prev).0.overflow;
+                    let next = self.at(bucket, prev).1;
                     if next == link {
                         break;
                     }
@@ -614,26 +681,89 @@ impl<K, V> Table<K, V> {
             } else {
                 i -= 1;
             }
-            if self.at(bucket, link).0.tophash[i] != EMPTY_ONE {
+            if self.at(bucket, link).0[i] != EMPTY_ONE {
                 return;
             }
         }
     }
 
-    /// The keys of bucket `index`'s chain, in the order
-    /// [`Table::evacuate_into`] moves them.
-    pub(crate) fn chain_keys(&self, index: usize) -> impl Iterator<Item = &K> + '_ {
-        std::iter::successors(Some(self.head(index)), move |(ctrl, _)| {
-            (ctrl.overflow != NO_LINK).then(|| self.overflow(ctrl.overflow))
-        })
-        .flat_map(|(ctrl, entries)| {
-            match_full(&ctrl.tophash).map(move |i| {
-                &entries[i]
-                    .as_ref()
-                    .expect("invariant: a full tophash marks an entry")
-                    .0
-            })
-        })
+    /// Appends the hash of every key of bucket `index`'s chain to `hashes`,
+    /// in the order [`Table::evacuate_into`] moves them. Runs the user's
+    /// `Hash` and changes nothing, so a panic leaves the chain whole.
+    pub(crate) fn chain_hashes(
+        &self,
+        index: usize,
+        hasher: impl Fn(&K) -> u64,
+        hashes: &mut Vec<u64>,
+    ) {
+        let (mut tophash, mut link, mut entries) = self.head(index);
+        loop {
+            for i in match_full(tophash) {
+                hashes.push(hasher(&slot_ref(entries, i).0));
+            }
+            if link == NO_LINK {
+                return;
+            }
+            (tophash, link, entries) = self.overflow(link);
+        }
+    }
+
+    /// Where the next entry evacuated into bucket `index` goes: after the
+    /// last entry of its chain. In a doubling or a same-size growth the
+    /// destination is still empty (every write evacuates its key's old
+    /// bucket before it writes); in a halving the second old bucket's
+    /// entries follow the first's, as Go's `evacDst` appends.
+    fn appender(&self, index: usize) -> Appender {
+        // After the last full slot of the chain: every later position is
+        // free and `EMPTY_REST`, so filling them keeps the markers exact.
+        let mut at = Appender {
+            index,
+            link: NO_LINK,
+            depth: 0,
+            slot: 0,
+        };
+        let (mut tophash, mut next, _) = self.head(index);
+        let (mut link, mut depth) = (NO_LINK, 0);
+        loop {
+            if let Some(i) = match_full(tophash).highest() {
+                at = Appender {
+                    index,
+                    link,
+                    depth,
+                    slot: i + 1,
+                };
+            }
+            if next == NO_LINK {
+                return at;
+            }
+            link = next;
+            depth += 1;
+            (tophash, next, _) = self.overflow(link);
+        }
+    }
+
+    /// Stores an entry at `to` and moves it on. The caller knows the key is
+    /// absent.
+    #[inline]
+    fn append(&mut self, to: &mut Appender, top: u8, entry: (K, V)) {
+        if to.slot == BUCKET_SLOTS {
+            let next = self.at(to.index, to.link).1;
+            let link = if next != NO_LINK {
+                next
+            } else {
+                let link = self.new_overflow();
+                self.chain_changed(to.depth, to.depth + 1);
+                *self.at_mut(to.index, to.link).1 = link;
+                link
+            };
+            to.link = link;
+            to.depth += 1;
+            to.slot = 0;
+        }
+        let (tophash, _, entries) = self.at_mut(to.index, to.link);
+        slot_write(entries, to.slot, entry);
+        tophash[to.slot] = top.max(MIN_TOPHASH);
+        to.slot += 1;
     }
 
     /// Moves every entry of bucket `index`'s chain into `dest` (Go's
@@ -645,41 +775,46 @@ impl<K, V> Table<K, V> {
     pub(crate) fn evacuate_into(&mut self, index: usize, hashes: &[u64], dest: &mut Table<K, V>) {
         let new_mask = dest.mask();
         let x = index & new_mask;
+        // Every destination is `x` or `y` (`y` only in a doubling).
+        let y = x | (new_mask & !self.mask());
+        let mut to_x = dest.appender(x);
+        let mut to_y = if y == x { None } else { Some(dest.appender(y)) };
         let mut hashes = hashes.iter();
-        let mut next_dest = || {
-            *hashes
+        let mut moves = |dest: &mut Table<K, V>, top: u8, entry: (K, V)| -> u8 {
+            let hash = *hashes
                 .next()
-                .expect("invariant: one recorded hash per evacuated entry") as usize
-                & new_mask
+                .expect("invariant: one recorded hash per evacuated entry");
+            match &mut to_y {
+                Some(to_y) if hash as usize & new_mask != x => {
+                    dest.append(to_y, top, entry);
+                    EVACUATED_Y
+                }
+                _ => {
+                    dest.append(&mut to_x, top, entry);
+                    EVACUATED_X
+                }
+            }
         };
-        let (ctrl, entries) = self.head_mut(index);
+        let (tophash, next, entries) = self.head_mut(index);
         let mut markers = [EVACUATED_EMPTY; BUCKET_SLOTS];
-        for i in match_full(&ctrl.tophash) {
-            let top = ctrl.tophash[i];
-            ctrl.tophash[i] = EVACUATED_EMPTY;
-            let (key, value) = entries[i]
-                .take()
-                .expect("invariant: a full tophash marks an entry");
-            let to = next_dest();
-            markers[i] = if to == x { EVACUATED_X } else { EVACUATED_Y };
-            dest.push(to, top, key, value);
+        for i in match_full(tophash) {
+            let top = tophash[i];
+            tophash[i] = EVACUATED_EMPTY;
+            markers[i] = moves(dest, top, slot_take(entries, i));
         }
-        ctrl.tophash = markers;
-        let mut link = mem::replace(&mut ctrl.overflow, NO_LINK);
+        *tophash = markers;
+        let mut link = mem::replace(next, NO_LINK);
         let mut chain_len = 0;
         while link != NO_LINK {
             chain_len += 1;
-            let (ctrl, entries) = self.overflow_mut(link);
-            for i in match_full(&ctrl.tophash) {
-                let top = ctrl.tophash[i];
-                ctrl.tophash[i] = EMPTY_REST;
-                let (key, value) = entries[i]
-                    .take()
-                    .expect("invariant: a full tophash marks an entry");
-                dest.push(next_dest(), top, key, value);
+            let (tophash, next, entries) = self.overflow_mut(link);
+            for i in match_full(tophash) {
+                let top = tophash[i];
+                tophash[i] = EMPTY_REST;
+                moves(dest, top, slot_take(entries, i));
             }
-            ctrl.tophash = [EMPTY_REST; BUCKET_SLOTS];
-            link = mem::replace(&mut ctrl.overflow, NO_LINK);
+            *tophash = [EMPTY_REST; BUCKET_SLOTS];
+            link = mem::replace(next, NO_LINK);
         }
         self.overflow_buckets -= chain_len;
         self.chain_changed(chain_len, 0);
@@ -702,23 +837,21 @@ impl<K, V> Table<K, V> {
             let mut removed = false;
             let mut link = NO_LINK;
             loop {
-                let (ctrl, entries) = self.at_mut(index, link);
-                for i in match_full(&ctrl.tophash) {
-                    let (key, value) = entries[i]
-                        .as_mut()
-                        .expect("invariant: a full tophash marks an entry");
+                let (tophash, next, entries) = self.at_mut(index, link);
+                for i in match_full(tophash) {
+                    let (key, value) = slot_mut(entries, i);
                     if !keep(key, value) {
-                        ctrl.tophash[i] = EMPTY_ONE;
+                        tophash[i] = EMPTY_ONE;
                         *len -= 1;
                         *removes += 1;
                         removed = true;
-                        drop(entries[i].take());
+                        slot_drop(entries, i);
                     }
                 }
-                if ctrl.overflow == NO_LINK {
+                if *next == NO_LINK {
                     break;
                 }
-                link = ctrl.overflow;
+                link = *next;
             }
             if removed {
                 self.refresh_free_markers(index);
@@ -735,31 +868,31 @@ impl<K, V> Table<K, V> {
         let mut link = NO_LINK;
         let mut position = 0usize;
         loop {
-            let ctrl = self.at(index, link).0;
-            if let Some(i) = match_full(&ctrl.tophash).highest() {
+            let (tophash, next, _) = self.at(index, link);
+            if let Some(i) = match_full(tophash).highest() {
                 last = Some(position + i);
             }
             position += BUCKET_SLOTS;
-            if ctrl.overflow == NO_LINK {
+            if next == NO_LINK {
                 break;
             }
-            link = ctrl.overflow;
+            link = next;
         }
         let mut link = NO_LINK;
         let mut position = 0usize;
         loop {
-            let ctrl = self.at_mut(index, link).0;
-            for (i, byte) in ctrl.tophash.iter_mut().enumerate() {
+            let (tophash, next, _) = self.at_mut(index, link);
+            for (i, byte) in tophash.iter_mut().enumerate() {
                 if *byte < MIN_TOPHASH {
                     let rest = last.is_none_or(|last| position + i > last);
                     *byte = if rest { EMPTY_REST } else { EMPTY_ONE };
                 }
             }
             position += BUCKET_SLOTS;
-            if ctrl.overflow == NO_LINK {
+            if *next == NO_LINK {
                 break;
             }
-            link = ctrl.overflow;
+            link = *next;
         }
     }
 
@@ -767,7 +900,7 @@ impl<K, V> Table<K, V> {
     pub(crate) fn iter(&self) -> RawIter<'_, K, V> {
         RawIter {
             chunks: self.chunks.iter(),
-            ctrl: [].iter(),
+            tophash: [].iter(),
             entries: [].iter(),
             blocks: self.blocks.iter(),
             arena: [].iter(),
@@ -781,12 +914,12 @@ impl<K, V> Table<K, V> {
     pub(crate) fn iter_mut(&mut self) -> RawIterMut<'_, K, V> {
         RawIterMut {
             chunks: self.chunks.iter_mut(),
-            ctrl: [].iter(),
+            tophash: [].iter(),
             entries: [].iter_mut(),
             blocks: self.blocks.iter_mut(),
             arena: [].iter_mut(),
             arena_left: self.arena_len,
-            current: [].iter_mut(),
+            current: [EMPTY_REST; BUCKET_SLOTS].into_iter().zip([].iter_mut()),
         }
     }
 
@@ -804,7 +937,7 @@ impl<K, V> Table<K, V> {
         let heads = self.chunks.len() << self.chunk_shift;
         loop {
             let p = *position;
-            let (ctrl, entries) = if p < heads {
+            let (tophash, _, entries) = if p < heads {
                 if !self.chunks[p >> self.chunk_shift].is_materialized() {
                     *position = (p | self.chunk_mask()) + 1;
                     continue;
@@ -815,20 +948,29 @@ impl<K, V> Table<K, V> {
             } else {
                 return None;
             };
-            if let Some(i) = match_full(&ctrl.tophash).lowest() {
-                ctrl.tophash[i] = EMPTY_ONE;
-                return entries[i].take();
+            if let Some(i) = match_full(tophash).lowest() {
+                tophash[i] = EMPTY_ONE;
+                return Some(slot_take(entries, i));
             }
             *position += 1;
         }
     }
 }
 
+/// Where [`Table::append`] stores next: slot `slot` of bucket `link` of
+/// head `index`'s chain, `depth` overflow buckets down.
+struct Appender {
+    index: usize,
+    link: Link,
+    depth: usize,
+    slot: usize,
+}
+
 /// Every entry of a table, shared: the head buckets of every materialised
 /// chunk, then the arena. Created by [`Table::iter`].
 pub(crate) struct RawIter<'a, K, V> {
     chunks: slice::Iter<'a, Chunk<K, V>>,
-    ctrl: slice::Iter<'a, Ctrl>,
+    tophash: slice::Iter<'a, Tophash>,
     entries: slice::Iter<'a, Entries<K, V>>,
     blocks: slice::Iter<'a, Box<[OverflowBucket<K, V>]>>,
     arena: slice::Iter<'a, OverflowBucket<K, V>>,
@@ -841,7 +983,7 @@ impl<K, V> Clone for RawIter<'_, K, V> {
     fn clone(&self) -> Self {
         RawIter {
             chunks: self.chunks.clone(),
-            ctrl: self.ctrl.clone(),
+            tophash: self.tophash.clone(),
             entries: self.entries.clone(),
             blocks: self.blocks.clone(),
             arena: self.arena.clone(),
@@ -857,7 +999,7 @@ impl<K, V> RawIter<'_, K, V> {
     pub(crate) fn empty() -> Self {
         RawIter {
             chunks: [].iter(),
-            ctrl: [].iter(),
+            tophash: [].iter(),
             entries: [].iter(),
             blocks: [].iter(),
             arena: [].iter(),
@@ -875,19 +1017,19 @@ impl<'a, K, V> Iterator for RawIter<'a, K, V> {
     fn next(&mut self) -> Option<&'a (K, V)> {
         loop {
             if let (Some(i), Some(entries)) = (self.full.next(), self.current) {
-                return entries[i].as_ref();
+                return Some(slot_ref(entries, i));
             }
-            if let (Some(ctrl), Some(entries)) = (self.ctrl.next(), self.entries.next()) {
-                self.full = match_full(&ctrl.tophash);
+            if let (Some(tophash), Some(entries)) = (self.tophash.next(), self.entries.next()) {
+                self.full = match_full(tophash);
                 self.current = Some(entries);
             } else if let Some(chunk) = self.chunks.next() {
-                self.ctrl = chunk.ctrl.iter();
+                self.tophash = chunk.tophash.iter();
                 self.entries = chunk.entries.iter();
             } else if self.arena_left == 0 {
                 return None;
             } else if let Some(bucket) = self.arena.next() {
                 self.arena_left -= 1;
-                self.full = match_full(&bucket.ctrl.tophash);
+                self.full = match_full(&bucket.tophash);
                 self.current = Some(&bucket.entries);
             } else {
                 self.arena = self.blocks.next()?.iter();
@@ -900,12 +1042,28 @@ impl<'a, K, V> Iterator for RawIter<'a, K, V> {
 /// [`Table::iter_mut`].
 pub(crate) struct RawIterMut<'a, K, V> {
     chunks: slice::IterMut<'a, Chunk<K, V>>,
-    ctrl: slice::Iter<'a, Ctrl>,
+    tophash: slice::Iter<'a, Tophash>,
     entries: slice::IterMut<'a, Entries<K, V>>,
     blocks: slice::IterMut<'a, Box<[OverflowBucket<K, V>]>>,
     arena: slice::IterMut<'a, OverflowBucket<K, V>>,
     arena_left: usize,
-    current: slice::IterMut<'a, Option<(K, V)>>,
+    /// The current bucket's tophash bytes, with its slots.
+    current: Zip<array::IntoIter<u8, BUCKET_SLOTS>, slice::IterMut<'a, Cell<K, V>>>,
+}
+
+impl<K, V> RawIterMut<'_, K, V> {
+    /// An iterator over nothing.
+    pub(crate) fn empty() -> Self {
+        RawIterMut {
+            chunks: [].iter_mut(),
+            tophash: [].iter(),
+            entries: [].iter_mut(),
+            blocks: [].iter_mut(),
+            arena: [].iter_mut(),
+            arena_left: 0,
+            current: [EMPTY_REST; BUCKET_SLOTS].into_iter().zip([].iter_mut()),
+        }
+    }
 }
 
 impl<'a, K, V> Iterator for RawIterMut<'a, K, V> {
@@ -914,39 +1072,25 @@ impl<'a, K, V> Iterator for RawIterMut<'a, K, V> {
     #[inline]
     fn next(&mut self) -> Option<(&'a K, &'a mut V)> {
         loop {
-            for entry in self.current.by_ref() {
-                if let Some((key, value)) = entry {
+            for (top, slot) in self.current.by_ref() {
+                if top >= MIN_TOPHASH {
+                    let (key, value) = slot_in_place(slot);
                     return Some((&*key, value));
                 }
             }
-            if let (Some(_), Some(entries)) = (self.ctrl.next(), self.entries.next()) {
-                self.current = entries.iter_mut();
+            if let (Some(tophash), Some(entries)) = (self.tophash.next(), self.entries.next()) {
+                self.current = (*tophash).into_iter().zip(entries.iter_mut());
             } else if let Some(chunk) = self.chunks.next() {
-                self.ctrl = chunk.ctrl.iter();
+                self.tophash = chunk.tophash.iter();
                 self.entries = chunk.entries.iter_mut();
             } else if self.arena_left == 0 {
                 return None;
             } else if let Some(bucket) = self.arena.next() {
                 self.arena_left -= 1;
-                self.current = bucket.entries.iter_mut();
+                self.current = bucket.tophash.into_iter().zip(bucket.entries.iter_mut());
             } else {
                 self.arena = self.blocks.next()?.iter_mut();
             }
-        }
-    }
-}
-
-impl<K, V> RawIterMut<'_, K, V> {
-    /// An iterator over nothing.
-    pub(crate) fn empty() -> Self {
-        RawIterMut {
-            chunks: [].iter_mut(),
-            ctrl: [].iter(),
-            entries: [].iter_mut(),
-            blocks: [].iter_mut(),
-            arena: [].iter_mut(),
-            arena_left: 0,
-            current: [].iter_mut(),
         }
     }
 }
@@ -975,24 +1119,20 @@ mod tests {
         let mut t: Table<u64, u64> = Table::new(0, true);
         let slots: Vec<Slot> = (0..8u64).map(|k| t.push(0, MIN_TOPHASH, k, k)).collect();
         t.take(slots[3]);
-        assert_eq!(t.head(0).0.tophash[3], EMPTY_ONE);
+        assert_eq!(t.head(0).0[3], EMPTY_ONE);
         for k in (4..8).rev() {
             t.take(slots[k]);
         }
-        assert_eq!(&t.head(0).0.tophash[3..], &[EMPTY_REST; 5]);
+        assert_eq!(&t.head(0).0[3..], &[EMPTY_REST; 5]);
         // A chain: freeing the last entry of the overflow bucket walks back
         // into the head bucket.
         let mut t: Table<u64, u64> = Table::new(0, true);
         let slots: Vec<Slot> = (0..9u64).map(|k| t.push(0, MIN_TOPHASH, k, k)).collect();
         t.take(slots[7]);
-        assert_eq!(
-            t.head(0).0.tophash[7],
-            EMPTY_ONE,
-            "a later bucket holds an entry"
-        );
+        assert_eq!(t.head(0).0[7], EMPTY_ONE, "a later bucket holds an entry");
         t.take(slots[8]);
-        assert_eq!(t.head(0).0.tophash[7], EMPTY_REST);
-        assert_eq!(t.overflow(slots[8].link).0.tophash, [EMPTY_REST; 8]);
+        assert_eq!(t.head(0).0[7], EMPTY_REST);
+        assert_eq!(*t.overflow(slots[8].link).0, [EMPTY_REST; 8]);
     }
 
     #[test]
@@ -1020,7 +1160,7 @@ mod tests {
         assert!(t.find(0, MIN_TOPHASH, |k| *k == 19).is_none());
         let slot = t.find(0, MIN_TOPHASH, |k| *k == 3).unwrap();
         assert_eq!(t.take(slot), (3, 3));
-        assert_eq!(t.head(0).0.tophash[3], EMPTY_ONE);
+        assert_eq!(t.head(0).0[3], EMPTY_ONE);
         assert_eq!(t.iter().count(), 18);
         assert_eq!(t.into_entries().count(), 18);
     }
@@ -1031,7 +1171,8 @@ mod tests {
         for k in 0..20u64 {
             old.push(0, MIN_TOPHASH + k as u8, k, k);
         }
-        let hashes: Vec<u64> = old.chain_keys(0).copied().collect();
+        let mut hashes = Vec::new();
+        old.chain_hashes(0, |&k| k, &mut hashes);
         let mut new: Table<u64, u64> = Table::new(1, true);
         old.evacuate_into(0, &hashes, &mut new);
         assert_eq!(old.overflow_buckets, 0);
