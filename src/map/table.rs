@@ -1,7 +1,60 @@
 //! The storage layer: buckets of eight slots with their tophash bytes,
 //! overflow chains, and a bucket array that is materialised chunk by chunk.
 //!
-//! Every invariant of the layout lives here:
+//! This is the crate's only module with `unsafe` code (`#![deny(unsafe_code)]`
+//! at the crate root, allowed here alone). Slots are `MaybeUninit<(K, V)>`
+//! and the tophash byte says whether a slot holds an entry, the way
+//! hashbrown's control bytes do: a `u64 -> u64` slot is 16 bytes instead
+//! of an `Option`'s 24, chunks are allocated without initialising their
+//! slots, and a probe checks no discriminant. The API is safe: no argument,
+//! stale [`Slot`] or panicking user code (`Hash`, `Eq`, `Clone`, `Drop`, a
+//! `retain` predicate) makes it read an uninitialised slot or drop an entry
+//! twice.
+//!
+//! # Safety invariants
+//!
+//! Every `unsafe` block below relies on these. Nothing outside this module
+//! can break them: tophash bytes and slots are private, and every write of
+//! either happens here.
+//!
+//! 1. **Occupancy.** A slot is initialised exactly when its tophash byte
+//!    is *full* (`>= MIN_TOPHASH`). A store writes the slot, then marks
+//!    the byte full; a removal marks the byte free (`< MIN_TOPHASH`), then
+//!    moves the entry out or drops it. A panic anywhere in between (a
+//!    user's `Drop`, an allocation failure) leaves at worst an initialised
+//!    slot marked free, a leak; never a full byte over an uninitialised or
+//!    moved-out slot, which would be a double drop or a read of
+//!    uninitialised memory.
+//! 2. **Where entries live.** Only in the head buckets of materialised
+//!    chunks and in arena buckets below `arena_len`. Every other tophash
+//!    byte is free (chunks and arena blocks are created with every byte
+//!    `EMPTY_REST`, and an evacuated chain is emptied before it is
+//!    unlinked). Iteration, `Clone` and `Drop` visit exactly these buckets.
+//! 3. **Matching.** Slots are read only at positions yielded by
+//!    `match_full` (full bytes, by definition) or by
+//!    `match_tophash(bytes, top)` with `top` first raised to at least
+//!    `MIN_TOPHASH` (exact matches only: `tophash::zero_bytes` has no false
+//!    positives), so only at full bytes, of the same bucket the slots
+//!    belong to.
+//! 4. **Slots from outside.** A [`Slot`] is only a position. Its byte is
+//!    checked full (one predictable branch) before its slot is touched, so
+//!    a stale `Slot` panics instead of reading a freed slot.
+//! 5. **Tophash bytes and links are always initialised**: only entry slots
+//!    are ever uninitialised.
+//! 6. **Chunk slices.** A chunk's `tophash`, `links` and `entries` slices
+//!    always have the same length, `2^chunk_shift` or 0 (not
+//!    materialised): they are only ever created together, by
+//!    `Chunk::new` and `Chunk::unmaterialized`. So a bucket index in
+//!    bounds of a chunk's `tophash` (checked) is in bounds of the other
+//!    two (unchecked).
+//!
+//! `Drop` drops every full slot, marking each free first, so a panicking
+//! `Drop` of one entry leaks the entries after it and drops none twice.
+//! `Clone` gives the copy the source's structure with every byte free and
+//! marks a byte full only once its clone is written, so a panicking `Clone`
+//! drops exactly the entries cloned so far, with the partial copy.
+//!
+//! The layout invariants, which finding entries relies on:
 //! - a slot holds an entry exactly when its tophash is `>= MIN_TOPHASH`;
 //! - `EMPTY_REST` at a position means every later position of the chain is
 //!   free, so scans may stop there (Go's `emptyRest`);
@@ -30,6 +83,7 @@
 //! buckets keep their tophash and link next to their entries, as in Go.
 
 use std::iter::Zip;
+use std::mem::MaybeUninit;
 use std::{array, mem, slice};
 
 use super::tophash::{
@@ -51,14 +105,15 @@ pub(crate) type Tophash = [u8; BUCKET_SLOTS];
 type Link = u32;
 const NO_LINK: Link = 0;
 
-/// One slot's storage.
-type Cell<K, V> = Option<(K, V)>;
+/// One slot's storage: initialised exactly when its tophash byte is full
+/// (invariant 1).
+type Cell<K, V> = MaybeUninit<(K, V)>;
 
 /// A bucket's eight entries.
 type Entries<K, V> = [Cell<K, V>; BUCKET_SLOTS];
 
 const fn empty_entries<K, V>() -> Entries<K, V> {
-    [const { None }; BUCKET_SLOTS]
+    [const { MaybeUninit::uninit() }; BUCKET_SLOTS]
 }
 
 /// `2^chunk_shift` buckets: their tophash bytes, overflow links and
@@ -91,16 +146,6 @@ impl<K, V> Chunk<K, V> {
     }
 }
 
-impl<K: Clone, V: Clone> Clone for Chunk<K, V> {
-    fn clone(&self) -> Self {
-        Chunk {
-            tophash: self.tophash.clone(),
-            links: self.links.clone(),
-            entries: self.entries.clone(),
-        }
-    }
-}
-
 /// An overflow bucket: tophash bytes, link and entries together, as in Go.
 struct OverflowBucket<K, V> {
     tophash: Tophash,
@@ -120,63 +165,100 @@ impl<K, V> OverflowBucket<K, V> {
     }
 }
 
-impl<K: Clone, V: Clone> Clone for OverflowBucket<K, V> {
-    fn clone(&self) -> Self {
-        OverflowBucket {
-            tophash: self.tophash,
-            link: self.link,
-            entries: self.entries.clone(),
-        }
-    }
-}
-
 /// A bucket, shared: its tophash bytes, the link to the next bucket of its
 /// chain, its entries.
-type Bucket<'a, K, V> = (&'a Tophash, Link, &'a Entries<K, V>);
+type Bucket<'a, K, V> = (&'a Tophash, &'a Link, &'a Entries<K, V>);
 /// A bucket, mutably.
 type BucketMut<'a, K, V> = (&'a mut Tophash, &'a mut Link, &'a mut Entries<K, V>);
 
-/// The entry in slot `i`, whose tophash byte is full.
+/// The entry in slot `i`.
+///
+/// # Safety
+/// The slot's tophash byte is full.
 #[inline]
-fn slot_ref<K, V>(entries: &Entries<K, V>, i: usize) -> &(K, V) {
-    entries[i]
-        .as_ref()
-        .expect("invariant: a full tophash marks an entry")
+unsafe fn slot_ref<K, V>(entries: &Entries<K, V>, i: usize) -> &(K, V) {
+    // SAFETY: a full byte means an initialised slot (invariant 1); the
+    // caller vouches for the byte.
+    unsafe { entries[i].assume_init_ref() }
 }
 
-/// The entry in slot `i`, whose tophash byte is full, mutably.
+/// The entry in slot `i`, mutably.
+///
+/// # Safety
+/// The slot's tophash byte is full.
 #[inline]
-fn slot_mut<K, V>(entries: &mut Entries<K, V>, i: usize) -> &mut (K, V) {
-    entries[i]
-        .as_mut()
-        .expect("invariant: a full tophash marks an entry")
+unsafe fn slot_mut<K, V>(entries: &mut Entries<K, V>, i: usize) -> &mut (K, V) {
+    // SAFETY: as for `slot_ref`.
+    unsafe { entries[i].assume_init_mut() }
 }
 
 /// Stores an entry in free slot `i`; the caller marks its byte full next.
 #[inline]
 fn slot_write<K, V>(entries: &mut Entries<K, V>, i: usize, entry: (K, V)) {
-    entries[i] = Some(entry);
+    entries[i].write(entry);
 }
 
-/// Moves the entry out of slot `i`, whose byte the caller just marked free.
+/// Moves the entry out of slot `i`.
+///
+/// # Safety
+/// The slot's byte was full until the caller just marked it free, and
+/// nothing moved the entry out since.
 #[inline]
-fn slot_take<K, V>(entries: &mut Entries<K, V>, i: usize) -> (K, V) {
-    entries[i]
-        .take()
-        .expect("invariant: a full tophash marks an entry")
+unsafe fn slot_take<K, V>(entries: &mut Entries<K, V>, i: usize) -> (K, V) {
+    // SAFETY: initialised (the byte was full, invariant 1) and now marked
+    // free, so nothing reads or drops it again: this read is its one move.
+    unsafe { entries[i].assume_init_read() }
 }
 
-/// The entry in a slot whose tophash byte is full, mutably.
+/// The entry in a slot, mutably.
+///
+/// # Safety
+/// The slot's tophash byte is full.
 #[inline]
-fn slot_in_place<K, V>(cell: &mut Cell<K, V>) -> &mut (K, V) {
-    cell.as_mut()
-        .expect("invariant: a full tophash marks an entry")
+unsafe fn slot_in_place<K, V>(cell: &mut Cell<K, V>) -> &mut (K, V) {
+    // SAFETY: as for `slot_ref`.
+    unsafe { cell.assume_init_mut() }
 }
 
-/// Drops the entry in slot `i`, whose byte the caller just marked free.
+/// Drops the entry in slot `i`.
+///
+/// # Safety
+/// As for [`slot_take`].
 #[inline]
-fn slot_drop<K, V>(entries: &mut Entries<K, V>, i: usize) {
-    entries[i] = None;
+unsafe fn slot_drop<K, V>(entries: &mut Entries<K, V>, i: usize) {
+    // SAFETY: as for `slot_take`: this is the entry's one drop.
+    unsafe { entries[i].assume_init_drop() }
+}
+
+/// Gives an empty bucket of a table's copy the structure of `bucket` and a
+/// clone of each of its entries. Every byte is copied free first and set
+/// full only once its clone is written, so a panicking `Clone` leaves the
+/// copy holding exactly the entries cloned so far (invariant 1).
+fn clone_bucket<K: Clone, V: Clone>(
+    (tophash, link, entries): Bucket<'_, K, V>,
+    (copy_tophash, copy_link, copy_entries): BucketMut<'_, K, V>,
+) {
+    let full = match_full(tophash);
+    *copy_link = *link;
+    *copy_tophash = *tophash;
+    for i in full {
+        copy_tophash[i] = EMPTY_ONE;
+    }
+    for i in full {
+        // SAFETY: `i` is full in `tophash` (invariant 3).
+        let entry = unsafe { slot_ref(entries, i) };
+        slot_write(copy_entries, i, entry.clone());
+        copy_tophash[i] = tophash[i];
+    }
+}
+
+/// Drops every entry of a bucket, marking each slot free first.
+fn drop_bucket<K, V>(tophash: &mut Tophash, entries: &mut Entries<K, V>) {
+    for i in match_full(tophash) {
+        tophash[i] = EMPTY_ONE;
+        // SAFETY: byte `i` was full (invariant 3) and is now free.
+        unsafe { slot_drop(entries, i) };
+    }
 }
 
 /// Where an entry sits: its chain's head bucket, the bucket of the chain
@@ -240,17 +322,86 @@ pub(crate) struct Table<K, V> {
 
 impl<K: Clone, V: Clone> Clone for Table<K, V> {
     fn clone(&self) -> Self {
-        Table {
+        let chunk_len = 1usize << self.chunk_shift;
+        let mut copy = Table {
             log2: self.log2,
             chunk_shift: self.chunk_shift,
             block_shift: self.block_shift,
-            chunks: self.chunks.clone(),
+            chunks: self
+                .chunks
+                .iter()
+                .map(|chunk| {
+                    if chunk.is_materialized() {
+                        Chunk::new(chunk_len)
+                    } else {
+                        Chunk::unmaterialized()
+                    }
+                })
+                .collect(),
             materialized: self.materialized,
-            blocks: self.blocks.clone(),
+            blocks: self
+                .blocks
+                .iter()
+                .map(|_| OverflowBucket::block(1 << self.block_shift))
+                .collect(),
             arena_len: self.arena_len,
             overflow_buckets: self.overflow_buckets,
             max_load: self.max_load,
             chains: self.chains.clone(),
+        };
+        // `copy` is a valid table holding no entry yet: if a clone panics,
+        // dropping it drops exactly what was cloned so far.
+        for (chunk, copy_chunk) in self.chunks.iter().zip(copy.chunks.iter_mut()) {
+            let buckets = chunk
+                .tophash
+                .iter()
+                .zip(chunk.links.iter())
+                .zip(chunk.entries.iter());
+            let copies = copy_chunk
+                .tophash
+                .iter_mut()
+                .zip(copy_chunk.links.iter_mut())
+                .zip(copy_chunk.entries.iter_mut());
+            for (((tophash, link), entries), ((copy_tophash, copy_link), copy_entries)) in
+                buckets.zip(copies)
+            {
+                clone_bucket(
+                    (tophash, link, entries),
+                    (copy_tophash, copy_link, copy_entries),
+                );
+            }
+        }
+        let arena = self.blocks.iter().flat_map(|block| block.iter());
+        let copies = copy.blocks.iter_mut().flat_map(|block| block.iter_mut());
+        for (bucket, copy_bucket) in arena.zip(copies).take(self.arena_len) {
+            clone_bucket(
+                (&bucket.tophash, &bucket.link, &bucket.entries),
+                (
+                    &mut copy_bucket.tophash,
+                    &mut copy_bucket.link,
+                    &mut copy_bucket.entries,
+                ),
+            );
+        }
+        copy
+    }
+}
+
+impl<K, V> Drop for Table<K, V> {
+    /// Drops every entry where invariant 2 says entries live.
+    fn drop(&mut self) {
+        if !mem::needs_drop::<(K, V)>() {
+            return;
+        }
+        for chunk in &mut self.chunks {
+            for (tophash, entries) in chunk.tophash.iter_mut().zip(chunk.entries.iter_mut()) {
+                drop_bucket(tophash, entries);
+            }
+        }
+        let arena_len = self.arena_len;
+        let arena = self.blocks.iter_mut().flat_map(|block| block.iter_mut());
+        for bucket in arena.take(arena_len) {
+            drop_bucket(&mut bucket.tophash, &mut bucket.entries);
         }
     }
 }
@@ -328,29 +479,43 @@ impl<K, V> Table<K, V> {
         (1 << self.chunk_shift) - 1
     }
 
-    #[inline]
+    #[inline(always)]
     fn head(&self, index: usize) -> Bucket<'_, K, V> {
         let chunk = &self.chunks[index >> self.chunk_shift];
         let i = index & self.chunk_mask();
-        (&chunk.tophash[i], chunk.links[i], &chunk.entries[i])
+        // Bounds-checked once: the chunk is materialised and `i` in range.
+        let tophash = &chunk.tophash[i];
+        // SAFETY: a chunk's three slices have the same length (invariant
+        // 6), and `i` is in bounds of `tophash`.
+        unsafe {
+            (
+                tophash,
+                chunk.links.get_unchecked(i),
+                chunk.entries.get_unchecked(i),
+            )
+        }
     }
 
-    #[inline]
+    #[inline(always)]
     fn head_mut(&mut self, index: usize) -> BucketMut<'_, K, V> {
         let i = index & self.chunk_mask();
         let chunk = &mut self.chunks[index >> self.chunk_shift];
-        (
-            &mut chunk.tophash[i],
-            &mut chunk.links[i],
-            &mut chunk.entries[i],
-        )
+        let tophash = &mut chunk.tophash[i];
+        // SAFETY: as in `head` (invariant 6).
+        unsafe {
+            (
+                tophash,
+                chunk.links.get_unchecked_mut(i),
+                chunk.entries.get_unchecked_mut(i),
+            )
+        }
     }
 
     #[inline]
     fn overflow(&self, link: Link) -> Bucket<'_, K, V> {
         let k = link as usize - 1;
         let bucket = &self.blocks[k >> self.block_shift][k & ((1 << self.block_shift) - 1)];
-        (&bucket.tophash, bucket.link, &bucket.entries)
+        (&bucket.tophash, &bucket.link, &bucket.entries)
     }
 
     #[inline]
@@ -383,8 +548,12 @@ impl<K, V> Table<K, V> {
     /// The link after bucket `link` of head `index`'s chain, if the chain
     /// may hold entries past it (Go stops at `emptyRest`).
     #[inline]
-    fn next_link(tophash: &Tophash, link: Link) -> Option<Link> {
-        (tophash[BUCKET_SLOTS - 1] != EMPTY_REST && link != NO_LINK).then_some(link)
+    fn next_link(tophash: &Tophash, link: &Link) -> Option<Link> {
+        if tophash[BUCKET_SLOTS - 1] == EMPTY_REST || *link == NO_LINK {
+            None
+        } else {
+            Some(*link)
+        }
     }
 
     /// The first tophash byte of bucket `index`: tells whether it was
@@ -462,23 +631,26 @@ impl<K, V> Table<K, V> {
     }
 
     /// The entry for `top` in bucket `index`'s chain that `eq` accepts.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn get(
         &self,
         index: usize,
         top: u8,
         mut eq: impl FnMut(&K) -> bool,
     ) -> Option<&(K, V)> {
+        // Invariant 3: a full `top` matches only full bytes.
+        let top = top.max(MIN_TOPHASH);
         let (mut tophash, mut link, mut entries) = self.head(index);
         loop {
             for i in match_tophash(tophash, top) {
-                let entry = slot_ref(entries, i);
+                // SAFETY: byte `i` equals the full `top` (invariant 3).
+                let entry = unsafe { slot_ref(entries, i) };
                 if eq(&entry.0) {
                     return Some(entry);
                 }
             }
-            link = Self::next_link(tophash, link)?;
-            (tophash, link, entries) = self.overflow(link);
+            let next = Self::next_link(tophash, link)?;
+            (tophash, link, entries) = self.overflow(next);
         }
     }
 
@@ -507,12 +679,15 @@ impl<K, V> Table<K, V> {
     /// the way in case it is absent (Go's `mapassign` scan).
     #[inline]
     pub(crate) fn probe(&self, index: usize, top: u8, mut eq: impl FnMut(&K) -> bool) -> Probe {
+        // Invariant 3: a full `top` matches only full bytes.
+        let top = top.max(MIN_TOPHASH);
         let (mut tophash, mut next, mut entries) = self.head(index);
         let mut link = NO_LINK;
         let mut free = None;
         loop {
             for i in match_tophash(tophash, top) {
-                if eq(&slot_ref(entries, i).0) {
+                // SAFETY: byte `i` equals the full `top` (invariant 3).
+                if eq(&unsafe { slot_ref(entries, i) }.0) {
                     return Probe::Found(Slot {
                         bucket: index,
                         link,
@@ -541,7 +716,8 @@ impl<K, V> Table<K, V> {
             tophash[slot.index] >= MIN_TOPHASH,
             "invariant: a found Slot holds an entry"
         );
-        slot_ref(entries, slot.index)
+        // SAFETY: the byte was just checked full (invariant 4).
+        unsafe { slot_ref(entries, slot.index) }
     }
 
     pub(crate) fn entry_mut(&mut self, slot: Slot) -> &mut (K, V) {
@@ -550,7 +726,8 @@ impl<K, V> Table<K, V> {
             tophash[slot.index] >= MIN_TOPHASH,
             "invariant: a found Slot holds an entry"
         );
-        slot_mut(entries, slot.index)
+        // SAFETY: the byte was just checked full (invariant 4).
+        unsafe { slot_mut(entries, slot.index) }
     }
 
     /// Stores an entry in `free`, or in a new overflow bucket when the chain
@@ -638,7 +815,8 @@ impl<K, V> Table<K, V> {
             "invariant: a found Slot holds an entry"
         );
         tophash[slot.index] = EMPTY_ONE;
-        let entry = slot_take(entries, slot.index);
+        // SAFETY: the byte was full (checked above) and is now free.
+        let entry = unsafe { slot_take(entries, slot.index) };
         self.mark_rest(slot);
         entry
     }
@@ -653,7 +831,7 @@ impl<K, V> Table<K, V> {
             mut link,
             index: mut i,
         } = slot;
-        let (tophash, next, _) = self.at(bucket, link);
+        let (tophash, &next, _) = self.at(bucket, link);
         if i == BUCKET_SLOTS - 1 {
             if next != NO_LINK && self.overflow(next).0[0] != EMPTY_REST {
                 return;
@@ -670,7 +848,7 @@ impl<K, V> Table<K, V> {
                 // Step back to the bucket whose link is `link`.
                 let mut prev = NO_LINK;
                 loop {
-                    let next = self.at(bucket, prev).1;
+                    let next = *self.at(bucket, prev).1;
                     if next == link {
                         break;
                     }
@@ -699,12 +877,13 @@ impl<K, V> Table<K, V> {
         let (mut tophash, mut link, mut entries) = self.head(index);
         loop {
             for i in match_full(tophash) {
-                hashes.push(hasher(&slot_ref(entries, i).0));
+                // SAFETY: `i` comes from `match_full` (invariant 3).
+                hashes.push(hasher(&unsafe { slot_ref(entries, i) }.0));
             }
-            if link == NO_LINK {
+            if *link == NO_LINK {
                 return;
             }
-            (tophash, link, entries) = self.overflow(link);
+            (tophash, link, entries) = self.overflow(*link);
         }
     }
 
@@ -713,6 +892,7 @@ impl<K, V> Table<K, V> {
     /// destination is still empty (every write evacuates its key's old
     /// bucket before it writes); in a halving the second old bucket's
     /// entries follow the first's, as Go's `evacDst` appends.
+    #[inline]
     fn appender(&self, index: usize) -> Appender {
         // After the last full slot of the chain: every later position is
         // free and `EMPTY_REST`, so filling them keeps the markers exact.
@@ -723,6 +903,10 @@ impl<K, V> Table<K, V> {
             slot: 0,
         };
         let (mut tophash, mut next, _) = self.head(index);
+        if tophash[0] == EMPTY_REST {
+            // The whole chain is empty: the usual case.
+            return at;
+        }
         let (mut link, mut depth) = (NO_LINK, 0);
         loop {
             if let Some(i) = match_full(tophash).highest() {
@@ -733,10 +917,10 @@ impl<K, V> Table<K, V> {
                     slot: i + 1,
                 };
             }
-            if next == NO_LINK {
+            if *next == NO_LINK {
                 return at;
             }
-            link = next;
+            link = *next;
             depth += 1;
             (tophash, next, _) = self.overflow(link);
         }
@@ -744,10 +928,10 @@ impl<K, V> Table<K, V> {
 
     /// Stores an entry at `to` and moves it on. The caller knows the key is
     /// absent.
-    #[inline]
+    #[inline(always)]
     fn append(&mut self, to: &mut Appender, top: u8, entry: (K, V)) {
         if to.slot == BUCKET_SLOTS {
-            let next = self.at(to.index, to.link).1;
+            let next = *self.at(to.index, to.link).1;
             let link = if next != NO_LINK {
                 next
             } else {
@@ -800,7 +984,8 @@ impl<K, V> Table<K, V> {
         for i in match_full(tophash) {
             let top = tophash[i];
             tophash[i] = EVACUATED_EMPTY;
-            markers[i] = moves(dest, top, slot_take(entries, i));
+            // SAFETY: byte `i` was full (`match_full`) and is now free.
+            markers[i] = moves(dest, top, unsafe { slot_take(entries, i) });
         }
         *tophash = markers;
         let mut link = mem::replace(next, NO_LINK);
@@ -811,7 +996,8 @@ impl<K, V> Table<K, V> {
             for i in match_full(tophash) {
                 let top = tophash[i];
                 tophash[i] = EMPTY_REST;
-                moves(dest, top, slot_take(entries, i));
+                // SAFETY: byte `i` was full (`match_full`) and is now free.
+                moves(dest, top, unsafe { slot_take(entries, i) });
             }
             *tophash = [EMPTY_REST; BUCKET_SLOTS];
             link = mem::replace(next, NO_LINK);
@@ -839,13 +1025,16 @@ impl<K, V> Table<K, V> {
             loop {
                 let (tophash, next, entries) = self.at_mut(index, link);
                 for i in match_full(tophash) {
-                    let (key, value) = slot_mut(entries, i);
+                    // SAFETY: `i` comes from `match_full` (invariant 3);
+                    // `keep` cannot reach the table to change it meanwhile.
+                    let (key, value) = unsafe { slot_mut(entries, i) };
                     if !keep(key, value) {
                         tophash[i] = EMPTY_ONE;
                         *len -= 1;
                         *removes += 1;
                         removed = true;
-                        slot_drop(entries, i);
+                        // SAFETY: byte `i` was full and is now free.
+                        unsafe { slot_drop(entries, i) };
                     }
                 }
                 if *next == NO_LINK {
@@ -868,7 +1057,7 @@ impl<K, V> Table<K, V> {
         let mut link = NO_LINK;
         let mut position = 0usize;
         loop {
-            let (tophash, next, _) = self.at(index, link);
+            let (tophash, &next, _) = self.at(index, link);
             if let Some(i) = match_full(tophash).highest() {
                 last = Some(position + i);
             }
@@ -950,7 +1139,8 @@ impl<K, V> Table<K, V> {
             };
             if let Some(i) = match_full(tophash).lowest() {
                 tophash[i] = EMPTY_ONE;
-                return Some(slot_take(entries, i));
+                // SAFETY: byte `i` was full (`match_full`) and is now free.
+                return Some(unsafe { slot_take(entries, i) });
             }
             *position += 1;
         }
@@ -1017,7 +1207,9 @@ impl<'a, K, V> Iterator for RawIter<'a, K, V> {
     fn next(&mut self) -> Option<&'a (K, V)> {
         loop {
             if let (Some(i), Some(entries)) = (self.full.next(), self.current) {
-                return Some(slot_ref(entries, i));
+                // SAFETY: `full` is `match_full` of `current`'s own bytes,
+                // which cannot change while the table is borrowed.
+                return Some(unsafe { slot_ref(entries, i) });
             }
             if let (Some(tophash), Some(entries)) = (self.tophash.next(), self.entries.next()) {
                 self.full = match_full(tophash);
@@ -1074,7 +1266,10 @@ impl<'a, K, V> Iterator for RawIterMut<'a, K, V> {
         loop {
             for (top, slot) in self.current.by_ref() {
                 if top >= MIN_TOPHASH {
-                    let (key, value) = slot_in_place(slot);
+                    // SAFETY: `top` is this slot's own byte, copied when
+                    // its bucket was reached; the table is borrowed by this
+                    // iterator, so the byte still holds (invariant 1).
+                    let (key, value) = unsafe { slot_in_place(slot) };
                     return Some((&*key, value));
                 }
             }
