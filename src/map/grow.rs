@@ -248,11 +248,12 @@ impl<K, V> RawMap<K, V> {
     /// Drops the old array and records the growth.
     #[cold]
     fn finish_growth(&mut self) {
-        let growth = self
+        let mut growth = self
             .growth
             .take()
             .expect("invariant: finish_growth runs only during a growth");
         debug_assert_eq!(growth.evacuated, growth.old.buckets());
+        growth.old.forget_evacuated_arena();
         self.record_finished(&growth);
     }
 

@@ -49,6 +49,16 @@ impl<'a, K, V> Iterator for Iter<'a, K, V> {
         Some((key, value))
     }
 
+    /// Every entry not yet yielded lies in what `entries` has left, so
+    /// folding over all of it yields exactly those.
+    fn fold<B, F>(self, init: B, mut f: F) -> B
+    where
+        F: FnMut(B, Self::Item) -> B,
+    {
+        self.entries
+            .fold(init, |acc, (key, value)| f(acc, (key, value)))
+    }
+
     fn size_hint(&self) -> (usize, Option<usize>) {
         (self.remaining, Some(self.remaining))
     }
@@ -207,6 +217,10 @@ macro_rules! projection {
             #[inline]
             fn next(&mut self) -> Option<$item> {
                 self.inner.next().map(|($k, $v)| $out)
+            }
+
+            fn fold<B, G: FnMut(B, $item) -> B>(self, init: B, mut g: G) -> B {
+                self.inner.fold(init, |acc, ($k, $v)| g(acc, $out))
             }
 
             fn size_hint(&self) -> (usize, Option<usize>) {

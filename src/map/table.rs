@@ -588,6 +588,15 @@ impl<K, V> Table<K, V> {
         chunk
     }
 
+    /// Called once every bucket has been evacuated: each evacuated chain
+    /// was emptied, so the arena holds no entry and dropping the table need
+    /// not scan it (one write would otherwise pay for a scan of every
+    /// overflow bucket of the old array). Were an entry left, it would
+    /// leak: it is never read.
+    pub(crate) fn forget_evacuated_arena(&mut self) {
+        self.arena_len = 0;
+    }
+
     /// Heap bytes held by the bucket arrays, overflow blocks and bookkeeping.
     pub(crate) fn heap_bytes(&self) -> usize {
         let bucket =
@@ -1227,6 +1236,49 @@ impl<'a, K, V> Iterator for RawIter<'a, K, V> {
                 self.arena = self.blocks.next()?.iter();
             }
         }
+    }
+
+    /// Internal iteration (what `sum`, `for_each` and `count` use): plain
+    /// loops over the buckets, without the state machine of `next`.
+    fn fold<B, F>(self, init: B, mut f: F) -> B
+    where
+        F: FnMut(B, &'a (K, V)) -> B,
+    {
+        let RawIter {
+            chunks,
+            tophash,
+            entries,
+            blocks,
+            arena,
+            arena_left,
+            current,
+            full,
+        } = self;
+        let mut visit = |acc: B, full: SlotMask, entries: &'a Entries<K, V>| {
+            full.fold(acc, |acc, i| {
+                // SAFETY: `full` is `match_full` of the bytes of the bucket
+                // `entries` belongs to, which cannot change while the table
+                // is borrowed (invariant 3).
+                f(acc, unsafe { slot_ref(entries, i) })
+            })
+        };
+        let mut acc = init;
+        if let Some(entries) = current {
+            acc = visit(acc, full, entries);
+        }
+        for (bytes, bucket) in tophash.zip(entries) {
+            acc = visit(acc, match_full(bytes), bucket);
+        }
+        for chunk in chunks {
+            for (bytes, bucket) in chunk.tophash.iter().zip(chunk.entries.iter()) {
+                acc = visit(acc, match_full(bytes), bucket);
+            }
+        }
+        let rest = arena.chain(blocks.flat_map(|block| block.iter()));
+        for bucket in rest.take(arena_left) {
+            acc = visit(acc, match_full(&bucket.tophash), &bucket.entries);
+        }
+        acc
     }
 }
 
