@@ -421,7 +421,7 @@ def table(title: str, description: str, expr: str, unit: str, value_name: str) -
         },
         "options": {"showHeader": True, "sortBy": [{"displayName": value_name, "desc": True}]},
         "transformations": [
-            {"id": "organize", "options": {"excludeByName": {"Time": True}, "indexByName": {"namespace": 0, "pod": 1, "source": 2, "map": 3, "Value": 4}}}
+            {"id": "organize", "options": {"excludeByName": {"Time": True}, "indexByName": {"namespace": 0, "pod": 1, "source": 2, "source_instance": 3, "map": 4, "Value": 5}}}
         ],
     }
 
@@ -549,13 +549,13 @@ def overview() -> dict:
             (stat("Sources reporting", "Applications reporting to the selected sidecars, stale ones excluded.", f"sum(mapscope_sources{p})"), 4, 4),
             (stat("Events dropped", "Events dropped because the event queue was full, in the dashboard's time range.", f"sum(increase(mapscope_events_dropped_total{p}[$__range]))", red_above=1), 4, 4),
             row("Memory"),
-            (timeseries("Maps by memory (top 10)", "The ten largest maps by bucket-array bytes (old array included during a growth).", [target(f"topk(10, mapscope_map_memory_bytes{s})", "{{map}} {{source}} {{pod}}")], "bytes"), 12, 9),
-            (table("Largest maps", "The twenty largest maps now. Click a map to open its drill-down.", f"topk(20, sum by (namespace, pod, source, map) (mapscope_map_memory_bytes{s}))", "bytes", "memory"), 12, 9),
+            (timeseries("Maps by memory (top 10)", "The ten largest maps by bucket-array bytes (old array included during a growth).", [target(f"topk(10, mapscope_map_memory_bytes{s})", "{{map}} {{source}} {{source_instance}} {{pod}}")], "bytes"), 12, 9),
+            (table("Largest maps", "The twenty largest maps now. Click a map to open its drill-down.", f"topk(20, sum by (namespace, pod, source, source_instance, map) (mapscope_map_memory_bytes{s}))", "bytes", "memory"), 12, 9),
             row("Growth and evacuation"),
             (timeseries("Growth rate by kind", "Growths started per second: double (outgrew a load of 6.5), same_size (overflow buckets piled up), shrink.", [target(f"sum by (kind) (rate(mapscope_map_growths_total{s}[$__rate_interval]))", "{{kind}}")], "ops"), 8, 8),
             (timeseries("Evacuations in progress", "Maps with an evacuation running, by kind. Both bucket arrays are held until it finishes.", [target(f"sum by (kind) (mapscope_map_evacuation_in_progress{s})", "{{kind}}")], "short", min=0, decimals=0), 8, 8),
             (timeseries("Growth duration p99", "99th percentile of finished growths' durations, process-wide (mapscope_growth_duration_seconds).", [target(f"histogram_quantile(0.99, sum by (le, kind) (rate(mapscope_growth_duration_seconds_bucket{p}[$__rate_interval])))", "{{kind}}")], "s"), 8, 8),
-            (timeseries("Top load factors", "Entries per bucket of the ten fullest maps; a doubling starts above 6.5.", [target(f"topk(10, mapscope_map_load_factor{s})", "{{map}} {{source}} {{pod}}")], "short", threshold=6.5, min=0), 12, 8),
+            (timeseries("Top load factors", "Entries per bucket of the ten fullest maps; a doubling starts above 6.5.", [target(f"topk(10, mapscope_map_load_factor{s})", "{{map}} {{source}} {{source_instance}} {{pod}}")], "short", threshold=6.5, min=0), 12, 8),
             (timeseries("Operations", "Inserts, updates and removes per second over the selected maps.", [
                 target(f"sum(rate(mapscope_map_inserts_total{s}[$__rate_interval]))", "inserts", "A"),
                 target(f"sum(rate(mapscope_map_updates_total{s}[$__rate_interval]))", "updates", "B"),
@@ -566,7 +566,7 @@ def overview() -> dict:
             (timeseries("Misuse events by kind", "Events per interval, by kind: detector firings and client-reported program errors (nil_map_write, concurrent_write, iterate_while_mutating).", [target(f"sum by (kind) (increase(mapscope_map_misuse_events_total{s}[$__rate_interval])) > 0", "{{kind}}")], "short", min=0, drawStyle="bars", fillOpacity=80), 12, 8),
             row("Sidecar"),
             (timeseries("Sources reporting", "Sources (app and instance) reporting to each sidecar, stale ones excluded.", [target(f"sum by (namespace, pod) (mapscope_sources{p})", "{{namespace}}/{{pod}}")], "short", min=0, decimals=0), 8, 8),
-            (timeseries("Seconds since last report", "Age of each source's last accepted report. A source disappears from this panel once the sidecar marks it stale.", [target(f"time() - mapscope_source_last_report_timestamp_seconds{p}", "{{source}} {{pod}}")], "s", min=0), 8, 8),
+            (timeseries("Seconds since last report", "Age of each source's last report (app and process: source, source_instance). A source disappears from this panel once the sidecar marks it stale.", [target(f"time() - mapscope_source_last_report_timestamp_seconds{p}", "{{source}} {{source_instance}} {{pod}}")], "s", min=0), 8, 8),
             (timeseries("Events dropped", "Events dropped per second because the event queue was full: spans and histogram observations are missing.", [target(f"sum by (namespace, pod) (rate(mapscope_events_dropped_total{p}[$__rate_interval]))", "{{namespace}}/{{pod}}")], "ops", min=0), 8, 8),
         ],
         map_multi=True,
@@ -578,32 +578,32 @@ def map_dashboard() -> dict:
     return dashboard(
         "mapscope-map",
         "mapscope / Map",
-        "One map in detail: entries against the growth threshold, load factor, overflow buckets, evacuations, growth time, memory, and a timeline of its conditions and misuse events. One series per pod.",
+        "One map in detail: entries against the growth threshold, load factor, overflow buckets, evacuations, growth time, memory, and a timeline of its conditions and misuse events. One series per pod (and per reporting process, `source_instance`, for maps reported to a sidecar).",
         [
             row("Size"),
             (timeseries("Entries and growth threshold", "Entries, peak entries, and the count at which the map doubles: buckets × 6.5.", [
-                target(f"mapscope_map_entries{s}", "entries {{pod}}", "A"),
-                target(f"mapscope_map_peak_entries{s}", "peak {{pod}}", "B"),
-                target(f"6.5 * mapscope_map_buckets{s}", "growth threshold (6.5 × buckets) {{pod}}", "C"),
+                target(f"mapscope_map_entries{s}", "entries {{pod}} {{source_instance}}", "A"),
+                target(f"mapscope_map_peak_entries{s}", "peak {{pod}} {{source_instance}}", "B"),
+                target(f"6.5 * mapscope_map_buckets{s}", "growth threshold (6.5 × buckets) {{pod}} {{source_instance}}", "C"),
             ], "short", min=0), 12, 8),
-            (timeseries("Load factor", "Entries per bucket. A doubling starts above 6.5 (the red line).", [target(f"mapscope_map_load_factor{s}", "{{pod}}")], "short", threshold=6.5, min=0), 12, 8),
-            (timeseries("Memory", "Heap bytes held by the bucket arrays, old array included during a growth.", [target(f"mapscope_map_memory_bytes{s}", "{{pod}}")], "bytes", min=0), 12, 8),
+            (timeseries("Load factor", "Entries per bucket. A doubling starts above 6.5 (the red line).", [target(f"mapscope_map_load_factor{s}", "{{pod}} {{source_instance}}")], "short", threshold=6.5, min=0), 12, 8),
+            (timeseries("Memory", "Heap bytes held by the bucket arrays, old array included during a growth.", [target(f"mapscope_map_memory_bytes{s}", "{{pod}} {{source_instance}}")], "bytes", min=0), 12, 8),
             (timeseries("Buckets and overflow buckets", "Overflow buckets against buckets: a same-size growth starts when they are as many. Long chains mean a weak hash or hash flooding.", [
-                target(f"mapscope_map_buckets{s}", "buckets {{pod}}", "A"),
-                target(f"mapscope_map_overflow_buckets{s}", "overflow buckets {{pod}}", "B"),
+                target(f"mapscope_map_buckets{s}", "buckets {{pod}} {{source_instance}}", "A"),
+                target(f"mapscope_map_overflow_buckets{s}", "overflow buckets {{pod}} {{source_instance}}", "B"),
             ], "short", min=0), 12, 8),
             row("Growth"),
             (timeseries("Evacuation progress", "Evacuated old buckets over old buckets while an evacuation runs (0 when none runs).", [
-                target(f"mapscope_map_evacuation_progress_ratio{s}", "progress {{pod}}", "A"),
-                target(f"mapscope_map_evacuation_in_progress{s} == 1", "in progress: {{kind}} {{pod}}", "B"),
+                target(f"mapscope_map_evacuation_progress_ratio{s}", "progress {{pod}} {{source_instance}}", "A"),
+                target(f"mapscope_map_evacuation_in_progress{s} == 1", "in progress: {{kind}} {{pod}} {{source_instance}}", "B"),
             ], "percentunit", min=0, max=1), 8, 8),
-            (timeseries("Growth seconds", "Seconds spent growing per second of wall time, by kind (finished growths).", [target(f"sum by (kind, pod) (rate(mapscope_map_growth_seconds_total{s}[$__rate_interval]))", "{{kind}} {{pod}}")], "percentunit", min=0), 8, 8),
-            (timeseries("Growths", "Growths started per interval, by kind.", [target(f"sum by (kind, pod) (increase(mapscope_map_growths_total{s}[$__rate_interval])) > 0", "{{kind}} {{pod}}")], "short", min=0, drawStyle="bars", fillOpacity=80), 8, 8),
+            (timeseries("Growth seconds", "Seconds spent growing per second of wall time, by kind (finished growths).", [target(f"sum by (kind, pod, source_instance) (rate(mapscope_map_growth_seconds_total{s}[$__rate_interval]))", "{{kind}} {{pod}} {{source_instance}}")], "percentunit", min=0), 8, 8),
+            (timeseries("Growths", "Growths started per interval, by kind.", [target(f"sum by (kind, pod, source_instance) (increase(mapscope_map_growths_total{s}[$__rate_interval])) > 0", "{{kind}} {{pod}} {{source_instance}}")], "short", min=0, drawStyle="bars", fillOpacity=80), 8, 8),
             (timeseries("Operations", "Inserts, updates, removes and evacuated buckets per second.", [
-                target(f"sum by (pod) (rate(mapscope_map_inserts_total{s}[$__rate_interval]))", "inserts {{pod}}", "A"),
-                target(f"sum by (pod) (rate(mapscope_map_updates_total{s}[$__rate_interval]))", "updates {{pod}}", "B"),
-                target(f"sum by (pod) (rate(mapscope_map_removes_total{s}[$__rate_interval]))", "removes {{pod}}", "C"),
-                target(f"sum by (pod) (rate(mapscope_map_evacuated_buckets_total{s}[$__rate_interval]))", "evacuated buckets {{pod}}", "D"),
+                target(f"sum by (pod, source_instance) (rate(mapscope_map_inserts_total{s}[$__rate_interval]))", "inserts {{pod}} {{source_instance}}", "A"),
+                target(f"sum by (pod, source_instance) (rate(mapscope_map_updates_total{s}[$__rate_interval]))", "updates {{pod}} {{source_instance}}", "B"),
+                target(f"sum by (pod, source_instance) (rate(mapscope_map_removes_total{s}[$__rate_interval]))", "removes {{pod}} {{source_instance}}", "C"),
+                target(f"sum by (pod, source_instance) (rate(mapscope_map_evacuated_buckets_total{s}[$__rate_interval]))", "evacuated buckets {{pod}} {{source_instance}}", "D"),
             ], "ops", min=0), 24, 8),
             row("Conditions and misuse"),
             (state_timeline("Conditions", "Detector conditions over time; active on any selected pod. See docs/detectors.md.", [target(f"max by (kind) (mapscope_map_condition_active{s})", "{{kind}}")]), 24, 8),

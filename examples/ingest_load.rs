@@ -187,7 +187,7 @@ fn initial_report(source: usize, maps: usize) -> Report {
             instance: "pod-0".into(),
             language: Some("rust".into()),
             sdk: Some("ingest_load".into()),
-            started_at: Some("2026-11-22T10:00:00Z".into()),
+            started_at: Some("2026-11-22T10:00:00Z".parse().expect("RFC 3339")),
         },
         seq: 0,
         sent_at: None,

@@ -2,8 +2,7 @@
 //! `version` and `healthcheck`. Every flag also reads a `MAPSCOPE_*`
 //! environment variable.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -12,9 +11,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::export::SnapshotSource;
 use crate::http::{router_with, HttpState};
-use crate::ingest::{CrashDir, IngestState, IngestStore, Limits};
+use crate::ingest::{CrashDir, IngestState, Limits, Sources};
 use crate::registry::Registry;
 
 /// The default scrape listener: all interfaces, port 9847 (clear of
@@ -75,10 +73,12 @@ pub struct ServerArgs {
     /// Log format.
     #[arg(long, env = "MAPSCOPE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
-    /// Seconds a dropped map's final values stay visible.
+    /// Seconds a dropped map's final values, and a stale source's last
+    /// ones, stay visible.
     #[arg(long, env = "MAPSCOPE_GRACE_PERIOD", default_value_t = 30)]
     pub grace_period: u64,
-    /// Live maps with their own series; more fold into map="_overflow".
+    /// Live maps with their own series, in-process and reported together;
+    /// more fold into map="_overflow".
     #[arg(long, env = "MAPSCOPE_MAX_MAPS", default_value_t = 10_000)]
     pub max_maps: usize,
     /// Largest ingest request body, in bytes (413 past it).
@@ -216,13 +216,14 @@ async fn serve(args: ServerArgs, demo: Option<DemoArgs>) -> std::io::Result<()> 
         max_maps_per_source: args.max_maps_per_source,
         max_events_per_report: args.max_events_per_report,
         source_ttl: Duration::from_secs(args.source_ttl),
-        grace_period: Duration::from_secs(args.grace_period),
         ..Limits::default()
     };
-    let store = Arc::new(IngestStore::new(limits, registry.detector_config()));
+    // One registry: this process's maps and the maps clients report are
+    // rows of the same table, read by every exporter.
+    let sources = Arc::new(Sources::new(&registry, limits));
     // An empty MAPSCOPE_CRASH_DIR means unset, like the other variables.
     let crash_dir = match args.crash_dir.filter(|d| !d.as_os_str().is_empty()) {
-        Some(dir) if dir.is_dir() => Some(CrashDir::new(dir, store.clone())),
+        Some(dir) if dir.is_dir() => Some(CrashDir::new(dir, &registry)),
         Some(dir) => {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::NotFound,
@@ -242,16 +243,14 @@ async fn serve(args: ServerArgs, demo: Option<DemoArgs>) -> std::io::Result<()> 
                 format!("OpenTelemetry: {e}"),
             )
         })?;
-        let store: Arc<dyn SnapshotSource> = store.clone();
-        crate::otel::init_with_sources(&registry, vec![store], config).map_err(|e| {
+        crate::otel::init_with(&registry, config).map_err(|e| {
             std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 format!("OpenTelemetry: {e}"),
             )
         })?
     };
-    let sources: Vec<Arc<dyn SnapshotSource>> = vec![Arc::new(registry.clone()), store.clone()];
-    let state = HttpState::new(sources);
+    let state = HttpState::new(registry.clone());
     let ready = state.readiness();
     ready.store(false, Ordering::Relaxed);
 
@@ -284,7 +283,7 @@ async fn serve(args: ServerArgs, demo: Option<DemoArgs>) -> std::io::Result<()> 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let workload =
         demo.map(|demo| crate::demo::start(&registry, &demo, local, ingest_local, stop_rx.clone()));
-    let ingest_app = crate::ingest::router(IngestState::new(store.clone(), args.ingest_token));
+    let ingest_app = crate::ingest::router(IngestState::new(sources.clone(), args.ingest_token));
     let mut ingest_stop = stop_rx.clone();
     let ingest = tokio::spawn(async move {
         axum::serve(ingest_listener, ingest_app)
@@ -293,24 +292,24 @@ async fn serve(args: ServerArgs, demo: Option<DemoArgs>) -> std::io::Result<()> 
             })
             .await
     });
-    // Stale sources are swept, and crash files read, on a timer, never
-    // during a scrape.
+    // The source lifecycle (TTL, stale, removal after the grace period) and
+    // the crash files run on a timer, never during a scrape.
     if let Some(dir) = &crash_dir {
         tracing::info!(dir = %dir.dir().display(), "reading Go crash files");
     }
     let mut sweep_stop = stop_rx.clone();
     let sweeper = {
-        let store = store.clone();
+        let sources = sources.clone();
         let mut crash_dir = crash_dir;
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tokio::select! {
                     _ = tick.tick() => {
-                        let store = store.clone();
+                        let sources = sources.clone();
                         let mut scanner = crash_dir.take();
                         let swept = tokio::task::spawn_blocking(move || {
-                            store.sweep();
+                            sources.sweep();
                             if let Some(scanner) = &mut scanner {
                                 scanner.scan();
                             }
@@ -380,47 +379,41 @@ async fn shutdown_signal() {
     }
 }
 
-/// GETs `url` (plain `http://host:port/path`) and succeeds on a 2xx answer.
+/// GETs `url` (`http://host:port/path`) and succeeds on a 2xx answer,
+/// within `timeout` for the whole exchange. Redirects are not followed and
+/// proxies from the environment are not used: the probe is about this
+/// address.
 ///
 /// ```
 /// let error = mapscope::cli::healthcheck("https://example.com/", std::time::Duration::from_secs(1));
 /// assert!(error.unwrap_err().contains("http://"));
 /// ```
 pub fn healthcheck(url: &str, timeout: Duration) -> Result<(), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("--url {url:?}: only http:// URLs are supported"))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let addr = authority
-        .to_socket_addrs()
-        .map_err(|e| format!("--url {url:?}: cannot resolve {authority:?}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("--url {url:?}: {authority:?} resolves to no address"))?;
-    let mut stream = TcpStream::connect_timeout(&addr, timeout)
-        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-    stream
-        .set_read_timeout(Some(timeout))
-        .and_then(|()| stream.set_write_timeout(Some(timeout)))
-        .map_err(|e| format!("cannot set timeouts: {e}"))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nUser-Agent: mapscope-healthcheck\r\n\r\n"
-    )
-    .map_err(|e| format!("cannot send the request to {addr}: {e}"))?;
-    let mut head = [0u8; 64];
-    let n = stream
-        .read(&mut head)
-        .map_err(|e| format!("no answer from {addr}: {e}"))?;
-    let status_line = String::from_utf8_lossy(&head[..n]);
-    let status = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse::<u16>().ok())
-        .ok_or_else(|| format!("{addr} did not answer HTTP: {status_line:?}"))?;
-    if (200..300).contains(&status) {
+    if !url.starts_with("http://") {
+        return Err(format!("--url {url:?}: only http:// URLs are supported"));
+    }
+    let client = reqwest::blocking::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .user_agent("mapscope-healthcheck")
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+    let response = client.get(url).send().map_err(|e| {
+        let what = if e.is_timeout() {
+            "no answer in time"
+        } else if e.is_connect() {
+            "cannot connect"
+        } else if e.is_builder() {
+            "invalid URL"
+        } else {
+            "request failed"
+        };
+        format!("{url}: {what}: {e}")
+    })?;
+    let status = response.status();
+    if status.is_success() {
         Ok(())
     } else {
         Err(format!("{url} answered {status}"))

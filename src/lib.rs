@@ -51,12 +51,13 @@ pub mod ingest;
 pub mod map;
 pub mod registry;
 pub mod reporter;
+pub mod timestamp;
 
 pub use detect::{Condition, DetectorConfig, MisuseKind};
 #[cfg(feature = "otel")]
 pub use export::otel;
 pub use http::serve;
-pub use map::{DefaultHashBuilder, Entry, Growth, GrowthKind, InstrumentedMap, MapStats};
+pub use map::{DefaultHashBuilder, Entry, Growth, GrowthKind, InstrumentedMap, MapStats, PerKind};
 pub use registry::{
     Event, MapBuilder, MapSnapshot, RegisterError, Registry, RegistryBuilder, RegistrySnapshot,
 };

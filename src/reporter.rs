@@ -12,11 +12,11 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::ingest::protocol::{
-    KindCounts, KindSeconds, Report, ReportedCounters, ReportedEvacuation, ReportedEvent,
-    ReportedMap, ReportedStats, SourceInfo,
+    EventKind, Report, ReportedCounters, ReportedEvent, ReportedMap, ReportedStats, SourceInfo,
+    Timestamp,
 };
 use crate::registry::{Event, MapSnapshot, Registry};
 use crate::MisuseKind;
@@ -215,85 +215,34 @@ struct Worker {
     counters: Arc<Counters>,
 }
 
-/// Formats a time as RFC 3339 in UTC with microseconds.
-///
-/// ```
-/// let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_795_305_600);
-/// assert_eq!(mapscope::reporter::format_rfc3339(t), "2026-11-22T00:00:00.000000Z");
-/// ```
-pub fn format_rfc3339(at: SystemTime) -> String {
-    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        since.subsec_micros()
-    )
-}
-
 fn reported_map(map: &MapSnapshot) -> ReportedMap {
-    let s = &map.stats;
     ReportedMap {
         name: map.id.name.to_string(),
         labels: map.id.labels.iter().cloned().collect(),
-        stats: ReportedStats {
-            entries: s.entries as u64,
-            peak_entries: s.peak_entries as u64,
-            buckets: s.buckets as u64,
-            overflow_buckets: s.overflow_buckets as u64,
-            memory_bytes: s.memory_bytes as u64,
-            max_overflow_chain: s.max_overflow_chain as u64,
-            evacuation: s.growth.map(|g| ReportedEvacuation {
-                kind: g.kind.as_str().to_owned(),
-                old_buckets: g.old_buckets as u64,
-                evacuated_old_buckets: g.evacuated_old_buckets as u64,
-            }),
-        },
+        stats: ReportedStats::from(&map.stats),
         counters: ReportedCounters {
-            growths: KindCounts {
-                double: s.growths_double,
-                same_size: s.growths_same_size,
-                shrink: s.shrinks,
-            },
-            growth_seconds: KindSeconds {
-                double: s.growth_seconds_double,
-                same_size: s.growth_seconds_same_size,
-                shrink: s.growth_seconds_shrink,
-            },
-            evacuated_buckets: s.evacuated_buckets_total,
-            inserts: s.inserts,
-            updates: s.updates,
-            removes: s.removes,
             misuse: MisuseKind::CLIENT
                 .into_iter()
                 .filter(|k| map.misuse_count(*k) > 0)
-                .map(|k| (k.as_str().to_owned(), map.misuse_count(k)))
+                .map(|k| (k.into(), map.misuse_count(k)))
                 .collect(),
+            ..ReportedCounters::from(&map.stats)
         },
     }
 }
 
 fn reported_event(seq: u64, event: &Event) -> Option<ReportedEvent> {
     let map = event.map();
-    let base = |kind: &str, at: SystemTime| ReportedEvent {
+    if map.source.is_some() {
+        // Another process's event, held by this registry: not ours to report.
+        return None;
+    }
+    let base = |kind, at: SystemTime| ReportedEvent {
         seq,
-        kind: kind.to_owned(),
+        kind,
         map: map.name.to_string(),
         labels: map.labels.iter().cloned().collect(),
-        at: format_rfc3339(at),
+        at: at.into(),
         duration_seconds: None,
         growth_kind: None,
         misuse_kind: None,
@@ -304,13 +253,13 @@ fn reported_event(seq: u64, event: &Event) -> Option<ReportedEvent> {
     match event {
         Event::GrowthFinished(g) => Some(ReportedEvent {
             duration_seconds: Some(g.duration.as_secs_f64()),
-            growth_kind: Some(g.kind.as_str().to_owned()),
-            ..base("growth", g.started_at + g.duration)
+            growth_kind: Some(g.kind.into()),
+            ..base(EventKind::Growth, g.started_at + g.duration)
         }),
         Event::Misuse(m) => Some(ReportedEvent {
-            misuse_kind: Some(m.kind.as_str().to_owned()),
+            misuse_kind: Some(m.kind.into()),
             attributes: [("details".to_owned(), m.details.clone())].into(),
-            ..base("misuse", m.at)
+            ..base(EventKind::Misuse, m.at)
         }),
         _ => None,
     }
@@ -343,7 +292,7 @@ impl Worker {
             instance,
             language: Some("rust".into()),
             sdk: Some(format!("mapscope/{}", env!("CARGO_PKG_VERSION"))),
-            started_at: Some(format_rfc3339(SystemTime::now())),
+            started_at: Some(Timestamp::now()),
         };
         let mut seq = 0u64;
         let mut event_seq = 0u64;
@@ -379,12 +328,16 @@ impl Worker {
             let report = Report {
                 source: source.clone(),
                 seq,
-                sent_at: Some(format_rfc3339(SystemTime::now())),
+                sent_at: Some(Timestamp::now()),
                 interval_seconds: Some(self.config.interval.as_secs_f64()),
+                // This process's own live maps: not the `_overflow` sum
+                // (the sidecar folds by its own cap, and rejects the name),
+                // nor rows this registry holds for other processes.
                 maps: snapshot
                     .maps
                     .iter()
-                    .filter(|m| !m.dropped)
+                    .filter(|m| !m.dropped && m.id.source.is_none())
+                    .filter(|m| &*m.id.name != crate::registry::OVERFLOW_MAP)
                     .map(reported_map)
                     .collect(),
                 events: buffer.iter().take(sending).cloned().collect(),

@@ -8,7 +8,8 @@
 //!   (`mapscope_map_misuse_events_total` and `mapscope_map_condition_active`,
 //!   no gauges), the event with its code site in the JSON API, the files
 //!   removed, `mapscope_crash_files_total{result="map_crash"}`;
-//! - a crash of a reported map adds to that map's series (no duplicate);
+//! - a crash of a reported map adds to that map's series (no duplicate):
+//!   the same app, instance (`source`, `source_instance`), map and labels;
 //! - a crash that is not a map's is counted and changes no map;
 //! - a `--crash-dir` that is not a directory stops the sidecar with an
 //!   error naming the flag.
@@ -163,6 +164,7 @@ fn a_crash_of_an_unreported_map_is_a_misuse_only_row_with_its_site() {
     let series = [
         ("map", "sessions"),
         ("source", "checkout"),
+        ("source_instance", "checkout-7d9f-x2k4"),
         ("tenant", "acme"),
         ("kind", "concurrent_write"),
     ];
@@ -271,6 +273,7 @@ fn a_crash_of_a_reported_map_adds_to_its_series() {
     let series = [
         ("map", "sessions"),
         ("source", "checkout"),
+        ("source_instance", "checkout-7d9f-x2k4"),
         ("tenant", "acme"),
         ("kind", "concurrent_write"),
     ];
@@ -280,7 +283,7 @@ fn a_crash_of_a_reported_map_adds_to_its_series() {
     let misuse = m.matching("mapscope_map_misuse_events_total", &series);
     assert_eq!(misuse.len(), 1, "one series, not two: {misuse:#?}");
     assert_eq!(
-        find(&m, "mapscope_map_entries", &series[..3]),
+        find(&m, "mapscope_map_entries", &series[..4]),
         Some(10.0),
         "the reported map keeps its gauges"
     );

@@ -254,7 +254,11 @@ fn labels_of(series: &str) -> BTreeSet<String> {
     let mut labels: BTreeSet<String> = TARGET_LABELS.iter().map(|l| l.to_string()).collect();
     labels.extend(def.labels.iter().map(|l| l.to_string()));
     if def.scope == Scope::Map {
-        labels.extend(["map".to_owned(), "source".to_owned()]);
+        labels.extend([
+            "map".to_owned(),
+            "source".to_owned(),
+            mapscope::export::prometheus::SOURCE_INSTANCE.to_owned(),
+        ]);
     }
     if def.kind == MetricType::Histogram && series.ends_with("_bucket") {
         labels.insert("le".to_owned());

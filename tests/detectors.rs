@@ -4,27 +4,51 @@
 //!
 //! Every registry here uses `DetectorConfig::default().with_window(Duration::ZERO)`,
 //! so each `snapshot()` is one observation window, and small thresholds.
-//! The only waits are "sleep three times a tiny hold, then it has cleared".
+//! Time is the registry's manual clock: each observation comes one second
+//! after the previous one ([`TICK`]), and a test that waits for a hold or a
+//! stall advances the clock past it. Nothing sleeps.
 
 use std::hash::{BuildHasherDefault, Hasher};
-use std::thread;
-use std::time::{Duration, SystemTime};
+use std::ops::Deref;
+use std::time::Duration;
 
-use mapscope::registry::MisuseEvent;
+use mapscope::registry::{ManualClock, MisuseEvent};
 use mapscope::{
     DetectorConfig, Event, GrowthKind, InstrumentedMap, MapSnapshot, MisuseKind, Registry,
     RegistrySnapshot,
 };
 
-/// A tiny hold for the event-triggered conditions; tests sleep 3x past it.
-const HOLD: Duration = Duration::from_millis(30);
+/// The hold of the event-triggered conditions in these tests.
+const HOLD: Duration = Duration::from_secs(60);
+
+/// How far the clock moves before each observation.
+const TICK: Duration = Duration::from_secs(1);
 
 fn config() -> DetectorConfig {
     DetectorConfig::default().with_window(Duration::ZERO)
 }
 
-fn registry(config: DetectorConfig) -> Registry {
-    Registry::builder().detectors(config).build()
+/// A registry and its manual clock.
+struct Clocked {
+    registry: Registry,
+    clock: ManualClock,
+}
+
+impl Deref for Clocked {
+    type Target = Registry;
+
+    fn deref(&self) -> &Registry {
+        &self.registry
+    }
+}
+
+fn registry(config: DetectorConfig) -> Clocked {
+    let clock = ManualClock::new();
+    let registry = Registry::builder()
+        .clock(clock.clone())
+        .detectors(config)
+        .build();
+    Clocked { registry, clock }
 }
 
 type Map = InstrumentedMap<u64, u64>;
@@ -33,13 +57,15 @@ fn register(registry: &Registry, name: &str) -> Map {
     Map::builder(name).register(registry).unwrap()
 }
 
-/// Publishes `map`, takes one snapshot (one window), returns it and the map's part.
+/// Publishes `map`, moves the clock one [`TICK`], takes one snapshot (one
+/// window), returns it and the map's part.
 fn observe<K, V, S>(
-    registry: &Registry,
+    registry: &Clocked,
     map: &InstrumentedMap<K, V, S>,
     name: &str,
 ) -> (RegistrySnapshot, MapSnapshot) {
     map.publish();
+    registry.clock.advance(TICK);
     let snapshot = registry.snapshot();
     let one = snapshot.map(name).expect("registered").clone();
     (snapshot, one)
@@ -74,10 +100,10 @@ fn assert_fired(snapshot: &RegistrySnapshot, map: &MapSnapshot, kind: MisuseKind
     assert_eq!(map.misuse_count(kind), firings, "{kind} firings");
     let active = condition(map, kind);
     assert!(!active.details.is_empty());
-    assert!(active.since <= SystemTime::now());
     let events = misuse_events(snapshot, &map.id.name, kind);
     assert_eq!(events.len() as u64, firings, "one Misuse event per firing");
     let last = events.last().unwrap();
+    assert_eq!(active.since, last.at, "the condition dates from its firing");
     assert_eq!(last.map, map.id);
     assert!(!last.details.is_empty());
     assert_eq!(last.trace, None);
@@ -192,7 +218,8 @@ fn unbounded_growth_fires_after_growing_windows_without_removes() {
     let (snapshot, seen) = observe(&registry, &map, "ids");
     assert_fired(&snapshot, &seen, kind, 1);
     let active = condition(&seen, kind);
-    assert!(active.value > 0.0, "a growth rate in entries/s");
+    // 50 entries per window, one window per second of the registry's clock.
+    assert_eq!(active.value, 50.0, "the growth rate in entries/s");
     assert!(active.details.contains("no removes"), "{}", active.details);
     let event = misuse_events(&snapshot, "ids", kind)[0];
     assert_eq!(event.value, active.value);
@@ -350,7 +377,7 @@ fn overflow_chain_fires_on_a_long_chain() {
     // The chain goes away (clear() starts a fresh array); once the hold of
     // any same-size growth has passed too, the condition clears.
     map.clear();
-    thread::sleep(HOLD * 3);
+    registry.clock.advance(HOLD);
     let (_, seen) = observe(&registry, &map, "flooded");
     assert_eq!(seen.stats.max_overflow_chain, 0);
     assert!(!seen.is_active(kind));
@@ -372,7 +399,7 @@ fn overflow_chain_clears_as_soon_as_the_chain_is_gone_without_same_size_growth()
         map.insert(32 * j, j);
     }
     let (snapshot, seen) = observe(&registry, &map, "one_bucket");
-    assert_eq!(seen.stats.growths_same_size, 0);
+    assert_eq!(seen.stats.growths[GrowthKind::SameSize], 0);
     assert_eq!(seen.stats.max_overflow_chain, 3);
     assert_fired(&snapshot, &seen, kind, 1);
     map.clear();
@@ -406,14 +433,14 @@ fn overflow_chain_fires_on_a_same_size_growth_and_clears_after_the_hold() {
     let (_, seen) = observe(&registry, &map, "churn");
     assert_eq!(seen.stats.overflow_buckets, 4);
     assert_eq!(seen.stats.max_overflow_chain, 1);
-    assert_eq!(seen.stats.growths_same_size, 0);
+    assert_eq!(seen.stats.growths[GrowthKind::SameSize], 0);
     assert!(!seen.is_active(kind));
 
     // The next new key starts a same-size growth (Go's tooManyOverflowBuckets).
     map.insert(1_000, 0);
     map.complete_growth();
     let (snapshot, seen) = observe(&registry, &map, "churn");
-    assert_eq!(seen.stats.growths_same_size, 1);
+    assert_eq!(seen.stats.growths[GrowthKind::SameSize], 1);
     assert_eq!(seen.stats.max_overflow_chain, 0);
     assert_eq!(seen.stats.buckets, 4);
     assert_fired(&snapshot, &seen, kind, 1);
@@ -423,7 +450,9 @@ fn overflow_chain_fires_on_a_same_size_growth_and_clears_after_the_hold() {
         condition(&seen, kind).details
     );
 
-    thread::sleep(HOLD * 3);
+    let (_, seen) = observe(&registry, &map, "churn");
+    assert!(seen.is_active(kind), "held");
+    registry.clock.advance(HOLD);
     let (_, seen) = observe(&registry, &map, "churn");
     assert!(!seen.is_active(kind), "cleared after the hold");
     assert_eq!(seen.misuse_count(kind), 1);
@@ -444,12 +473,12 @@ fn presize_miss_fires_after_four_doublings_and_clears_after_the_hold() {
         map.insert(i, i);
     }
     let (_, seen) = observe(&registry, &map, "unsized");
-    assert_eq!(seen.stats.growths_double, 3);
+    assert_eq!(seen.stats.growths[GrowthKind::Double], 3);
     assert!(!seen.is_active(kind));
     // The 53rd doubles a fourth time.
     map.insert(52, 52);
     let (snapshot, seen) = observe(&registry, &map, "unsized");
-    assert_eq!(seen.stats.growths_double, 4);
+    assert_eq!(seen.stats.growths[GrowthKind::Double], 4);
     assert_fired(&snapshot, &seen, kind, 1);
     assert_eq!(condition(&seen, kind).value, 53.0);
 
@@ -458,7 +487,7 @@ fn presize_miss_fires_after_four_doublings_and_clears_after_the_hold() {
         map.insert(i, i);
     }
     let (_, seen) = observe(&registry, &map, "unsized");
-    assert!(seen.stats.growths_double >= 7);
+    assert!(seen.stats.growths[GrowthKind::Double] >= 7);
     assert_fired(&snapshot, &seen, kind, 1);
     assert_eq!(condition(&seen, kind).value, 1_000.0);
     assert!(
@@ -470,7 +499,7 @@ fn presize_miss_fires_after_four_doublings_and_clears_after_the_hold() {
     );
 
     // No doubling since: clears once the hold has passed.
-    thread::sleep(HOLD * 3);
+    registry.clock.advance(HOLD);
     let (_, seen) = observe(&registry, &map, "unsized");
     assert!(!seen.is_active(kind));
     assert_eq!(seen.misuse_count(kind), 1);
@@ -493,7 +522,7 @@ fn presized_map_never_fires_presize_miss() {
         }
     }
     let (snapshot, seen) = observe(&registry, &map, "presized");
-    assert_eq!(seen.stats.growths_double, 0);
+    assert_eq!(seen.stats.growths[GrowthKind::Double], 0);
     assert!(!seen.is_active(kind));
     assert_eq!(seen.misuse_count(kind), 0);
     assert!(misuse_events(&snapshot, "presized", kind).is_empty());
@@ -533,16 +562,19 @@ fn evacuation_stalled_fires_when_writes_stop_mid_growth() {
 #[test]
 fn evacuation_stalled_waits_for_stall_after() {
     let kind = MisuseKind::EvacuationStalled;
-    let stall = Duration::from_millis(20);
+    let stall = Duration::from_secs(30);
     let registry = registry(config().with_stall_after(stall));
     let mut map = register(&registry, "waiting");
     let mut next = 0;
     insert_until_growth(&mut map, &mut next);
-    thread::sleep(stall * 3);
+    let (_, seen) = observe(&registry, &map, "waiting");
+    assert!(!seen.is_active(kind), "in progress for one second");
+    registry.clock.advance(stall);
     let (snapshot, seen) = observe(&registry, &map, "waiting");
     assert_fired(&snapshot, &seen, kind, 1);
+    // Started one tick before the first observation: two ticks and the stall.
     let seconds = condition(&seen, kind).value;
-    assert!(seconds >= stall.as_secs_f64(), "{seconds}");
+    assert_eq!(seconds, (stall + 2 * TICK).as_secs_f64());
 
     // A shrink left mid-way stalls just the same.
     map.complete_growth();
@@ -555,7 +587,7 @@ fn evacuation_stalled_waits_for_stall_after() {
     assert_eq!(map.stats().growth.map(|g| g.kind), Some(GrowthKind::Shrink));
     let (_, seen) = observe(&registry, &map, "waiting");
     assert!(!seen.is_active(kind), "a new growth, just started");
-    thread::sleep(stall * 3);
+    registry.clock.advance(stall);
     let (_, seen) = observe(&registry, &map, "waiting");
     assert!(seen.is_active(kind));
     assert_eq!(seen.misuse_count(kind), 2);
@@ -619,10 +651,15 @@ fn per_map_detector_config_overrides_the_registry() {
 #[test]
 fn detectors_leave_dropped_maps_alone() {
     let kind = MisuseKind::UnboundedGrowth;
-    let registry = Registry::builder()
-        .detectors(config().with_growth_windows(0))
-        .grace_period(Duration::from_secs(3600))
-        .build();
+    let clock = ManualClock::new();
+    let registry = Clocked {
+        registry: Registry::builder()
+            .clock(clock.clone())
+            .detectors(config().with_growth_windows(0))
+            .grace_period(Duration::from_secs(3600))
+            .build(),
+        clock,
+    };
     let mut map = Map::builder("gone")
         .max_entries(5)
         .register(&registry)

@@ -24,9 +24,9 @@ fn doubling_follows_go_load_factor() {
         map.insert(n as u64, n);
         let stats = map.stats();
         assert_eq!(stats.buckets, expected_buckets(n), "after {n} inserts");
-        assert_eq!(stats.growths_same_size, 0);
+        assert_eq!(stats.growths[GrowthKind::SameSize], 0);
         assert_eq!(
-            stats.growths_double,
+            stats.growths[GrowthKind::Double],
             u64::from(stats.buckets.trailing_zeros()),
             "after {n} inserts"
         );
@@ -42,7 +42,7 @@ fn hundred_thousand_inserts_give_16384_buckets_after_14_doublings() {
     }
     let stats = map.stats();
     assert_eq!(stats.buckets, 16_384);
-    assert_eq!(stats.growths_double, 14);
+    assert_eq!(stats.growths[GrowthKind::Double], 14);
     assert_eq!(stats.inserts, 100_000);
     assert_eq!(stats.peak_entries, 100_000);
 }
@@ -56,7 +56,11 @@ fn presized_map_never_grows() {
             map.insert(i, i);
         }
         let stats = map.stats();
-        assert_eq!(stats.growths_double + stats.growths_same_size, 0, "n = {n}");
+        assert_eq!(
+            stats.growths[GrowthKind::Double] + stats.growths[GrowthKind::SameSize],
+            0,
+            "n = {n}"
+        );
         if n > 0 {
             assert_eq!(stats.buckets, buckets);
             assert_eq!(stats.buckets, expected_buckets(n), "n = {n}");
@@ -122,7 +126,7 @@ fn growth_reports_progress_and_finishes() {
         );
     }
     assert_eq!(map.stats().buckets, 2048);
-    assert!(map.stats().growth_seconds_double > 0.0);
+    assert!(map.stats().growth_seconds[GrowthKind::Double] > 0.0);
 }
 
 #[test]
@@ -166,7 +170,7 @@ fn shrink_to_fit_halves_until_it_cannot() {
     let stats = map.stats();
     assert_eq!(stats.buckets, expected_buckets(10_000));
     assert_eq!(
-        stats.shrinks,
+        stats.growths[GrowthKind::Shrink],
         u64::from((full.buckets / stats.buckets).trailing_zeros())
     );
     assert!(stats.memory_bytes < full.memory_bytes / 4);
@@ -194,7 +198,7 @@ fn shrink_is_driven_by_writes_too() {
         writes += 1;
         assert!(writes < 100_000, "{:?}", map.stats());
     }
-    assert_eq!(map.stats().shrinks, 5); // 8192 -> 256 buckets
+    assert_eq!(map.stats().growths[GrowthKind::Shrink], 5); // 8192 -> 256 buckets
     assert_eq!(map.len(), 1_000);
 }
 
@@ -211,8 +215,8 @@ fn auto_shrink_is_off_by_default_and_shrinks_when_on() {
         plain.remove(&i);
         auto.remove(&i);
     }
-    assert_eq!(plain.stats().shrinks, 0);
-    assert!(auto.stats().shrinks > 0);
+    assert_eq!(plain.stats().growths[GrowthKind::Shrink], 0);
+    assert!(auto.stats().growths[GrowthKind::Shrink] > 0);
     assert!(auto.stats().buckets < plain.stats().buckets);
     for i in 19_900..20_000u64 {
         assert_eq!(auto.get(&i), Some(&i));
@@ -270,7 +274,10 @@ fn colliding_hasher_builds_chains_and_same_size_growth() {
             map.insert(i + (round + 1) * 200, i);
         }
     }
-    assert!(map.stats().growths_same_size > 0 || map.stats().growths_double > 0);
+    assert!(
+        map.stats().growths[GrowthKind::SameSize] > 0
+            || map.stats().growths[GrowthKind::Double] > 0
+    );
     assert_eq!(map.len(), 200);
 }
 

@@ -6,9 +6,13 @@
 //!   same ports) in the middle of a stream: counters stay continuous;
 //! - a source restart (new `started_at`, seq back to 1) is a counter reset,
 //!   retries are duplicates, events are deduplicated by seq;
-//! - the `source` label rule (app, or app/instance while several report);
-//! - TTL, stale and grace: in process with `sweep_at`, and in the binary
-//!   with `--source-ttl 1 --grace-period 1`;
+//! - stable source labels: `source` is the app and `source_instance` the
+//!   process, from the first report, however many instances report;
+//! - reported maps are rows of the one registry: the `--max-maps` cap and
+//!   `_overflow` folding, the grace period of a map left out of a report,
+//!   and client conditions that keep the time they fired;
+//! - TTL, stale and grace: in process on the registry's manual clock, and
+//!   in the binary with `--source-ttl 1 --grace-period 1`;
 //! - every limit, table-driven: status, JSON error body naming field and
 //!   limit, other sources' series untouched, and the ingest counters;
 //! - property tests: `mapscope::ingest::handle` never panics and always
@@ -36,14 +40,15 @@ use common::{
     Sample, TestServer, WAIT,
 };
 use mapscope::export::prometheus::MapscopeCollector;
-use mapscope::export::SnapshotSource;
 use mapscope::http::{router_with, HttpState};
 use mapscope::ingest::protocol::{
-    KindCounts, KindSeconds, ReportedCounters, ReportedEvacuation, ReportedEvent, ReportedMap,
-    ReportedStats, SourceInfo,
+    EventKind, KindCounts, KindSeconds, ReportStatus, ReportedCounters, ReportedEvacuation,
+    ReportedEvent, ReportedGrowthKind, ReportedMap, ReportedMisuseKind, ReportedStats, SourceInfo,
+    Timestamp,
 };
-use mapscope::ingest::{ErrorBody, IngestState, IngestStore, Limits, Report, ReportAccepted};
-use mapscope::{DetectorConfig, GrowthKind, InstrumentedMap, MisuseKind, Registry};
+use mapscope::ingest::{ErrorBody, IngestState, Limits, Report, ReportAccepted, Sources};
+use mapscope::registry::{ManualClock, RegistryBuilder, OVERFLOW_MAP};
+use mapscope::{GrowthKind, InstrumentedMap, MisuseKind, Registry};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
@@ -53,26 +58,36 @@ const TOKEN: &str = "s3cret-token";
 // Helpers: an in-process sidecar, a blocking client, the binary
 // ---------------------------------------------------------------------------
 
-/// The ingest router and the HTTP router over one store, each on its own
-/// loopback port, as the binary wires them.
+/// The ingest router and the HTTP router over one registry, each on its
+/// own loopback port, as the binary wires them; the registry's clock is a
+/// manual one the test advances.
 struct Sidecar {
-    store: Arc<IngestStore>,
+    sources: Arc<Sources>,
+    registry: Registry,
+    clock: ManualClock,
     ingest: TestServer,
     http: TestServer,
 }
 
 impl Sidecar {
     fn start(limits: Limits, token: Option<&str>) -> Sidecar {
-        let store = Arc::new(IngestStore::new(limits, DetectorConfig::default()));
+        Sidecar::start_with(Registry::builder(), limits, token)
+    }
+
+    /// Like [`Sidecar::start`], over a registry built from `builder`.
+    fn start_with(builder: RegistryBuilder, limits: Limits, token: Option<&str>) -> Sidecar {
+        let clock = ManualClock::new();
+        let registry = builder.clock(clock.clone()).build();
+        let sources = Arc::new(Sources::new(&registry, limits));
         let ingest = serve_router(mapscope::ingest::router(IngestState::new(
-            store.clone(),
+            sources.clone(),
             token.map(str::to_owned),
         )));
-        // The sidecar's own (empty) registry, then the reported maps.
-        let sources: Vec<Arc<dyn SnapshotSource>> = vec![Arc::new(Registry::new()), store.clone()];
-        let http = serve_router(router_with(HttpState::new(sources)));
+        let http = serve_router(router_with(HttpState::new(registry.clone())));
         Sidecar {
-            store,
+            sources,
+            registry,
+            clock,
             ingest,
             http,
         }
@@ -169,6 +184,11 @@ fn post(url: &str, token: Option<&str>, body: &impl serde::Serialize) -> Answer 
 }
 
 /// A report of `maps` (and no events) from `app`/`instance`.
+/// An RFC 3339 timestamp written in a test.
+fn at(text: &str) -> Timestamp {
+    text.parse().expect("an RFC 3339 timestamp")
+}
+
 fn report(app: &str, instance: &str, seq: u64, maps: Vec<ReportedMap>) -> Report {
     Report {
         source: SourceInfo {
@@ -176,7 +196,7 @@ fn report(app: &str, instance: &str, seq: u64, maps: Vec<ReportedMap>) -> Report
             instance: instance.into(),
             language: Some("test".into()),
             sdk: None,
-            started_at: Some("2026-11-22T10:00:00Z".into()),
+            started_at: Some(at("2026-11-22T10:00:00Z")),
         },
         seq,
         sent_at: None,
@@ -227,12 +247,12 @@ fn map(name: &str, labels: &[(&str, &str)], entries: u64, inserts: u64) -> Repor
 fn growth_event(seq: u64, map: &str, seconds: f64) -> ReportedEvent {
     ReportedEvent {
         seq,
-        kind: "growth".into(),
+        kind: EventKind::Growth,
         map: map.into(),
         labels: BTreeMap::new(),
-        at: "2026-11-22T10:00:01Z".into(),
+        at: at("2026-11-22T10:00:01Z"),
         duration_seconds: Some(seconds),
-        growth_kind: Some("double".into()),
+        growth_kind: Some(ReportedGrowthKind::Double),
         misuse_kind: None,
         trace_id: None,
         span_id: None,
@@ -449,6 +469,7 @@ fn reporter_round_trip_values_and_labels() {
     let labels = [
         ("map", "orders"),
         ("source", "checkout"),
+        ("source_instance", "pod-1"),
         ("tenant", "acme"),
     ];
     let metrics = poll(WAIT, "orders reported with its entries", || {
@@ -492,6 +513,7 @@ fn reporter_round_trip_values_and_labels() {
             ("kind", kind.as_str()),
             ("map", "orders"),
             ("source", "checkout"),
+            ("source_instance", "pod-1"),
             ("tenant", "acme"),
         ];
         assert_eq!(
@@ -513,6 +535,7 @@ fn reporter_round_trip_values_and_labels() {
             ("kind", kind.as_str()),
             ("map", "orders"),
             ("source", "checkout"),
+            ("source_instance", "pod-1"),
             ("tenant", "acme"),
         ];
         assert_eq!(
@@ -526,7 +549,11 @@ fn reporter_round_trip_values_and_labels() {
         find(
             &metrics,
             "mapscope_map_entries",
-            &[("map", "sessions"), ("source", "checkout")]
+            &[
+                ("map", "sessions"),
+                ("source", "checkout"),
+                ("source_instance", "pod-1")
+            ]
         ),
         Some(10.0)
     );
@@ -537,7 +564,7 @@ fn reporter_round_trip_values_and_labels() {
     assert_eq!(metrics.value("mapscope_sources", &[]), 1.0);
     let last = metrics.value(
         "mapscope_source_last_report_timestamp_seconds",
-        &[("source", "checkout")],
+        &[("source", "checkout"), ("source_instance", "pod-1")],
     );
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -627,7 +654,11 @@ fn sidecar_restart_keeps_counters_continuous() {
         .spawn(&app)
         .expect("start the reporter");
 
-    let labels = [("map", "orders"), ("source", "checkout")];
+    let labels = [
+        ("map", "orders"),
+        ("source", "checkout"),
+        ("source_instance", "pod-1"),
+    ];
     let mut seen: Vec<(u8, f64)> = Vec::new();
     let mut observe = |process: u8, base: &str| -> Option<f64> {
         let value = find(&try_scrape(base)?, "mapscope_map_inserts_total", &labels)?;
@@ -689,7 +720,7 @@ fn sidecar_restart_keeps_counters_continuous() {
 // ---------------------------------------------------------------------------
 
 fn incarnation(mut report: Report, started_at: &str) -> Report {
-    report.source.started_at = Some(started_at.into());
+    report.source.started_at = Some(at(started_at));
     report
 }
 
@@ -698,13 +729,14 @@ fn incarnation(mut report: Report, started_at: &str) -> Report {
 /// growth-duration histogram: a 0 s sample would drag every quantile down.
 #[test]
 fn a_growth_without_duration_is_not_a_zero_second_observation() {
-    let store = IngestStore::new(Limits::default(), DetectorConfig::default());
+    let registry = Registry::new();
+    let store = Sources::new(&registry, Limits::default());
     let mut r = report("checkout", "pod-1", 1, vec![map("orders", &[], 10, 100)]);
     let mut unmeasured = growth_event(2, "orders", 0.0);
     unmeasured.duration_seconds = None;
     r.events = vec![growth_event(1, "orders", 0.002), unmeasured];
     assert_eq!(store.apply(r).unwrap().events_accepted, 2);
-    let snapshot = store.snapshot();
+    let snapshot = registry.snapshot();
     // GrowthDurations are indexed like GrowthKind::ALL.
     let double = GrowthKind::ALL
         .iter()
@@ -715,7 +747,7 @@ fn a_growth_without_duration_is_not_a_zero_second_observation() {
         "one measured growth"
     );
     assert!((snapshot.growth_durations.sum[double] - 0.002).abs() < 1e-12);
-    let api = mapscope::http::ApiSnapshot::from_snapshots(&[snapshot]);
+    let api = mapscope::http::ApiSnapshot::from_snapshot(&snapshot);
     let durations: Vec<Option<f64>> = api
         .recent_events
         .iter()
@@ -723,7 +755,7 @@ fn a_growth_without_duration_is_not_a_zero_second_observation() {
         .map(|e| e.duration_seconds)
         .collect();
     assert_eq!(durations, [Some(0.002), None]);
-    let text = MapscopeCollector::with_sources(vec![Arc::new(store)]).render();
+    let text = MapscopeCollector::new(registry).render();
     let m = parse_exposition(&text).unwrap();
     assert_eq!(
         m.value(
@@ -746,7 +778,11 @@ fn a_growth_without_duration_is_not_a_zero_second_observation() {
 fn source_restart_is_a_counter_reset_and_retries_are_duplicates() {
     let sidecar = Sidecar::start(Limits::default(), None);
     let url = sidecar.report_url();
-    let labels = [("map", "orders"), ("source", "checkout")];
+    let labels = [
+        ("map", "orders"),
+        ("source", "checkout"),
+        ("source_instance", "pod-1"),
+    ];
     let inserts = |sidecar: &Sidecar| {
         find(&sidecar.metrics(), "mapscope_map_inserts_total", &labels).expect("inserts")
     };
@@ -810,7 +846,10 @@ fn source_restart_is_a_counter_reset_and_retries_are_duplicates() {
     );
     assert_eq!(growths_counted(&sidecar), 3.0);
     // Same seq again: duplicate too.
-    assert_eq!(post(&url, None, &r3).accepted().status, "duplicate");
+    assert_eq!(
+        post(&url, None, &r3).accepted().status,
+        ReportStatus::Duplicate
+    );
 
     // Incarnation 2: new started_at, seq back to 1, lower counters.
     let mut n1 = incarnation(
@@ -853,7 +892,11 @@ fn source_restart_is_a_counter_reset_and_retries_are_duplicates() {
         find(
             &sidecar.metrics(),
             "mapscope_map_inserts_total",
-            &[("map", "orders"), ("source", "legacy")]
+            &[
+                ("map", "orders"),
+                ("source", "legacy"),
+                ("source_instance", "pod-1")
+            ]
         ),
         Some(2.0)
     );
@@ -868,7 +911,11 @@ fn source_restart_is_a_counter_reset_and_retries_are_duplicates() {
 fn late_report_from_a_previous_incarnation_is_not_applied() {
     let sidecar = Sidecar::start(Limits::default(), None);
     let url = sidecar.report_url();
-    let labels = [("map", "orders"), ("source", "checkout")];
+    let labels = [
+        ("map", "orders"),
+        ("source", "checkout"),
+        ("source_instance", "pod-1"),
+    ];
     let old = incarnation(
         report("checkout", "pod-1", 41, vec![map("orders", &[], 10, 5000)]),
         "2026-11-22T10:00:00Z",
@@ -921,78 +968,116 @@ fn restart_that_adds_started_at_is_a_restart() {
 // The source label
 // ---------------------------------------------------------------------------
 
+/// A reported map's series identity is fixed by its first report: `source`
+/// is the app and `source_instance` the process. A second instance of the
+/// app reporting, or leaving, changes nothing about the first one's series
+/// (so `rate()` over them never breaks).
 #[test]
-fn source_label_is_app_or_app_slash_instance_while_several_report() {
-    let mut limits = Limits::default();
-    limits.source_ttl = Duration::from_secs(1);
-    limits.grace_period = Duration::from_secs(1);
-    let sidecar = Sidecar::start(limits, None);
+fn source_labels_are_app_and_instance_and_never_move() {
+    let sidecar = Sidecar::start(Limits::default(), None);
     let url = sidecar.report_url();
+    let a_series = [
+        ("map", "orders"),
+        ("source", "checkout"),
+        ("source_instance", "a"),
+    ];
     let one = post(
         &url,
         None,
         &report("checkout", "a", 1, vec![map("orders", &[], 1, 1)]),
     );
     assert_eq!(one.accepted().source, "checkout");
-    let metrics = sidecar.metrics();
-    assert!(has_source(&metrics, "checkout"));
+    let before = sidecar.metrics();
+    assert_eq!(find(&before, "mapscope_map_entries", &a_series), Some(1.0));
+    let a_before = before
+        .series("mapscope_map_inserts_total")
+        .find(|s| s.label("source_instance") == Some("a"))
+        .expect("a's series")
+        .labels
+        .clone();
 
-    let t0 = Instant::now();
+    // A second instance of the same app: series of its own, a's unchanged.
     let two = post(
         &url,
         None,
         &report("checkout", "b", 1, vec![map("orders", &[], 2, 2)]),
     );
-    assert_eq!(two.accepted().source, "checkout/b");
+    assert_eq!(two.accepted().source, "checkout");
     let metrics = sidecar.metrics();
+    assert_eq!(find(&metrics, "mapscope_map_entries", &a_series), Some(1.0));
     assert_eq!(
         find(
             &metrics,
             "mapscope_map_entries",
-            &[("map", "orders"), ("source", "checkout/a")]
-        ),
-        Some(1.0)
-    );
-    assert_eq!(
-        find(
-            &metrics,
-            "mapscope_map_entries",
-            &[("map", "orders"), ("source", "checkout/b")]
+            &[
+                ("map", "orders"),
+                ("source", "checkout"),
+                ("source_instance", "b")
+            ]
         ),
         Some(2.0)
     );
-    assert!(!has_source(&metrics, "checkout"));
+    let a_after = metrics
+        .series("mapscope_map_inserts_total")
+        .find(|s| s.label("source_instance") == Some("a"))
+        .expect("a's series")
+        .labels
+        .clone();
+    assert_eq!(a_before, a_after, "a's label set did not move");
     assert_eq!(metrics.value("mapscope_sources", &[]), 2.0);
-    // Another app is unaffected.
-    let other = post(
-        &url,
-        None,
-        &report("billing", "a", 1, vec![map("orders", &[], 5, 5)]),
-    );
-    assert_eq!(other.accepted().source, "billing");
-
-    // b stops; a and billing keep reporting (they declare a 10 s interval,
-    // so the sweeps below leave them alone). Once b is gone, a is
-    // "checkout" again.
-    let later = t0 + Duration::from_millis(1500);
-    for (app, entries) in [("checkout", 1), ("billing", 5)] {
-        let mut r = report(app, "a", 2, vec![map("orders", &[], entries, entries)]);
-        r.interval_seconds = Some(10.0);
-        post(&url, None, &r).accepted();
+    for instance in ["a", "b"] {
+        metrics.value(
+            "mapscope_source_last_report_timestamp_seconds",
+            &[("source", "checkout"), ("source_instance", instance)],
+        );
     }
-    sidecar.store.sweep_at(later);
-    sidecar.store.sweep_at(later + Duration::from_millis(1100));
+
+    // b stops; a keeps reporting. Once b is gone, a's series are the same.
+    let mut r = report("checkout", "a", 2, vec![map("orders", &[], 1, 1)]);
+    r.interval_seconds = Some(60.0);
+    sidecar.clock.advance(Duration::from_secs(31));
+    post(&url, None, &r).accepted();
+    sidecar.sources.sweep();
+    sidecar.clock.advance(Duration::from_secs(31));
+    sidecar.sources.sweep();
     let metrics = sidecar.metrics();
-    assert_eq!(
-        find(
-            &metrics,
-            "mapscope_map_entries",
-            &[("map", "orders"), ("source", "checkout")]
+    assert_eq!(find(&metrics, "mapscope_map_entries", &a_series), Some(1.0));
+    assert!(metrics
+        .series("mapscope_map_entries")
+        .all(|s| s.label("source_instance") != Some("b")));
+    assert_eq!(metrics.value("mapscope_sources", &[]), 1.0);
+}
+
+/// A map may not take the label names mapscope sets: `source_instance` is
+/// reserved like `source`.
+#[test]
+fn source_instance_is_a_reserved_label() {
+    let sidecar = Sidecar::start(Limits::default(), None);
+    let answer = post(
+        &sidecar.report_url(),
+        None,
+        &report(
+            "checkout",
+            "a",
+            1,
+            vec![map("orders", &[("source_instance", "x")], 1, 1)],
         ),
-        Some(1.0)
     );
-    assert!(!has_source(&metrics, "checkout/b"));
-    assert!(has_source(&metrics, "billing"));
+    assert_eq!(answer.status, 400, "{}", answer.text);
+    let error: ErrorBody = serde_json::from_str(&answer.text).expect("an error body");
+    assert_eq!(
+        error.field.as_deref(),
+        Some("maps[0].labels.source_instance")
+    );
+    assert!(
+        error.error.contains("source_instance") && error.error.contains("reserved"),
+        "{}",
+        error.error
+    );
+    let registered = InstrumentedMap::<u64, u64>::builder("m")
+        .label("source_instance", "x")
+        .register(&Registry::new());
+    assert!(registered.is_err());
 }
 
 /// Two different clients must never produce the same series: an app named
@@ -1043,30 +1128,31 @@ fn source_labels_of_different_clients_never_collide() {
 #[test]
 fn stale_sources_are_swept_after_ttl_and_grace() {
     let mut limits = Limits::default();
-    limits.source_ttl = Duration::from_secs(1);
-    limits.grace_period = Duration::from_secs(1);
-    let sidecar = Sidecar::start(limits, None);
+    limits.source_ttl = Duration::from_secs(10);
+    let grace = Duration::from_secs(20);
+    let sidecar = Sidecar::start_with(Registry::builder().grace_period(grace), limits, None);
     let url = sidecar.report_url();
-    let t0 = Instant::now();
+    let clock = &sidecar.clock;
     post(
         &url,
         None,
         &report("quiet", "a", 1, vec![map("orders", &[], 1, 1)]),
     )
     .accepted();
-    // Declares a 10 s interval: stale after 3 intervals, not after the TTL.
+    // Declares a 60 s interval: stale after 3 intervals, not after the TTL.
     let mut slow = report("slow", "a", 1, vec![map("orders", &[], 2, 2)]);
-    slow.interval_seconds = Some(10.0);
+    slow.interval_seconds = Some(60.0);
     post(&url, None, &slow).accepted();
     let metrics = sidecar.metrics();
     assert_eq!(metrics.value("mapscope_sources", &[]), 2.0);
 
-    // Before the TTL: nothing happens.
-    sidecar.store.sweep_at(t0 + Duration::from_millis(500));
+    // At the TTL: nothing happens yet.
+    clock.advance(Duration::from_secs(10));
+    sidecar.sources.sweep();
     assert_eq!(sidecar.metrics().value("mapscope_sources", &[]), 2.0);
     // Past the TTL: quiet is stale, its series stay for the grace period.
-    let stale_at = t0 + Duration::from_millis(1500);
-    sidecar.store.sweep_at(stale_at);
+    clock.advance(Duration::from_millis(1));
+    sidecar.sources.sweep();
     let metrics = sidecar.metrics();
     assert_eq!(metrics.value("mapscope_sources", &[]), 1.0);
     assert!(
@@ -1076,22 +1162,33 @@ fn stale_sources_are_swept_after_ttl_and_grace() {
     assert!(find(
         &metrics,
         "mapscope_source_last_report_timestamp_seconds",
-        &[("source", "quiet")]
+        &[("source", "quiet"), ("source_instance", "a")]
     )
     .is_none());
-    // Past the grace period: gone.
-    sidecar
-        .store
-        .sweep_at(stale_at + Duration::from_millis(1100));
+    let stale = sidecar.registry.snapshot();
+    assert!(stale
+        .map("orders")
+        .is_some_and(|m| m.id.source.as_deref() == Some("quiet") && m.dropped));
+    // Scrapes never sweep: however late, a scrape leaves the series.
+    clock.advance(grace);
+    assert!(
+        has_source(&sidecar.metrics(), "quiet"),
+        "at the grace period's end"
+    );
+    // Past the grace period, the sweep removes it.
+    clock.advance(Duration::from_millis(1));
+    sidecar.sources.sweep();
     let metrics = sidecar.metrics();
     assert!(!has_source(&metrics, "quiet"));
-    assert!(has_source(&metrics, "slow"), "3 x 10 s have not passed");
+    assert!(has_source(&metrics, "slow"), "3 x 60 s have not passed");
     assert_eq!(metrics.value("mapscope_sources", &[]), 1.0);
-    // Slow goes after 3 of its intervals plus the grace.
-    sidecar.store.sweep_at(t0 + Duration::from_secs(31));
+    // Slow goes stale after 3 of its intervals, then after the grace.
+    clock.advance(Duration::from_secs(180) - Duration::from_secs(30));
+    sidecar.sources.sweep();
     assert_eq!(sidecar.metrics().value("mapscope_sources", &[]), 0.0);
     assert!(has_source(&sidecar.metrics(), "slow"));
-    sidecar.store.sweep_at(t0 + Duration::from_secs(33));
+    clock.advance(grace + Duration::from_millis(1));
+    sidecar.sources.sweep();
     assert!(!has_source(&sidecar.metrics(), "slow"));
 
     // A source that comes back after removal starts afresh.
@@ -1102,6 +1199,232 @@ fn stale_sources_are_swept_after_ttl_and_grace() {
     );
     assert!(!back.accepted().restarted);
     assert!(has_source(&sidecar.metrics(), "quiet"));
+}
+
+/// A stale source's maps keep their last values, but the detectors stop
+/// evaluating them; a report makes the source live again.
+#[test]
+fn a_report_revives_a_stale_source() {
+    let mut limits = Limits::default();
+    limits.source_ttl = Duration::from_secs(10);
+    let sidecar = Sidecar::start(limits, None);
+    let url = sidecar.report_url();
+    post(
+        &url,
+        None,
+        &report("app", "a", 1, vec![map("orders", &[], 1, 1)]),
+    )
+    .accepted();
+    sidecar.clock.advance(Duration::from_secs(11));
+    sidecar.sources.sweep();
+    assert!(sidecar.registry.snapshot().map("orders").unwrap().dropped);
+    // A retry of the last report is a sign of life too.
+    post(
+        &url,
+        None,
+        &report("app", "a", 1, vec![map("orders", &[], 1, 1)]),
+    )
+    .accepted();
+    let snapshot = sidecar.registry.snapshot();
+    assert!(!snapshot.map("orders").unwrap().dropped, "live again");
+    assert_eq!(snapshot.ingest.unwrap().sources.len(), 1);
+}
+
+// ---------------------------------------------------------------------------
+// Reported maps are rows of the one registry
+// ---------------------------------------------------------------------------
+
+/// `--max-maps` caps reported maps as it caps in-process ones: 12 sources
+/// of 10 maps each under a cap of 25 give 25 maps with series of their own
+/// and one `_overflow`, and count every fold.
+#[test]
+fn reported_maps_fold_into_overflow_past_max_maps() {
+    const CAP: usize = 25;
+    let sidecar = Sidecar::start_with(Registry::builder().max_maps(CAP), Limits::default(), None);
+    // One in-process map of the sidecar's own takes a place too.
+    let mut own = InstrumentedMap::<u64, u64>::builder("own")
+        .register(&sidecar.registry)
+        .unwrap();
+    own.insert(1, 1);
+    own.publish();
+    let url = sidecar.report_url();
+    for source in 0..12 {
+        let maps = (0..10).map(|i| map(&format!("m{i}"), &[], 1, 10)).collect();
+        post(
+            &url,
+            None,
+            &report("app", &format!("pod-{source}"), 1, maps),
+        )
+        .accepted();
+    }
+    let metrics = sidecar.metrics();
+    let series = metrics.series("mapscope_map_entries").count();
+    assert_eq!(series, CAP + 1, "the cap plus _overflow");
+    let folds = metrics.value("mapscope_map_overflow_folds_total", &[]);
+    assert_eq!(folds, (12 * 10 + 1 - CAP) as f64);
+    let overflow = [("map", OVERFLOW_MAP)];
+    assert_eq!(
+        metrics.value("mapscope_map_entries", &overflow),
+        (12 * 10 + 1 - CAP) as f64
+    );
+    assert_eq!(
+        metrics.value("mapscope_map_inserts_total", &overflow),
+        10.0 * (12 * 10 + 1 - CAP) as f64
+    );
+    assert_eq!(metrics.value("mapscope_maps", &[]), 121.0);
+    // The same reports again fold nothing new: a row keeps its place.
+    for source in 0..12 {
+        let maps = (0..10).map(|i| map(&format!("m{i}"), &[], 1, 20)).collect();
+        post(
+            &url,
+            None,
+            &report("app", &format!("pod-{source}"), 2, maps),
+        )
+        .accepted();
+    }
+    let metrics = sidecar.metrics();
+    assert_eq!(metrics.series("mapscope_map_entries").count(), CAP + 1);
+    assert_eq!(
+        metrics.value("mapscope_map_overflow_folds_total", &[]),
+        folds
+    );
+    assert_eq!(
+        metrics.value("mapscope_map_inserts_total", &overflow),
+        20.0 * (12 * 10 + 1 - CAP) as f64
+    );
+    // A folded source that restarts (counters from zero) never takes the
+    // `_overflow` counters down.
+    let mut restarted = report(
+        "app",
+        "pod-11",
+        1,
+        (0..10).map(|i| map(&format!("m{i}"), &[], 1, 1)).collect(),
+    );
+    restarted.source.started_at = Some(at("2026-11-22T11:00:00Z"));
+    assert!(post(&url, None, &restarted).accepted().restarted);
+    let after = sidecar
+        .metrics()
+        .value("mapscope_map_inserts_total", &overflow);
+    assert!(
+        after >= 20.0 * (12 * 10 + 1 - CAP) as f64,
+        "the _overflow counter went down to {after}"
+    );
+}
+
+/// A client-reported misuse count that rises holds its condition for the
+/// detectors' `event_hold`, and the condition says when it fired: the first
+/// rise, not the time of every later request.
+#[test]
+fn a_reported_condition_keeps_the_time_it_fired() {
+    let sidecar = Sidecar::start(Limits::default(), None);
+    let url = sidecar.report_url();
+    let hold = sidecar.registry.detector_config().event_hold;
+    let with_misuse = |seq: u64, count: u64| {
+        let mut m = map("carts", &[], 1, 1);
+        m.counters
+            .misuse
+            .insert(ReportedMisuseKind::NilMapWrite, count);
+        report("checkout", "pod-1", seq, vec![m])
+    };
+    let since = |sidecar: &Sidecar| {
+        let snapshot = sidecar.registry.snapshot();
+        let carts = snapshot.map("carts").expect("carts");
+        carts
+            .conditions
+            .iter()
+            .find(|c| c.kind == MisuseKind::NilMapWrite)
+            .map(|c| (c.since, c.value))
+    };
+    post(&url, None, &with_misuse(1, 1)).accepted();
+    let (fired, value) = since(&sidecar).expect("active after the first rise");
+    assert_eq!(value, 1.0);
+    // Later requests, a rise among them: the condition stays, dated from
+    // when it fired.
+    for (seq, count) in [(2, 1), (3, 2), (4, 2)] {
+        sidecar.clock.advance(Duration::from_secs(10));
+        post(&url, None, &with_misuse(seq, count)).accepted();
+        assert_eq!(since(&sidecar).map(|(at, _)| at), Some(fired), "seq {seq}");
+    }
+    assert_eq!(since(&sidecar).map(|(_, v)| v), Some(2.0));
+    // Held for event_hold after the last rise (at seq 3, 20 s in)...
+    sidecar.clock.advance(hold - Duration::from_secs(10));
+    assert!(since(&sidecar).is_some());
+    // ...then cleared; a new rise fires anew, at its own time.
+    sidecar.clock.advance(Duration::from_secs(1));
+    assert!(since(&sidecar).is_none());
+    post(&url, None, &with_misuse(5, 3)).accepted();
+    let (again, _) = since(&sidecar).expect("fired again");
+    assert_eq!(
+        again.duration_since(fired).unwrap(),
+        Duration::from_secs(30) + hold - Duration::from_secs(10) + Duration::from_secs(1)
+    );
+}
+
+/// A map a report leaves out was dropped by the client: like a dropped
+/// in-process map, it keeps its last values for the grace period, then
+/// leaves. Reported again in time, it is the same series.
+#[test]
+fn a_map_left_out_of_a_report_stays_for_the_grace_period() {
+    let grace = Duration::from_secs(30);
+    let sidecar = Sidecar::start_with(
+        Registry::builder().grace_period(grace),
+        Limits::default(),
+        None,
+    );
+    let url = sidecar.report_url();
+    post(
+        &url,
+        None,
+        &report(
+            "checkout",
+            "pod-1",
+            1,
+            vec![map("orders", &[], 5, 5), map("carts", &[], 7, 7)],
+        ),
+    )
+    .accepted();
+    post(
+        &url,
+        None,
+        &report("checkout", "pod-1", 2, vec![map("orders", &[], 5, 6)]),
+    )
+    .accepted();
+    let carts = [("map", "carts"), ("source", "checkout")];
+    let snapshot = sidecar.registry.snapshot();
+    assert!(snapshot.map("carts").unwrap().dropped);
+    assert!(!snapshot.map("orders").unwrap().dropped);
+    sidecar.clock.advance(grace);
+    assert_eq!(
+        find(
+            &sidecar.metrics(),
+            "mapscope_map_entries",
+            &[carts[0], carts[1], ("source_instance", "pod-1")]
+        ),
+        Some(7.0),
+        "final values during the grace period"
+    );
+    sidecar.clock.advance(Duration::from_millis(1));
+    let metrics = sidecar.metrics();
+    assert!(metrics.matching("mapscope_map_entries", &carts).is_empty());
+    assert_eq!(
+        metrics
+            .matching("mapscope_map_entries", &[("map", "orders")])
+            .len(),
+        1
+    );
+    // Back in a later report: a row again.
+    post(
+        &url,
+        None,
+        &report(
+            "checkout",
+            "pod-1",
+            3,
+            vec![map("orders", &[], 5, 6), map("carts", &[], 8, 8)],
+        ),
+    )
+    .accepted();
+    assert_eq!(sidecar.metrics().value("mapscope_map_entries", &carts), 8.0);
 }
 
 #[test]
@@ -1960,7 +2283,12 @@ fn every_limit_answers_with_a_json_error_and_touches_nothing_else() {
         find(
             &metrics,
             "mapscope_map_entries",
-            &[("map", "bad_map"), ("source", "delta"), ("tenant", "acme")]
+            &[
+                ("map", "bad_map"),
+                ("source", "delta"),
+                ("source_instance", "i1"),
+                ("tenant", "acme")
+            ]
         ),
         Some(1.0),
         "the last accepted delta report replaced its maps"
@@ -1988,6 +2316,7 @@ fn accepted_edge_values_render_exactly() {
     let labels = [
         ("map", "заказы 🛒"),
         ("source", "édition"),
+        ("source_instance", "pod-1"),
         ("tenant", "Zürich \"q\" \\ b"),
     ];
     assert_eq!(
@@ -2007,6 +2336,7 @@ fn accepted_edge_values_render_exactly() {
             ("kind", k),
             ("map", "заказы 🛒"),
             ("source", "édition"),
+            ("source_instance", "pod-1"),
             ("tenant", "Zürich \"q\" \\ b"),
         ]
     };
@@ -2069,23 +2399,25 @@ fn body_limit_is_the_configured_one_not_a_framework_default() {
 #[test]
 fn seconds_too_large_for_a_duration_are_rejected_not_a_panic() {
     for (field, value) in [("interval_seconds", 1e19), ("interval_seconds", 1e300)] {
-        let store = IngestStore::new(Limits::default(), DetectorConfig::default());
+        let store = Sources::new(&Registry::new(), Limits::default());
         let mut body = good("alpha", 1);
         body[field] = json!(value);
         let bytes = serde_json::to_vec(&body).expect("json");
-        let outcome = std::panic::catch_unwind(|| {
+        // The store is not UnwindSafe (the registry holds trait objects);
+        // nothing here is looked at after a panic but the panic itself.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             mapscope::ingest::handle(&store, None, &json_headers(), &bytes)
-        });
+        }));
         let (status, text) = outcome.unwrap_or_else(|_| panic!("{field} = {value} panicked"));
         assert_eq!(status, 400, "{field} = {value}: {text}");
     }
-    let store = IngestStore::new(Limits::default(), DetectorConfig::default());
+    let store = Sources::new(&Registry::new(), Limits::default());
     let mut body = good("alpha", 1);
     body["events"][0]["duration_seconds"] = json!(1e300);
     let bytes = serde_json::to_vec(&body).expect("json");
-    let outcome = std::panic::catch_unwind(|| {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         mapscope::ingest::handle(&store, None, &json_headers(), &bytes)
-    });
+    }));
     let (status, text) = outcome.unwrap_or_else(|_| panic!("duration_seconds = 1e300 panicked"));
     assert_eq!(status, 400, "{text}");
 }
@@ -2487,10 +2819,8 @@ fn to_body(value: &Value) -> Vec<u8> {
 /// Feeds `body` to `handle` twice (the second time a retry) and checks the
 /// answers and that the store still renders a valid exposition.
 fn check_handle(body: &[u8]) -> Result<(), TestCaseError> {
-    let store = Arc::new(IngestStore::new(
-        Limits::default(),
-        DetectorConfig::default(),
-    ));
+    let registry = Registry::new();
+    let store = Sources::new(&registry, Limits::default());
     for attempt in 0..2 {
         let (status, text) = mapscope::ingest::handle(&store, None, &json_headers(), body);
         prop_assert!(
@@ -2525,8 +2855,7 @@ fn check_handle(body: &[u8]) -> Result<(), TestCaseError> {
             );
         }
     }
-    let sources: Vec<Arc<dyn SnapshotSource>> = vec![store];
-    let text = MapscopeCollector::with_sources(sources).render();
+    let text = MapscopeCollector::new(registry).render();
     parse_exposition(&text).map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
     Ok(())
 }
@@ -2609,14 +2938,14 @@ fn doc(path: &str) -> String {
 fn full_report() -> Report {
     let mut map = map("orders", &[("tenant", "acme")], 1, 2);
     map.stats.evacuation = Some(ReportedEvacuation {
-        kind: "double".into(),
+        kind: ReportedGrowthKind::Double,
         old_buckets: 4,
         evacuated_old_buckets: 1,
     });
-    map.counters.misuse = BTreeMap::from([("nil_map_write".to_owned(), 1)]);
+    map.counters.misuse = BTreeMap::from([(ReportedMisuseKind::NilMapWrite, 1)]);
     let mut event = growth_event(1, "orders", 0.1);
     event.labels = BTreeMap::from([("tenant".to_owned(), "acme".to_owned())]);
-    event.misuse_kind = Some("nil_map_write".into());
+    event.misuse_kind = Some(ReportedMisuseKind::NilMapWrite);
     event.trace_id = Some("0".repeat(32));
     event.span_id = Some("0".repeat(16));
     event.attributes = BTreeMap::from([("stack".to_owned(), "main.go:1".to_owned())]);
@@ -2626,10 +2955,10 @@ fn full_report() -> Report {
             instance: "pod-1".into(),
             language: Some("go".into()),
             sdk: Some("mapscope-go/0.1".into()),
-            started_at: Some("2026-11-22T10:00:00Z".into()),
+            started_at: Some(at("2026-11-22T10:00:00Z")),
         },
         seq: 1,
-        sent_at: Some("2026-11-22T10:00:10Z".into()),
+        sent_at: Some(at("2026-11-22T10:00:10Z")),
         interval_seconds: Some(10.0),
         maps: vec![map],
         events: vec![event],
@@ -2715,56 +3044,31 @@ fn required_keys(full: &Value) -> BTreeMap<String, BTreeSet<String>> {
     out
 }
 
-/// A very small reader for the shape of `docs/openapi.yaml`: under
-/// `components: schemas:`, each schema's `properties` keys and `required`
-/// list (block style, two-space indentation).
+/// Each schema of `docs/openapi.yaml`'s `components/schemas`: its
+/// `properties` keys and its `required` list.
 fn openapi_schemas(yaml: &str) -> BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)> {
-    let mut out: BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)> = BTreeMap::new();
-    let mut in_schemas = false;
-    let mut schema: Option<String> = None;
-    let mut section = "";
-    for line in yaml.lines() {
-        if line.trim().is_empty() || line.trim_start().starts_with('#') {
-            continue;
-        }
-        let indent = line.len() - line.trim_start().len();
-        let content = line.trim();
-        if indent == 2 && content == "schemas:" {
-            in_schemas = true;
-            continue;
-        }
-        if indent <= 2 {
-            in_schemas = false;
-            continue;
-        }
-        if !in_schemas {
-            continue;
-        }
-        if indent == 4 {
-            let name = content.trim_end_matches(':').to_owned();
-            out.entry(name.clone()).or_default();
-            schema = Some(name);
-            section = "";
-        } else if indent == 6 {
-            section = match content {
-                "properties:" => "properties",
-                "required:" => "required",
-                _ => "",
-            };
-        } else if let Some(name) = &schema {
-            let entry = out.get_mut(name).expect("schema entry");
-            if indent == 8 && section == "properties" {
-                if let Some(key) = content.strip_suffix(':') {
-                    entry.0.insert(key.to_owned());
-                }
-            } else if indent == 8 && section == "required" {
-                if let Some(key) = content.strip_prefix("- ") {
-                    entry.1.insert(key.trim().to_owned());
-                }
-            }
-        }
-    }
-    out
+    let document: Value = serde_norway::from_str(yaml).expect("docs/openapi.yaml is YAML");
+    let schemas = document["components"]["schemas"]
+        .as_object()
+        .expect("components/schemas");
+    schemas
+        .iter()
+        .map(|(name, schema)| {
+            let properties = schema["properties"]
+                .as_object()
+                .map(|p| p.keys().cloned().collect())
+                .unwrap_or_default();
+            let required = schema["required"]
+                .as_array()
+                .map(|r| {
+                    r.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            (name.clone(), (properties, required))
+        })
+        .collect()
 }
 
 #[test]
@@ -2779,7 +3083,7 @@ fn openapi_matches_the_protocol_structs() {
     let mut fields = BTreeMap::new();
     schema_keys("Report", &full, &mut fields);
     let accepted = ReportAccepted {
-        status: "accepted".into(),
+        status: ReportStatus::Accepted,
         source: "checkout".into(),
         maps: 1,
         events_accepted: 1,
@@ -2826,7 +3130,8 @@ fn openapi_matches_the_protocol_structs() {
         );
     }
     assert!(yaml.contains("/v1/report:"));
-    assert!(yaml.starts_with("openapi: 3.0"), "OpenAPI 3.0");
+    let document: Value = serde_norway::from_str(&yaml).expect("YAML");
+    assert_eq!(document["openapi"], "3.1.0", "OpenAPI 3.1");
 }
 
 #[test]
@@ -2949,7 +3254,7 @@ fn protocol_md_example_is_answered_as_documented() {
         Some("application/json"),
         request.into_bytes(),
     );
-    assert_eq!(again.accepted().status, "duplicate");
+    assert_eq!(again.accepted().status, ReportStatus::Duplicate);
     // The documented error for a bad label name.
     let error = block_after(&md, "as a label name:");
     let documented: Value = serde_json::from_str(&error).expect("the documented error");

@@ -468,7 +468,7 @@ fn check_stats_alone(stats: &MapStats, len: usize, ctx: &dyn Fn() -> String) {
 const TOLERATE_TWO_GROWTHS_PER_WRITE: bool = false;
 
 fn total_growths(stats: &MapStats) -> u64 {
-    stats.growths_double + stats.growths_same_size + stats.shrinks
+    stats.growths.iter().map(|(_, n)| n).sum::<u64>()
 }
 
 /// Invariants between the stats before and after one operation.
@@ -496,13 +496,21 @@ fn check_stats_step(before: &MapStats, after: &MapStats, expect: Expect, ctx: &d
         ctx()
     );
     assert!(after.peak_entries >= before.peak_entries, "{}", ctx());
-    assert!(after.growths_double >= before.growths_double, "{}", ctx());
     assert!(
-        after.growths_same_size >= before.growths_same_size,
+        after.growths[GrowthKind::Double] >= before.growths[GrowthKind::Double],
         "{}",
         ctx()
     );
-    assert!(after.shrinks >= before.shrinks, "{}", ctx());
+    assert!(
+        after.growths[GrowthKind::SameSize] >= before.growths[GrowthKind::SameSize],
+        "{}",
+        ctx()
+    );
+    assert!(
+        after.growths[GrowthKind::Shrink] >= before.growths[GrowthKind::Shrink],
+        "{}",
+        ctx()
+    );
     let evacuated = after
         .evacuated_buckets_total
         .checked_sub(before.evacuated_buckets_total)
@@ -1167,9 +1175,9 @@ impl<K: Key, S: BuildHasher + Clone> Harness<K, S> {
                 self.step,
                 s.peak_entries,
                 s.buckets,
-                s.growths_double,
-                s.growths_same_size,
-                s.shrinks,
+                s.growths[GrowthKind::Double],
+                s.growths[GrowthKind::SameSize],
+                s.growths[GrowthKind::Shrink],
                 s.evacuated_buckets_total,
                 s.max_overflow_chain
             );

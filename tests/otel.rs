@@ -11,7 +11,7 @@
 //! - misuse: an insert past `max_entries` is a `mapscope.misuse` event on
 //!   the active span, or a standalone `mapscope.map.misuse` root span; a
 //!   detector firing is a standalone span; client-reported program errors
-//!   (through the sidecar's store) are error spans in the client's trace
+//!   (reports applied to the same registry) are error spans in the client's trace
 //!   with `error.type`; a Go crash file read by the sidecar's scanner, and
 //!   a client event with `code.*` attributes, carry the code site as
 //!   `code.function`, `code.filepath` and `code.lineno`;
@@ -19,7 +19,8 @@
 //!   missing endpoint export nothing; unsupported values fail clearly;
 //!   endpoint resolution (`/v1/traces` appended or not);
 //! - the per-map misuse rate limit, for detector-fired and insert-time
-//!   misuse, with `trace_events_suppressed`.
+//!   misuse, with `trace_events_suppressed`, in seconds of the registry's
+//!   manual clock (no sleeps, no wall-clock bounds).
 //!
 //! Every test uses its own `Registry`, receiver and tracer provider, with
 //! `set_global(false)` (except the one test about the global provider), so
@@ -55,11 +56,12 @@ use prost::Message as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 
-use mapscope::ingest::{check, IngestStore, Limits, Report};
+use mapscope::ingest::{check, Limits, Report, Sources};
 use mapscope::otel::{
     self, OtelConfig, OtelError, OtelGuard, Protocol, GROW_SPAN, MISUSE_EVENT, MISUSE_SPAN, SCOPE,
 };
-use mapscope::{DetectorConfig, InstrumentedMap, Registry};
+use mapscope::registry::ManualClock;
+use mapscope::{DetectorConfig, GrowthKind, InstrumentedMap, Registry};
 
 type Map = InstrumentedMap<u64, u64>;
 
@@ -446,7 +448,11 @@ fn full_map(registry: &Registry, name: &str) -> Map {
     let stats = map.stats();
     assert_eq!(stats.buckets, 512);
     assert_eq!(stats.growth, None);
-    assert_eq!(stats.growths_double, 0, "presized: no growth while filling");
+    assert_eq!(
+        stats.growths[GrowthKind::Double],
+        0,
+        "presized: no growth while filling"
+    );
     map
 }
 
@@ -506,7 +512,7 @@ fn grow_span_nests_under_the_span_current_at_growth_start() {
     let stats = map.stats();
     assert_eq!(stats.growth, None);
     assert_eq!(stats.buckets, 1024);
-    assert_eq!(stats.growths_double, 1);
+    assert_eq!(stats.growths[GrowthKind::Double], 1);
     let helping = 1 + 10 + writes_after;
 
     guard.shutdown();
@@ -590,9 +596,9 @@ fn grow_span_nests_under_the_span_current_at_growth_start() {
     assert!(attr_str(&grow.resource, "service.name").is_some());
     // The span's wall duration is the one the map's stats count.
     assert!(
-        (stats.growth_seconds_double - wall).abs() < 1e-6,
+        (stats.growth_seconds[GrowthKind::Double] - wall).abs() < 1e-6,
         "stats say {}s, the span {wall}s",
-        stats.growth_seconds_double
+        stats.growth_seconds[GrowthKind::Double]
     );
 }
 
@@ -623,12 +629,13 @@ fn complete_growth_and_shrink_are_labelled() {
     cache.complete_growth();
     let cache_stats = cache.stats();
     assert_eq!(cache_stats.growth, None);
-    assert!(cache_stats.shrinks >= 1);
+    assert!(cache_stats.growths[GrowthKind::Shrink] >= 1);
 
     guard.shutdown();
     let spans = receiver.wait_for("the jobs and cache grow spans", |spans| {
         !of_map(spans, GROW_SPAN, "jobs").is_empty()
-            && of_map(spans, GROW_SPAN, "cache").len() as u64 >= cache_stats.shrinks
+            && of_map(spans, GROW_SPAN, "cache").len() as u64
+                >= cache_stats.growths[GrowthKind::Shrink]
     });
 
     let jobs_spans = of_map(&spans, GROW_SPAN, "jobs");
@@ -653,7 +660,11 @@ fn complete_growth_and_shrink_are_labelled() {
     assert!(s.end_time_unix_nano <= nanos(after));
 
     let halvings = of_map(&spans, GROW_SPAN, "cache");
-    assert_eq!(halvings.len() as u64, cache_stats.shrinks, "{halvings:#?}");
+    assert_eq!(
+        halvings.len() as u64,
+        cache_stats.growths[GrowthKind::Shrink],
+        "{halvings:#?}"
+    );
     for halving in halvings {
         let a = &halving.span.attributes;
         assert_eq!(attr_str(a, "mapscope.growth.kind"), Some("shrink"));
@@ -973,7 +984,7 @@ fn misuse_is_an_event_on_the_active_span_or_a_standalone_span() {
     assert_eq!(registry.snapshot().trace_events_suppressed, 0);
 }
 
-/// A client report through the sidecar's store, with `events`.
+/// A client report (applied to the registry through `ingest::Sources`), with `events`.
 fn client_report(events: serde_json::Value) -> Report {
     let report: Report = serde_json::from_value(serde_json::json!({
         "source": {"app": "checkout", "instance": "pod-1", "language": "go"},
@@ -997,12 +1008,8 @@ const CLIENT_AT: &str = "2026-01-01T12:00:00.5Z";
 fn client_reported_misuse_is_an_error_span_in_the_clients_trace() {
     let receiver = Receiver::start();
     let registry = Registry::new();
-    let store = Arc::new(IngestStore::new(
-        Limits::default(),
-        DetectorConfig::default(),
-    ));
-    let guard =
-        otel::init_with_sources(&registry, vec![store.clone()], config_for(&receiver)).unwrap();
+    let store = Sources::new(&registry, Limits::default());
+    let guard = otel::init_with(&registry, config_for(&receiver)).unwrap();
     let mut events = Vec::new();
     for (seq, kind) in [
         "nil_map_write",
@@ -1026,7 +1033,7 @@ fn client_reported_misuse_is_an_error_span_in_the_clients_trace() {
     let spans = receiver.wait_for("three client misuse spans", |spans| {
         of_map(spans, MISUSE_SPAN, "carts").len() >= 3
     });
-    let at = nanos(mapscope::ingest::parse_rfc3339(CLIENT_AT).unwrap());
+    let at = nanos(mapscope::timestamp::parse_rfc3339(CLIENT_AT).unwrap());
     let mut kinds = Vec::new();
     for received in of_map(&spans, MISUSE_SPAN, "carts") {
         let s = &received.span;
@@ -1034,6 +1041,7 @@ fn client_reported_misuse_is_an_error_span_in_the_clients_trace() {
         let kind = attr_str(a, "mapscope.misuse.kind").unwrap().to_owned();
         assert_eq!(attr_str(a, "error.type"), Some(kind.as_str()));
         assert_eq!(attr_str(a, "mapscope.source"), Some("checkout"));
+        assert_eq!(attr_str(a, "mapscope.source.instance"), Some("pod-1"));
         assert_eq!(attr_str(a, "mapscope.map.label.shard"), Some("3"));
         assert!(attr_str(a, "mapscope.misuse.details")
             .unwrap()
@@ -1063,12 +1071,8 @@ fn client_reported_misuse_is_an_error_span_in_the_clients_trace() {
 fn client_reported_growth_nests_in_the_clients_trace() {
     let receiver = Receiver::start();
     let registry = Registry::new();
-    let store = Arc::new(IngestStore::new(
-        Limits::default(),
-        DetectorConfig::default(),
-    ));
-    let guard =
-        otel::init_with_sources(&registry, vec![store.clone()], config_for(&receiver)).unwrap();
+    let store = Sources::new(&registry, Limits::default());
+    let guard = otel::init_with(&registry, config_for(&receiver)).unwrap();
     store
         .apply(client_report(serde_json::json!([{
             "seq": 1, "kind": "growth", "map": "carts", "labels": {"shard": "3"},
@@ -1083,7 +1087,7 @@ fn client_reported_growth_nests_in_the_clients_trace() {
     let s = &of_map(&spans, GROW_SPAN, "carts")[0].span;
     assert_eq!(
         s.end_time_unix_nano,
-        nanos(mapscope::ingest::parse_rfc3339(CLIENT_AT).unwrap())
+        nanos(mapscope::timestamp::parse_rfc3339(CLIENT_AT).unwrap())
     );
     assert_eq!(hex(&s.trace_id), CLIENT_TRACE);
     assert_eq!(hex(&s.parent_span_id), CLIENT_SPAN);
@@ -1103,12 +1107,7 @@ fn crash_fixture(name: &str) -> Vec<u8> {
 fn a_crash_file_becomes_a_misuse_span_with_its_code_site() {
     let receiver = Receiver::start();
     let registry = Registry::new();
-    let store = Arc::new(IngestStore::new(
-        Limits::default(),
-        DetectorConfig::default(),
-    ));
-    let guard =
-        otel::init_with_sources(&registry, vec![store.clone()], config_for(&receiver)).unwrap();
+    let guard = otel::init_with(&registry, config_for(&receiver)).unwrap();
     let dir = std::env::temp_dir().join(format!("mapscope-otel-crashes-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -1122,10 +1121,9 @@ fn a_crash_file_becomes_a_misuse_span_with_its_code_site() {
     )
     .unwrap();
     std::fs::write(dir.join("mapscope-crash-1-2.json"), json).unwrap();
-    let mut scanner = mapscope::ingest::CrashDir::new(&dir, store.clone());
-    let now = Instant::now();
-    scanner.scan_at(now);
-    assert_eq!(scanner.scan_at(now).map_crashes, 1, "stable after one scan");
+    let mut scanner = mapscope::ingest::CrashDir::new(&dir, &registry);
+    scanner.scan();
+    assert_eq!(scanner.scan().map_crashes, 1, "stable after one scan");
     guard.shutdown();
     let _ = std::fs::remove_dir_all(&dir);
     let spans = receiver.wait_for("the crash's misuse span", |spans| {
@@ -1163,12 +1161,8 @@ fn a_crash_file_becomes_a_misuse_span_with_its_code_site() {
 fn a_reported_misuse_with_code_attributes_carries_the_site() {
     let receiver = Receiver::start();
     let registry = Registry::new();
-    let store = Arc::new(IngestStore::new(
-        Limits::default(),
-        DetectorConfig::default(),
-    ));
-    let guard =
-        otel::init_with_sources(&registry, vec![store.clone()], config_for(&receiver)).unwrap();
+    let store = Sources::new(&registry, Limits::default());
+    let guard = otel::init_with(&registry, config_for(&receiver)).unwrap();
     store
         .apply(client_report(serde_json::json!([
             {
@@ -1220,11 +1214,15 @@ fn a_reported_misuse_with_code_attributes_carries_the_site() {
 
 /// Detector firings: a map flapping across the registry's `max_entries`
 /// with a snapshot after every change fires `unbounded_growth` at every
-/// crossing, each one an untraced misuse event for the same map.
+/// crossing, each one an untraced misuse event for the same map. The limit
+/// counts seconds of the registry's clock, which stands still here until
+/// the test advances it.
 #[test]
 fn detector_misuse_is_rate_limited_per_map() {
     let receiver = Receiver::start();
+    let clock = ManualClock::new();
     let registry = Registry::builder()
+        .clock(clock.clone())
         .detectors(
             DetectorConfig::default()
                 .with_window(Duration::ZERO)
@@ -1256,31 +1254,27 @@ fn detector_misuse_is_rate_limited_per_map() {
             registry.snapshot();
         }
     };
-    let first_burst = Instant::now();
+    // One second of the registry's clock.
     burst(&mut flappy, 30);
-    assert!(
-        first_burst.elapsed() < Duration::from_millis(500),
-        "the burst must fit in one rate-limit window"
+    let snapshot = registry.snapshot();
+    assert_eq!(
+        snapshot.maps[0].misuse[0], 30,
+        "every crossing fired unbounded_growth"
     );
-    let fired = registry.snapshot().maps[0].misuse[0];
-    assert_eq!(fired, 30, "every crossing fired unbounded_growth");
-
-    // The pump counts what it suppressed; wait for it.
-    let deadline = Instant::now() + WAIT;
-    while registry.snapshot().trace_events_suppressed < 28 {
-        assert!(Instant::now() < deadline, "suppressed misuse never counted");
-        thread::sleep(POLL);
-    }
+    // The registry applies the limit as it records each firing.
+    assert_eq!(snapshot.trace_events_suppressed, 28);
     guard.flush();
     let spans = receiver.wait_for("two flappy misuse spans", |spans| {
         of_map(spans, MISUSE_SPAN, "flappy").len() >= 2
     });
-    let flappy_spans = of_map(&spans, MISUSE_SPAN, "flappy").len();
-    assert_eq!(flappy_spans, 2, "at most 2 per map per second");
-    assert_eq!(registry.snapshot().trace_events_suppressed, 28);
+    assert_eq!(
+        of_map(&spans, MISUSE_SPAN, "flappy").len(),
+        2,
+        "at most 2 per map per second"
+    );
 
-    // A new window lets two more through.
-    thread::sleep(Duration::from_millis(1100));
+    // The next second lets two more through.
+    clock.advance(Duration::from_secs(1));
     burst(&mut flappy, 10);
     guard.shutdown();
     let spans = receiver.wait_for("four flappy misuse spans", |spans| {
@@ -1297,7 +1291,7 @@ fn detector_misuse_is_rate_limited_per_map() {
             Some("unbounded_growth")
         );
     }
-    // Spans per second of misuse time, as the receiver sees them.
+    // Spans per second of misuse time (the registry clock's wall time).
     let mut per_window: BTreeMap<u64, usize> = BTreeMap::new();
     let first = of_map(&spans, MISUSE_SPAN, "flappy")
         .iter()
@@ -1309,15 +1303,17 @@ fn detector_misuse_is_rate_limited_per_map() {
             .entry((s.span.start_time_unix_nano - first) / 1_000_000_000)
             .or_default() += 1;
     }
-    assert!(per_window.values().all(|&n| n <= 2), "{per_window:?}");
+    assert_eq!(per_window, BTreeMap::from([(0, 2), (1, 2)]));
 }
 
 /// Insert-time misuse: the limit applies on the inserting thread, both
-/// to events on the active span and to standalone spans.
+/// to events on the active span and to standalone spans, in seconds of the
+/// registry's clock.
 #[test]
 fn insert_time_misuse_is_rate_limited_per_map() {
     let receiver = Receiver::start();
-    let registry = Registry::new();
+    let clock = ManualClock::new();
+    let registry = Registry::builder().clock(clock.clone()).build();
     let guard = otel::init_with(&registry, config_for(&receiver).with_misuse_per_second(2))
         .expect("init_with");
     let tracer = guard.provider().expect("enabled").tracer("app");
@@ -1331,7 +1327,6 @@ fn insert_time_misuse_is_rate_limited_per_map() {
         .unwrap();
     traced.insert(0, 0);
     untraced.insert(0, 0);
-    let started = Instant::now();
     tracer.in_span("many-crossings", |_cx| {
         for _ in 0..20 {
             traced.insert(1, 1);
@@ -1342,30 +1337,31 @@ fn insert_time_misuse_is_rate_limited_per_map() {
         untraced.insert(1, 1);
         untraced.remove(&1);
     }
-    // A burst straddling a second boundary may see one more window.
-    let windows = if started.elapsed() < Duration::from_millis(100) {
-        2
-    } else {
-        3
-    };
+    // A second later, two more of each get through.
+    clock.advance(Duration::from_secs(1));
+    tracer.in_span("next-second", |_cx| {
+        for _ in 0..5 {
+            traced.insert(1, 1);
+            traced.remove(&1);
+        }
+    });
     guard.shutdown();
-    let spans = receiver.wait_for("the app span and untraced misuse spans", |spans| {
+    let spans = receiver.wait_for("the app spans and untraced misuse spans", |spans| {
         !named(spans, "many-crossings").is_empty()
-            && !of_map(spans, MISUSE_SPAN, "untraced").is_empty()
+            && !named(spans, "next-second").is_empty()
+            && of_map(spans, MISUSE_SPAN, "untraced").len() >= 2
     });
     let events = misuse_events(&named(&spans, "many-crossings")[0].span).len();
+    let next = misuse_events(&named(&spans, "next-second")[0].span).len();
     let standalone = of_map(&spans, MISUSE_SPAN, "untraced").len();
-    assert!(
-        (2..=2 * windows).contains(&events),
-        "{events} events on the span"
-    );
-    assert!(
-        (1..=2).contains(&standalone),
-        "{standalone} standalone misuse spans"
+    assert_eq!(
+        (events, next, standalone),
+        (2, 2, 2),
+        "2 per map per second, on the span or standalone"
     );
     assert_eq!(
-        registry.snapshot().trace_events_suppressed as usize,
-        40 - events - standalone,
+        registry.snapshot().trace_events_suppressed,
+        (20 - 2) + (5 - 2) + (20 - 2),
         "every crossing is either traced or counted as suppressed"
     );
 }
@@ -1461,7 +1457,8 @@ fn disabled_configurations_export_nothing() {
         guards.push(guard);
         registries.push(registry);
     }
-    thread::sleep(Duration::from_secs(1));
+    // With export off nothing is installed (no provider, no event thread),
+    // so nothing can reach the receiver: no need to wait for it.
     for guard in guards {
         guard.shutdown();
     }

@@ -302,7 +302,7 @@ enum Site {
 }
 
 fn growths_started(stats: &MapStats) -> u64 {
-    stats.growths_double + stats.growths_same_size + stats.shrinks
+    stats.growths.iter().map(|(_, n)| n).sum::<u64>()
 }
 
 /// Applies `op` to both. The map's answers must match the model's; if the
@@ -818,7 +818,7 @@ fn panic_right_after_a_write_starts_a_growth() {
             "n = {n}"
         );
         let stats = sim.map.stats();
-        assert_eq!(stats.growths_double, 7);
+        assert_eq!(stats.growths[GrowthKind::Double], 7);
         assert_eq!(sim.map.get(&Key(416)), None);
         check(&sim.map, &sim.model, &format!("n = {n}"));
         sim.op(Op::Insert(416, 416));
@@ -980,14 +980,14 @@ fn script() -> Vec<Op> {
         sim.op(Op::Get(keys[i as usize % 40]));
         sim.op(Op::Remove(9 << 48 | i));
         let stats = sim.map.stats();
-        if !retained && stats.shrinks == 2 {
+        if !retained && stats.growths[GrowthKind::Shrink] == 2 {
             sim.op(Op::Retain {
                 salt: 1,
                 panic_at: None,
             });
             retained = true;
         }
-        if !completed && stats.shrinks == 3 && stats.growth.is_some() {
+        if !completed && stats.growths[GrowthKind::Shrink] == 3 && stats.growth.is_some() {
             sim.op(Op::CompleteGrowth);
             completed = true;
         }

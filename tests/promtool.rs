@@ -10,9 +10,9 @@
 mod common;
 
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::{get_text, parse_exposition, require_program, run_with_input, start_mapscope};
+use common::{get_text, parse_exposition, require_program, run_with_input, start_mapscope, WAIT};
 use mapscope::export::prometheus::MapscopeCollector;
 use mapscope::{InstrumentedMap, Registry};
 
@@ -52,14 +52,24 @@ fn demo_exposition_passes_promtool() {
         "--tick",
         "5",
     ]);
-    // Let the workload grow, evacuate and fire detectors for a while.
-    std::thread::sleep(Duration::from_secs(2));
+    // Let the workload grow and evacuate: poll until a growth finished, for
+    // at most WAIT.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a runtime for the client");
-    let text = runtime.block_on(get_text(&demo.url("metrics")));
-    let parsed = parse_exposition(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let deadline = Instant::now() + WAIT;
+    let (text, parsed) = loop {
+        let text = runtime.block_on(get_text(&demo.url("metrics")));
+        let parsed = parse_exposition(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let grown = parsed
+            .series("mapscope_growth_duration_seconds_count")
+            .any(|s| s.value > 0.0);
+        if grown || Instant::now() > deadline {
+            break (text, parsed);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert!(
         parsed.series("mapscope_map_entries").count() >= 2,
         "the demo exports its maps: {text}"

@@ -12,8 +12,8 @@ use std::thread;
 use std::time::Duration;
 
 use mapscope::registry::{
-    EventRecord, GrowthFinished, GrowthStarted, MAX_LABELS, MAX_VALUE_BYTES, OVERFLOW_MAP,
-    RESERVED_LABELS,
+    EventRecord, GrowthFinished, GrowthStarted, ManualClock, MAX_LABELS, MAX_VALUE_CHARS,
+    OVERFLOW_MAP, RESERVED_LABELS,
 };
 use mapscope::{
     Event, GrowthKind, InstrumentedMap, MapSnapshot, MapStats, RegisterError, Registry,
@@ -77,7 +77,7 @@ fn insert_until_growth(map: &mut Map, next: &mut u64) {
 #[test]
 fn invalid_map_names_are_rejected() {
     let registry = Registry::new();
-    let too_long = "m".repeat(MAX_VALUE_BYTES + 1);
+    let too_long = "m".repeat(MAX_VALUE_CHARS + 1);
     for name in [
         "",
         "__internal",
@@ -94,7 +94,7 @@ fn invalid_map_names_are_rejected() {
         );
     }
     // The longest allowed name, and names that are fine as label values.
-    let longest = "m".repeat(MAX_VALUE_BYTES);
+    let longest = "m".repeat(MAX_VALUE_CHARS);
     for name in [
         longest.as_str(),
         "user cache",
@@ -139,7 +139,10 @@ fn invalid_label_names_are_rejected() {
 #[test]
 fn reserved_labels_are_rejected() {
     let registry = Registry::new();
-    assert_eq!(RESERVED_LABELS, ["map", "source", "kind", "le"]);
+    assert_eq!(
+        RESERVED_LABELS,
+        ["map", "source", "source_instance", "kind", "le"]
+    );
     for name in RESERVED_LABELS {
         let err = register(&registry, "m", &[(name, "v")]).unwrap_err();
         assert_eq!(
@@ -148,8 +151,12 @@ fn reserved_labels_are_rejected() {
                 name: name.to_owned()
             }
         );
-        // The message says what to do.
+        // The message says what to do, and names every reserved label.
         assert!(err.to_string().contains("rename"), "{err}");
+        assert!(
+            RESERVED_LABELS.iter().all(|l| err.to_string().contains(l)),
+            "{err}"
+        );
     }
     // Only the exact names are reserved.
     assert!(register(&registry, "m", &[("map_name", "v"), ("kinds", "v")]).is_ok());
@@ -194,9 +201,9 @@ fn too_many_labels_are_rejected() {
 #[test]
 fn invalid_label_values_are_rejected() {
     let registry = Registry::new();
-    let too_long = "v".repeat(MAX_VALUE_BYTES + 1);
-    // 129 two-byte characters: 258 bytes, though only 129 chars.
-    let too_long_utf8 = "é".repeat(129);
+    let too_long = "v".repeat(MAX_VALUE_CHARS + 1);
+    // The limit counts characters, as JSON Schema's maxLength does.
+    let too_long_utf8 = "é".repeat(MAX_VALUE_CHARS + 1);
     for value in [
         too_long.as_str(),
         too_long_utf8.as_str(),
@@ -211,8 +218,10 @@ fn invalid_label_values_are_rejected() {
             "value {value:?}"
         );
     }
-    let longest = "v".repeat(MAX_VALUE_BYTES);
+    let longest = "v".repeat(MAX_VALUE_CHARS);
     assert!(register(&registry, "a", &[("tenant", longest.as_str())]).is_ok());
+    let longest_utf8 = "🛒".repeat(MAX_VALUE_CHARS);
+    assert!(register(&registry, "c", &[("tenant", longest_utf8.as_str())]).is_ok());
     assert!(register(&registry, "b", &[("tenant", "")]).is_ok());
 }
 
@@ -294,8 +303,12 @@ fn reregistering_a_dropped_map_in_grace_works() {
 
 #[test]
 fn dropped_map_stays_with_final_values_until_grace_passes() {
-    let grace = Duration::from_millis(50);
-    let registry = Registry::builder().grace_period(grace).build();
+    let grace = Duration::from_secs(30);
+    let clock = ManualClock::new();
+    let registry = Registry::builder()
+        .clock(clock.clone())
+        .grace_period(grace)
+        .build();
     let mut keep = register(&registry, "kept", &[]).unwrap();
     let mut map = register(&registry, "short_lived", &[("tenant", "acme")]).unwrap();
     for i in 0..1_000 {
@@ -322,7 +335,13 @@ fn dropped_map_stays_with_final_values_until_grace_passes() {
     );
     assert!(!find(&snapshot, "kept").unwrap().dropped);
 
-    thread::sleep(grace * 3);
+    clock.advance(grace);
+    let snapshot = registry.snapshot();
+    assert!(
+        find(&snapshot, "short_lived").is_some(),
+        "visible for the whole grace period"
+    );
+    clock.advance(Duration::from_millis(1));
     let snapshot = registry.snapshot();
     assert!(find(&snapshot, "short_lived").is_none(), "gone after grace");
     assert!(find(&snapshot, "kept").is_some(), "live maps never expire");
@@ -408,8 +427,13 @@ fn overflow_folds_only_past_the_cap_of_live_maps() {
 #[test]
 
 fn overflow_counters_never_decrease() {
-    let grace = Duration::from_millis(20);
-    let registry = Registry::builder().max_maps(1).grace_period(grace).build();
+    let grace = Duration::from_secs(30);
+    let clock = ManualClock::new();
+    let registry = Registry::builder()
+        .clock(clock.clone())
+        .max_maps(1)
+        .grace_period(grace)
+        .build();
     let _own = register(&registry, "own", &[]).unwrap();
     let mut folded: Vec<Map> = (0..2)
         .map(|i| register(&registry, &format!("f{i}"), &[]).unwrap())
@@ -423,12 +447,12 @@ fn overflow_counters_never_decrease() {
     let before = find(&registry.snapshot(), OVERFLOW_MAP).unwrap().stats;
     assert_eq!(before.inserts, 2_000);
     drop(folded.pop());
-    thread::sleep(grace * 3);
+    clock.advance(grace * 2);
     let after = find(&registry.snapshot(), OVERFLOW_MAP).unwrap().stats;
     assert_eq!(after.entries, 1_000, "a gauge follows the live maps");
     assert!(
         after.inserts >= before.inserts
-            && after.growths_double >= before.growths_double
+            && after.growths[GrowthKind::Double] >= before.growths[GrowthKind::Double]
             && after.evacuated_buckets_total >= before.evacuated_buckets_total,
         "counters went down: {} -> {} inserts",
         before.inserts,
@@ -486,8 +510,8 @@ fn full_event_queue_drops_and_counts_without_blocking() {
         .expect("inserts complete although nobody drains the queue");
     let mut map = writer.join().unwrap();
     let stats = map.stats();
-    assert_eq!(stats.growths_double, 14);
-    let started = stats.growths_double;
+    assert_eq!(stats.growths[GrowthKind::Double], 14);
+    let started = stats.growths[GrowthKind::Double];
     let finished = started - u64::from(stats.growth.is_some());
 
     let snapshot = registry.snapshot();
@@ -557,7 +581,7 @@ fn events_past_the_recent_window_are_reported_missed() {
         registry.events_since(0);
     }
     // Every growth started and finished: two events each, all accepted.
-    let total = 2 * map.stats().growths_double;
+    let total = 2 * map.stats().growths[GrowthKind::Double];
     assert!(total > 4);
     let batch = registry.events_since(0);
     assert_eq!(batch.next, total);
@@ -592,8 +616,8 @@ fn growth_events_carry_the_growth() {
     let events = registry.events_since(0).events;
     let finished: Vec<&GrowthFinished> = events.iter().filter_map(growth_finished).collect();
     let started: Vec<&GrowthStarted> = events.iter().filter_map(growth_started).collect();
-    assert_eq!(started.len() as u64, after.growths_double);
-    assert_eq!(finished.len() as u64, after.growths_double);
+    assert_eq!(started.len() as u64, after.growths[GrowthKind::Double]);
+    assert_eq!(finished.len() as u64, after.growths[GrowthKind::Double]);
 
     // The growth completed explicitly is the last one.
     let last_start = started.last().unwrap();
@@ -754,7 +778,7 @@ fn published_stats_match_map_stats_after_publish() {
     map.shrink_to_fit();
     map.complete_growth(); // publishes too
     let published = find(&registry.snapshot(), "exact").unwrap().stats;
-    assert!(published.shrinks > 0);
+    assert!(published.growths[GrowthKind::Shrink] > 0);
     assert_eq!(published, map.stats());
 }
 
@@ -950,7 +974,10 @@ fn snapshots_during_concurrent_writes_are_always_possible() {
             let key = labels(&[("publish", publish), ("worker", worker.as_str())]);
             let stats = map.stats();
             assert_eq!(by_id[&key], stats, "worker {w}, {publish}");
-            assert!(stats.growths_double > 0 && stats.shrinks > 0, "{stats:?}");
+            assert!(
+                stats.growths[GrowthKind::Double] > 0 && stats.growths[GrowthKind::Shrink] > 0,
+                "{stats:?}"
+            );
         }
     }
 }

@@ -164,7 +164,7 @@ func (c Config) validateSource(fromEnv bool) error {
 		return fmt.Errorf("%s: %w", name("App", EnvApp), err)
 	}
 	if strings.Contains(c.App, "/") {
-		return fmt.Errorf("%s=%q contains '/': the sidecar joins app and instance with it; choose a name without '/'",
+		return fmt.Errorf("%s=%q contains '/': the sidecar names a source app/instance in its logs and events, so it refuses '/' in app names; choose a name without '/'",
 			name("App", EnvApp), c.App)
 	}
 	if err := checkText("instance", c.Instance, maxSourceBytes); err != nil {

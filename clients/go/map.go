@@ -76,6 +76,10 @@ type Map[K comparable, V any] struct {
 	watch atomic.Uint64
 	// owner is the goroutine id of the Range holding the map, 0 if none.
 	owner atomic.Uint64
+	// The lock's state word is written by every operation; the fields
+	// below it that every read loads (m, hashSafe) stay on another cache
+	// line, shared by the readers.
+	_ [64]byte
 
 	// Written under the write lock, read under the read lock.
 	m         map[K]V
@@ -214,19 +218,48 @@ func (m *Map[K, V]) setGuarded(k K, v V) {
 }
 
 // Get returns the value k maps to, and whether there is one.
-func (m *Map[K, V]) Get(k K) (V, bool) {
-	if !m.lock.tryRLock() && !m.lockRead() {
-		v, ok := m.m[k]
+func (m *Map[K, V]) Get(k K) (v V, ok bool) {
+	// The read lock's fast path written out, with one call for all the
+	// rest: two atomic adds, the map access and two tests. (Get still
+	// does not inline: a call alone costs 57 of the inliner's budget of
+	// 80.)
+	s := m.lock.state.Add(1)
+	if s&(lockHeld|writerMask) == 0 && m.hashSafe {
+		// No defer on the hot path: this key type's hash cannot panic.
+		v, ok = m.m[k]
+		if m.lock.state.Add(^uint64(0))&(lockSleepers|readerMask) != lockSleepers {
+			return v, ok
+		}
+		s = 0 // read; the last reader out, with a sleeper to wake
+	}
+	return m.getSlow(k, s, v, ok)
+}
+
+// getSlow is the rest of Get, after its reader was counted and s is the
+// state it saw; 0 when Get read v and ok and has a sleeper to wake.
+// Otherwise, when a writer held or awaited the map, the reader is taken
+// back and waits in lockRead; when not, it holds the read lock and K's
+// hash may panic.
+//
+//go:noinline
+func (m *Map[K, V]) getSlow(k K, s uint64, v V, ok bool) (V, bool) {
+	if s == 0 {
+		m.lock.wake()
 		return v, ok
 	}
-	if !m.hashSafe {
-		return m.getGuarded(k)
+	if s&(lockHeld|writerMask) != 0 {
+		m.lock.undoRLock()
+		if !m.lockRead(3) { // lockRead, getSlow, Get, the user
+			v, ok := m.m[k] // the callback of this goroutine's Range
+			return v, ok
+		}
+		if m.hashSafe {
+			v, ok := m.m[k]
+			m.lock.runlock()
+			return v, ok
+		}
 	}
-	// No defer on the hot path (a few ns): this key type's hash cannot
-	// panic.
-	v, ok := m.m[k]
-	m.lock.runlock()
-	return v, ok
+	return m.getGuarded(k)
 }
 
 // getGuarded is Get for keys whose hash may panic (an interface holding
@@ -254,7 +287,7 @@ func (m *Map[K, V]) Delete(k K) {
 
 // Len returns the number of entries.
 func (m *Map[K, V]) Len() int {
-	if !m.lock.tryRLock() && !m.lockRead() {
+	if !m.lock.tryRLock() && !m.lockRead(2) {
 		return len(m.m)
 	}
 	n := len(m.m)
@@ -581,7 +614,7 @@ func (m *Map[K, V]) lockWrite() bool {
 		if w&benignMask != 0 {
 			break
 		}
-		if m.lock.tryLock() {
+		if m.lock.tryLockIdle() {
 			return true
 		}
 		if m.watch.Load() == w {
@@ -597,8 +630,8 @@ func (m *Map[K, V]) lockWrite() bool {
 // writer or a Range holding or awaiting the map causes. It returns false in
 // the Range's own goroutine (read without the lock); otherwise it reports a
 // misuse unless a Range may be the holder, waits, and returns holding a
-// read lock.
-func (m *Map[K, V]) lockRead() bool {
+// read lock. skip is the frames between lockRead and the user's call.
+func (m *Map[K, V]) lockRead(skip int) bool {
 	if o := m.owner.Load(); o != 0 && o == goroutineID() {
 		return false
 	}
@@ -611,7 +644,7 @@ func (m *Map[K, V]) lockRead() bool {
 			return true
 		}
 		if m.watch.Load() == w {
-			m.reportMisuse(ConcurrentWrite, 2)
+			m.reportMisuse(ConcurrentWrite, skip)
 			break
 		}
 	}
@@ -631,7 +664,7 @@ func (m *Map[K, V]) lockRange() {
 		if m.lock.state.Load()&(lockHeld|writerMask) == 0 {
 			break // readers only
 		}
-		if m.lock.tryLock() {
+		if m.lock.tryLockIdle() {
 			return
 		}
 		if m.watch.Load() == w && m.lock.state.Load()&(lockHeld|writerMask) != 0 {
@@ -640,145 +673,4 @@ func (m *Map[K, V]) lockRange() {
 		}
 	}
 	m.lock.lockSlow()
-}
-
-// mapLock is the Map's reader/writer lock. Its fast paths are one atomic
-// operation to take and one to release (sync.RWMutex's writer takes two of
-// each), and they only try: a failed try is the slow path of the Map
-// (lockWrite, lockRead), which decides whether it was a misuse before it
-// waits in lockSlow or rlockSlow.
-//
-// The state word holds the readers, the writers waiting (a writer waiting
-// makes new readers wait: as in sync.RWMutex, writers do not starve),
-// lockHeld (a writer or a Range holds the map) and lockSleepers (some
-// goroutine sleeps in a slow path). A release that sees lockSleepers wakes
-// the sleepers; each retries.
-type mapLock struct {
-	state    atomic.Uint64
-	mu       sync.Mutex // guards cond and sleepers
-	cond     sync.Cond
-	sleepers int
-}
-
-const (
-	lockHeld     = 1 << 63
-	lockSleepers = 1 << 62
-	writerOne    = 1 << 40
-	writerMask   = (1<<22 - 1) << 40
-	readerMask   = 1<<40 - 1
-)
-
-func (l *mapLock) tryLock() bool { return l.state.CompareAndSwap(0, lockHeld) }
-
-func (l *mapLock) unlock() {
-	// Adding 1<<63 clears the bit, which is set: the carry falls off.
-	if s := l.state.Add(lockHeld); s&lockSleepers != 0 {
-		l.wake()
-	}
-}
-
-func (l *mapLock) tryRLock() bool {
-	if l.state.Add(1)&(lockHeld|writerMask) == 0 {
-		return true
-	}
-	return l.undoRLock()
-}
-
-// undoRLock takes back a failed tryRLock's reader (out of line, to keep
-// tryRLock inlined) and returns false.
-func (l *mapLock) undoRLock() bool {
-	l.runlock()
-	return false
-}
-
-func (l *mapLock) runlock() {
-	if s := l.state.Add(^uint64(0)); s&lockSleepers != 0 {
-		l.wake()
-	}
-}
-
-// spinTries is how many times a slow path watches the state word before
-// it sleeps: the map is held for tens of nanoseconds, far less than a
-// sleep and a wake-up cost (sync.Mutex spins too).
-const spinTries = 4
-
-// lockSlow waits until no reader or writer holds the map, then holds it.
-// It counts itself as a waiting writer first, so that new readers wait.
-func (l *mapLock) lockSlow() {
-	l.state.Add(writerOne)
-	for i := 0; i < spinTries; i++ {
-		if l.spin(lockHeld|readerMask) && l.acquireWaiting() {
-			return
-		}
-	}
-	l.sleep(l.acquireWaiting)
-}
-
-// acquireWaiting turns this waiting writer into the holder, if nobody
-// holds the map.
-func (l *mapLock) acquireWaiting() bool {
-	s := l.state.Load()
-	return s&(lockHeld|readerMask) == 0 && l.state.CompareAndSwap(s, s-writerOne+lockHeld)
-}
-
-// rlockSlow waits until no writer holds or awaits the map, then reads it.
-func (l *mapLock) rlockSlow() {
-	for i := 0; i < spinTries; i++ {
-		if l.spin(lockHeld|writerMask) && l.acquireRead() {
-			return
-		}
-	}
-	l.sleep(l.acquireRead)
-}
-
-func (l *mapLock) acquireRead() bool {
-	s := l.state.Load()
-	return s&(lockHeld|writerMask) == 0 && l.state.CompareAndSwap(s, s+1)
-}
-
-// sleep waits on the condition until acquire succeeds. Setting
-// lockSleepers (under mu) before trying orders the try with every release:
-// a release after it sees the flag and wakes us, taking mu, which Wait
-// gives up only once asleep.
-func (l *mapLock) sleep(acquire func() bool) {
-	l.mu.Lock()
-	l.cond.L = &l.mu
-	l.sleepers++
-	for {
-		s := l.state.Load()
-		if l.state.CompareAndSwap(s, s|lockSleepers) {
-			break
-		}
-	}
-	for !acquire() {
-		l.cond.Wait()
-	}
-	l.sleepers--
-	if l.sleepers == 0 {
-		for {
-			s := l.state.Load()
-			if l.state.CompareAndSwap(s, s&^lockSleepers) {
-				break
-			}
-		}
-	}
-	l.mu.Unlock()
-}
-
-// spin watches the state for a moment (loads only: the holder's release
-// is not slowed down) and reports whether the bits of busy cleared.
-func (l *mapLock) spin(busy uint64) bool {
-	for j := 0; j < 50; j++ {
-		if l.state.Load()&busy == 0 {
-			return true
-		}
-	}
-	return false
-}
-
-// wake wakes the sleepers (taking mu: see sleep).
-func (l *mapLock) wake() {
-	l.mu.Lock()
-	l.cond.Broadcast()
-	l.mu.Unlock()
 }

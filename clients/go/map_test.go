@@ -62,9 +62,7 @@ func events(r *registry, kind string) []wireEvent {
 
 // sleepers is how many goroutines sleep in m's slow paths.
 func (m *Map[K, V]) sleepers() int {
-	m.lock.mu.Lock()
-	defer m.lock.mu.Unlock()
-	return m.lock.sleepers
+	return int(m.lock.parked.Load())
 }
 
 func TestMapZeroValueIsUsable(t *testing.T) {
@@ -172,7 +170,7 @@ func TestMapSecondWriterIsCountedAndWaits(t *testing.T) {
 // TestMapReaderFindingAWriter: a read while a writer holds the map is a
 // misuse too ("concurrent map read and map write").
 func TestMapReaderFindingAWriter(t *testing.T) {
-	ownRegistry(t)
+	r := ownRegistry(t)
 	m := NewMap[string, int]("reader")
 	m.Set("a", 1)
 	m.lock.tryLock()
@@ -187,6 +185,13 @@ func TestMapReaderFindingAWriter(t *testing.T) {
 	m.lock.unlock()
 	if v := <-got; v != 2 {
 		t.Fatalf("the reader read %d during the write", v)
+	}
+	ev := events(r, "misuse")
+	if len(ev) != 1 || ev[0].MisuseKind != "concurrent_write" {
+		t.Fatalf("events %+v", ev)
+	}
+	if fn := ev[0].Attributes["code.function"]; !strings.Contains(fn, "TestMapReaderFindingAWriter.func") {
+		t.Errorf("site %q: want the test's goroutine (the caller of Get)", fn)
 	}
 }
 

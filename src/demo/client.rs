@@ -5,12 +5,12 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use crate::ingest::protocol::{
-    KindCounts, Report, ReportedCounters, ReportedEvent, ReportedMap, ReportedStats, SourceInfo,
+    EventKind, KindCounts, Report, ReportedCounters, ReportedEvent, ReportedMap,
+    ReportedMisuseKind, ReportedStats, SourceInfo, Timestamp,
 };
-use crate::reporter::format_rfc3339;
 
 /// Posts a report every 10 ticks until `stop`.
 pub(super) fn run(ingest: SocketAddr, tick: Duration, stop: &AtomicBool) {
@@ -27,14 +27,14 @@ pub(super) fn run(ingest: SocketAddr, tick: Duration, stop: &AtomicBool) {
         ingest.ip().to_string()
     };
     let url = format!("http://{host}:{}/v1/report", ingest.port());
-    let started_at = format_rfc3339(SystemTime::now());
+    let started_at = Timestamp::now();
     let mut seq = 0u64;
     let mut event_seq = 0u64;
     let mut misuse = [0u64; 3];
     let kinds = [
-        "nil_map_write",
-        "concurrent_write",
-        "iterate_while_mutating",
+        ReportedMisuseKind::NilMapWrite,
+        ReportedMisuseKind::ConcurrentWrite,
+        ReportedMisuseKind::IterateWhileMutating,
     ];
     let mut step = 0u64;
     while !stop.load(Ordering::Relaxed) {
@@ -49,13 +49,13 @@ pub(super) fn run(ingest: SocketAddr, tick: Duration, stop: &AtomicBool) {
                 event_seq += 1;
                 events.push(ReportedEvent {
                     seq: event_seq,
-                    kind: "misuse".into(),
+                    kind: EventKind::Misuse,
                     map: "carts".into(),
                     labels: BTreeMap::from([("scenario".into(), "g".into())]),
-                    at: format_rfc3339(SystemTime::now()),
+                    at: Timestamp::now(),
                     duration_seconds: None,
                     growth_kind: None,
-                    misuse_kind: Some((*kind).into()),
+                    misuse_kind: Some(*kind),
                     trace_id: None,
                     span_id: None,
                     attributes: BTreeMap::from([
@@ -72,10 +72,10 @@ pub(super) fn run(ingest: SocketAddr, tick: Duration, stop: &AtomicBool) {
                 instance: "demo-1".into(),
                 language: Some("go".into()),
                 sdk: Some("mapscope-go/0.1 (simulated)".into()),
-                started_at: Some(started_at.clone()),
+                started_at: Some(started_at),
             },
             seq,
-            sent_at: Some(format_rfc3339(SystemTime::now())),
+            sent_at: Some(Timestamp::now()),
             interval_seconds: Some((tick * 10).as_secs_f64()),
             maps: vec![ReportedMap {
                 name: "carts".into(),
@@ -96,11 +96,7 @@ pub(super) fn run(ingest: SocketAddr, tick: Duration, stop: &AtomicBool) {
                     },
                     inserts: (step * 500).max(entries),
                     removes: (step * 500).saturating_sub(entries),
-                    misuse: kinds
-                        .iter()
-                        .zip(misuse)
-                        .map(|(k, n)| ((*k).to_owned(), n))
-                        .collect(),
+                    misuse: kinds.iter().zip(misuse).map(|(k, n)| (*k, n)).collect(),
                     ..Default::default()
                 },
             }],

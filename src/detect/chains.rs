@@ -1,6 +1,7 @@
 //! `overflow_chain`: a weak hasher or a hash-flooding attempt.
 
 use super::{Finding, Observation};
+use crate::map::GrowthKind;
 
 /// A chain longer than the threshold, or a same-size growth within
 /// `event_hold`: Go starts one only when overflow buckets pile up, which a
@@ -27,7 +28,7 @@ pub(super) fn overflow(o: &Observation<'_>) -> Option<Finding> {
             details: format!(
                 "{} same-size growth(s): overflow buckets piled up as many as buckets. \
                  A weak hasher, hash flooding, or heavy insert/delete churn in few buckets.",
-                o.stats.growths_same_size
+                o.stats.growths[GrowthKind::SameSize]
             ),
         });
     }

@@ -1,6 +1,7 @@
 //! `unbounded_growth` and `presize_miss`: maps that grow more than they should.
 
 use super::{Finding, Observation};
+use crate::map::GrowthKind;
 
 /// Entries past `max_entries`, or growing window after window with no
 /// removes at all: the cache keyed by unique ids that is never pruned.
@@ -41,7 +42,7 @@ pub(super) fn unbounded(o: &Observation<'_>) -> Option<Finding> {
 /// Doubled `presize_doublings` times since creation, and recently: a
 /// missing or too small capacity hint.
 pub(super) fn presize_miss(o: &Observation<'_>) -> Option<Finding> {
-    let doublings = o.stats.growths_double;
+    let doublings = o.stats.growths[GrowthKind::Double];
     let recent = o
         .state
         .last_double_at

@@ -1,7 +1,9 @@
 //! Detectors: turn a map's stats into the conditions people get paged for.
 //!
 //! Detectors run at observation time (a scrape, a report tick, a call to
-//! `Registry::snapshot`), over the stats a map last published. A map's
+//! `Registry::snapshot`), over the stats a map last published or a client
+//! last reported. They are pure functions of an observation: the stats,
+//! the thresholds, the window state and the registry clock's `now`. A map's
 //! operations pay nothing for them. Windowed checks advance at most once per
 //! [`DetectorConfig::window`], however often observations happen, so two
 //! scrapers do not make a condition fire twice as fast.
@@ -10,7 +12,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::map::MapStats;
+use crate::map::{GrowthKind, MapStats};
 
 mod capacity;
 mod chains;
@@ -178,12 +180,14 @@ pub(crate) struct Observation<'a> {
 
 impl DetectorState {
     /// Advances the windows, evaluates every detector and returns what
-    /// changed. O(1) per map.
+    /// changed. O(1) per map. `now` decides; `wall` (the same moment on the
+    /// wall clock) stamps a condition that fires.
     pub(crate) fn observe(
         &mut self,
         stats: &MapStats,
         config: &DetectorConfig,
         now: Instant,
+        wall: SystemTime,
         growth_started: Option<Instant>,
     ) -> Vec<Transition> {
         self.advance_window(stats, config, now);
@@ -218,7 +222,7 @@ impl DetectorState {
                 (Some(finding), None) => {
                     let condition = Condition {
                         kind,
-                        since: SystemTime::now(),
+                        since: wall,
                         value: finding.value,
                         details: finding.details,
                     };
@@ -239,10 +243,10 @@ impl DetectorState {
     fn advance_window(&mut self, stats: &MapStats, config: &DetectorConfig, now: Instant) {
         let Some(last_at) = self.last.at else {
             // First observation: whatever growth happened before counts as recent.
-            if stats.growths_double > 0 {
+            if stats.growths[GrowthKind::Double] > 0 {
                 self.last_double_at = Some(now);
             }
-            if stats.growths_same_size > 0 {
+            if stats.growths[GrowthKind::SameSize] > 0 {
                 self.last_same_size_at = Some(now);
             }
             self.last = Sample::of(stats, now);
@@ -266,10 +270,10 @@ impl DetectorState {
         } else {
             self.low_windows = 0;
         }
-        if stats.growths_double > last.growths_double {
+        if stats.growths[GrowthKind::Double] > last.growths_double {
             self.last_double_at = Some(now);
         }
-        if stats.growths_same_size > last.growths_same_size {
+        if stats.growths[GrowthKind::SameSize] > last.growths_same_size {
             self.last_same_size_at = Some(now);
         }
         self.last = Sample::of(stats, now);
@@ -292,8 +296,8 @@ impl Sample {
             at: Some(at),
             entries: stats.entries,
             removes: stats.removes,
-            growths_double: stats.growths_double,
-            growths_same_size: stats.growths_same_size,
+            growths_double: stats.growths[GrowthKind::Double],
+            growths_same_size: stats.growths[GrowthKind::SameSize],
         }
     }
 }

@@ -14,7 +14,14 @@
 //!   triggered it;
 //! - a **misuse** in a thread with an active span becomes a
 //!   `mapscope.misuse` event on that span; otherwise a short standalone
-//!   `mapscope.map.misuse` span. At most `misuse_per_second` per map.
+//!   `mapscope.map.misuse` span. At most `misuse_per_second` per map per
+//!   second of the registry's clock: the registry applies the limit (one
+//!   limit for in-process maps, client reports and crashes) and marks what
+//!   it kept from tracing, so this module traces what it is given.
+//!
+//! In the sidecar, client reports and crash files are rows and events of
+//! the same registry, so their misuse and growth spans come from the same
+//! event ring.
 //!
 //! With no endpoint configured, `OTEL_SDK_DISABLED=true` or
 //! `OTEL_TRACES_EXPORTER=none`, nothing is installed and nothing is paid.
@@ -23,7 +30,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use opentelemetry::trace::{
     Span as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId,
@@ -35,7 +42,6 @@ use opentelemetry_sdk::trace::{SdkTracerProvider, Tracer};
 use opentelemetry_sdk::Resource;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::export::SnapshotSource;
 use crate::registry::{
     CapturedContext, Event, GrowthFinished, GrowthStarted, MapId, MisuseEvent, Registry,
     TracingHooks,
@@ -302,19 +308,10 @@ pub fn init(registry: &Registry) -> Result<OtelGuard, OtelError> {
     init_with(registry, OtelConfig::from_env()?)
 }
 
-/// Sets up tracing export from an explicit configuration.
+/// Sets up tracing export from an explicit configuration. In the sidecar,
+/// the events of client reports and crash files are the registry's too,
+/// so they become spans the same way.
 pub fn init_with(registry: &Registry, config: OtelConfig) -> Result<OtelGuard, OtelError> {
-    init_with_sources(registry, Vec::new(), config)
-}
-
-/// Like [`init_with`], and also turns the events of `sources` into spans:
-/// the sidecar passes its store of client reports, whose misuse events
-/// carry the client's trace and span ids.
-pub fn init_with_sources(
-    registry: &Registry,
-    sources: Vec<Arc<dyn SnapshotSource>>,
-    config: OtelConfig,
-) -> Result<OtelGuard, OtelError> {
     let Some(endpoint) = config.endpoint.clone() else {
         return Ok(OtelGuard {
             provider: None,
@@ -350,24 +347,17 @@ pub fn init_with_sources(
     let stop = Arc::new(AtomicBool::new(false));
     let pump = {
         let (stop, registry) = (stop.clone(), registry.clone());
-        let mut all: Vec<Arc<dyn SnapshotSource>> = vec![Arc::new(registry.clone())];
-        all.extend(sources);
-        let mut pump = Pump::new(tracer, config.misuse_per_second);
+        let mut pump = Pump::new(tracer);
         let interval = config.poll_interval;
         std::thread::Builder::new()
             .name("mapscope-otel".into())
             .spawn(move || {
-                let mut cursors = vec![0; all.len()];
+                let mut cursor = 0;
                 loop {
                     let stopping = stop.load(Ordering::Relaxed);
-                    for (source, cursor) in all.iter().zip(cursors.iter_mut()) {
-                        let batch = source.events_since(*cursor);
-                        *cursor = batch.next;
-                        let suppressed = pump.handle(batch.events.into_iter().map(|r| r.event));
-                        if suppressed > 0 {
-                            registry.record_suppressed(suppressed);
-                        }
-                    }
+                    let batch = registry.events_since(cursor);
+                    cursor = batch.next;
+                    pump.handle(batch.events.into_iter().map(|r| r.event));
                     if stopping {
                         break;
                     }
@@ -504,6 +494,12 @@ fn map_attributes(map: &MapId) -> Vec<KeyValue> {
     if let Some(source) = &map.source {
         attributes.push(KeyValue::new("mapscope.source", source.to_string()));
     }
+    if let Some(instance) = &map.instance {
+        attributes.push(KeyValue::new(
+            "mapscope.source.instance",
+            instance.to_string(),
+        ));
+    }
     for (name, value) in map.labels.iter() {
         attributes.push(KeyValue::new(
             format!("mapscope.map.label.{name}"),
@@ -516,51 +512,31 @@ fn map_attributes(map: &MapId) -> Vec<KeyValue> {
 /// Turns registry events into spans, on the event thread.
 struct Pump {
     tracer: Tracer,
-    misuse_per_second: u32,
     started: HashMap<MapId, GrowthStarted>,
-    misuse_windows: HashMap<MapId, (Instant, u32)>,
 }
 
 impl Pump {
-    fn new(tracer: Tracer, misuse_per_second: u32) -> Self {
+    fn new(tracer: Tracer) -> Self {
         Pump {
             tracer,
-            misuse_per_second,
             started: HashMap::new(),
-            misuse_windows: HashMap::new(),
         }
     }
 
-    /// Returns how many misuse events the rate limit suppressed.
-    fn handle(&mut self, events: impl Iterator<Item = Event>) -> u64 {
-        let mut suppressed = 0;
+    /// Traces every event not traced yet: a misuse already recorded on the
+    /// span active when it happened, or kept from tracing by the
+    /// registry's rate limit, is marked `traced`.
+    fn handle(&mut self, events: impl Iterator<Item = Event>) {
         for event in events {
             match event {
                 Event::GrowthStarted(started) => {
                     self.started.insert(started.map.clone(), started);
                 }
                 Event::GrowthFinished(finished) => self.grow_span(&finished),
-                Event::Misuse(misuse) if !misuse.traced => {
-                    if self.allow(&misuse.map) {
-                        self.misuse_span(&misuse);
-                    } else {
-                        suppressed += 1;
-                    }
-                }
+                Event::Misuse(misuse) if !misuse.traced => self.misuse_span(&misuse),
                 _ => {}
             }
         }
-        suppressed
-    }
-
-    fn allow(&mut self, map: &MapId) -> bool {
-        let now = Instant::now();
-        let window = self.misuse_windows.entry(map.clone()).or_insert((now, 0));
-        if now.duration_since(window.0) >= Duration::from_secs(1) {
-            *window = (now, 0);
-        }
-        window.1 += 1;
-        window.1 <= self.misuse_per_second
     }
 
     fn grow_span(&mut self, finished: &GrowthFinished) {

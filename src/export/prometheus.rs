@@ -4,18 +4,21 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{
     Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType as ProtoType,
 };
 
-use super::catalog::{self, MetricDef, MetricType, Scope, CATALOG};
-use super::SnapshotSource;
-use crate::detect::MisuseKind;
-use crate::map::GrowthKind;
-use crate::registry::{GrowthDurations, MapSnapshot, Registry, RegistrySnapshot};
+use super::catalog::{HistogramSample, MetricDef, MetricType, Read, Scope, CATALOG};
+use crate::registry::{MapSnapshot, Registry, RegistrySnapshot};
+
+/// The label of a reported map's process (the `instance` of protocol v1's
+/// `source`). Not `instance`: Prometheus sets that label on every series of
+/// the scrape target (the sidecar), and a series label of that name would be
+/// renamed `exported_instance` or overwrite it, depending on
+/// `honor_labels`.
+pub const SOURCE_INSTANCE: &str = "source_instance";
 
 /// The `Content-Type` of the text exposition format. Prometheus 3 fails a
 /// scrape without an explicit version.
@@ -33,8 +36,9 @@ pub const REVISION: &str = match option_env!("MAPSCOPE_REVISION") {
     None => "unknown",
 };
 
-/// Reads every map of its sources at scrape time and turns them into the
-/// metric families of [`catalog::CATALOG`].
+/// Reads every map of its registry at scrape time (one
+/// [`Registry::snapshot`]) and turns them into the metric families of
+/// [`catalog::CATALOG`](CATALOG).
 ///
 /// Register it in your own `prometheus::Registry`, or render with
 /// [`MapscopeCollector::render`]:
@@ -57,27 +61,22 @@ pub const REVISION: &str = match option_env!("MAPSCOPE_REVISION") {
 /// assert!(!prom.gather().is_empty());
 /// ```
 pub struct MapscopeCollector {
-    sources: Vec<Arc<dyn SnapshotSource>>,
+    registry: Registry,
     descs: Vec<Desc>,
 }
 
 impl fmt::Debug for MapscopeCollector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MapscopeCollector")
-            .field("sources", &self.sources)
+            .field("registry", &self.registry)
             .finish_non_exhaustive()
     }
 }
 
 impl MapscopeCollector {
-    /// A collector over one registry.
+    /// A collector over a registry (in the sidecar, its in-process maps
+    /// and the maps clients report are rows of the same registry).
     pub fn new(registry: Registry) -> Self {
-        Self::with_sources(vec![Arc::new(registry)])
-    }
-
-    /// A collector over several sources (the sidecar: its own registry and
-    /// the maps clients report).
-    pub fn with_sources(sources: Vec<Arc<dyn SnapshotSource>>) -> Self {
         let descs = CATALOG
             .iter()
             .map(|m| {
@@ -91,214 +90,107 @@ impl MapscopeCollector {
                     .expect("catalog metric declarations are valid")
             })
             .collect();
-        MapscopeCollector { sources, descs }
+        MapscopeCollector { registry, descs }
     }
 
-    /// Renders the text exposition format straight from the snapshots
-    /// (the same samples [`Collector::collect`] gives, without building
-    /// protobuf structures). Blocking work: in async code run it on a
-    /// blocking thread (the HTTP router does).
+    /// Renders the text exposition format straight from a snapshot (the
+    /// same samples [`Collector::collect`] gives, without building protobuf
+    /// structures). Blocking work: in async code run it on a blocking
+    /// thread (the HTTP router does).
     pub fn render(&self) -> String {
-        let snapshots: Vec<_> = self.sources.iter().map(|s| s.snapshot()).collect();
-        write_text(&snapshots)
+        write_text(&self.registry.snapshot())
     }
 }
 
-/// The growth-duration histogram of all sources together.
-fn durations(snapshots: &[RegistrySnapshot]) -> GrowthDurations {
-    let mut total = GrowthDurations::default();
-    for snapshot in snapshots {
-        total.merge(&snapshot.growth_durations);
-    }
-    total
-}
-
-/// A sample's labels: a map's identity plus at most one extra label, or a
-/// process-wide series' own labels.
-enum Labels<'a> {
-    Map(&'a MapSnapshot, Option<(&'static str, &'static str)>),
-    Plain(Vec<(&'static str, String)>),
+/// A sample's labels: a map's identity (for per-map metrics), then the
+/// metric's own labels with the values its reader gave.
+struct Labels<'a> {
+    map: Option<&'a MapSnapshot>,
+    names: &'static [&'static str],
+    values: &'a [&'a str],
 }
 
 impl Labels<'_> {
     fn for_each(&self, mut f: impl FnMut(&str, &str)) {
-        match self {
-            Labels::Map(map, extra) => {
-                f("map", &map.id.name);
-                if let Some(source) = &map.id.source {
-                    f("source", source);
-                }
-                for (name, value) in map.id.labels.iter() {
-                    f(name, value);
-                }
-                if let Some((name, value)) = extra {
-                    f(name, value);
-                }
+        if let Some(map) = self.map {
+            f("map", &map.id.name);
+            if let Some(source) = &map.id.source {
+                f("source", source);
             }
-            Labels::Plain(labels) => labels.iter().for_each(|(n, v)| f(n, v)),
+            if let Some(instance) = &map.id.instance {
+                f(SOURCE_INSTANCE, instance);
+            }
+            for (name, value) in map.id.labels.iter() {
+                f(name, value);
+            }
+        }
+        debug_assert_eq!(
+            self.names.len(),
+            self.values.len(),
+            "a reader's label values"
+        );
+        for (name, value) in self.names.iter().zip(self.values) {
+            f(name, value);
         }
     }
 }
 
-/// The misuse kinds a map gets series for: detector kinds always, client
-/// kinds for maps reported by clients or once they have a count. A
-/// misuse-only row (a crash of a map no report describes) runs no
-/// detectors: it gets the client kinds only.
-fn kinds_for(map: &MapSnapshot) -> impl Iterator<Item = MisuseKind> + '_ {
-    MisuseKind::ALL.into_iter().filter(move |kind| {
-        if map.misuse_only {
-            return kind.is_error();
-        }
-        !kind.is_error() || map.id.source.is_some() || map.misuse_count(*kind) > 0
-    })
+/// One sample: a counter's or gauge's value, or a histogram's series.
+enum Sample<'a> {
+    Value(f64),
+    Histogram(HistogramSample<'a>),
 }
 
-/// Every sample of one non-histogram metric, in exposition order. The one
-/// place values are read from snapshots: the collector and the text writer
-/// both walk it.
-fn samples<'a>(
+/// Every sample of one metric, in exposition order, from its catalog
+/// reader: the collector and the text writer both walk it.
+fn samples(
     def: &MetricDef,
-    snapshots: &'a [RegistrySnapshot],
-    emit: &mut dyn FnMut(Labels<'a>, f64),
+    snapshot: &RegistrySnapshot,
+    emit: &mut dyn FnMut(&Labels<'_>, Sample<'_>),
 ) {
-    let maps = || snapshots.iter().flat_map(|s| s.maps.iter());
-    let ingest = || snapshots.iter().filter_map(|s| s.ingest.as_ref());
-    let total = |f: fn(&RegistrySnapshot) -> u64| snapshots.iter().map(f).sum::<u64>() as f64;
-    match def.scope {
-        Scope::Map => {
-            for map in maps() {
-                map_samples(def, map, &mut |extra, value| {
-                    emit(Labels::Map(map, extra), value)
+    let names = def.labels;
+    match def.read {
+        Read::Stats(read) => {
+            for map in snapshot.maps.iter().filter(|m| !m.misuse_only) {
+                read(&map.stats, &mut |values, value| {
+                    let labels = Labels {
+                        map: Some(map),
+                        names,
+                        values,
+                    };
+                    emit(&labels, Sample::Value(value));
                 });
             }
         }
-        Scope::Process | Scope::Ingest => match *def {
-            catalog::MAPS => emit(
-                Labels::Plain(vec![]),
-                snapshots.iter().map(|s| s.maps_registered).sum::<usize>() as f64,
-            ),
-            catalog::MAP_OVERFLOW_FOLDS_TOTAL => {
-                emit(Labels::Plain(vec![]), total(|s| s.overflow_folds))
+        Read::Map(read) => {
+            for map in &snapshot.maps {
+                read(map, &mut |values, value| {
+                    let labels = Labels {
+                        map: Some(map),
+                        names,
+                        values,
+                    };
+                    emit(&labels, Sample::Value(value));
+                });
             }
-            catalog::EVENTS_DROPPED_TOTAL => {
-                emit(Labels::Plain(vec![]), total(|s| s.events_dropped))
-            }
-            catalog::TRACE_EVENTS_SUPPRESSED_TOTAL => {
-                emit(Labels::Plain(vec![]), total(|s| s.trace_events_suppressed))
-            }
-            catalog::BUILD_INFO => emit(
-                Labels::Plain(vec![
-                    ("version", VERSION.into()),
-                    ("revision", REVISION.into()),
-                ]),
-                1.0,
-            ),
-            catalog::SOURCES if ingest().next().is_some() => emit(
-                Labels::Plain(vec![]),
-                ingest().map(|i| i.sources.len()).sum::<usize>() as f64,
-            ),
-            catalog::SOURCES => {}
-            catalog::SOURCE_LAST_REPORT_TIMESTAMP_SECONDS => {
-                for (source, at) in ingest().flat_map(|i| &i.sources) {
-                    emit(Labels::Plain(vec![("source", source.clone())]), *at);
-                }
-            }
-            catalog::INGEST_REQUESTS_TOTAL => {
-                for (code, count) in ingest().flat_map(|i| &i.requests) {
-                    emit(
-                        Labels::Plain(vec![("code", code.to_string())]),
-                        *count as f64,
-                    );
-                }
-            }
-            catalog::INGEST_REJECTED_TOTAL => {
-                for (reason, count) in ingest().flat_map(|i| &i.rejected) {
-                    emit(
-                        Labels::Plain(vec![("reason", reason.clone())]),
-                        *count as f64,
-                    );
-                }
-            }
-            catalog::CRASH_FILES_TOTAL => {
-                for (result, count) in ingest().flat_map(|i| &i.crash_files) {
-                    emit(
-                        Labels::Plain(vec![("result", result.clone())]),
-                        *count as f64,
-                    );
-                }
-            }
-            other => unreachable!(
-                "metric {} is declared in the catalog but not exported",
-                other.name
-            ),
-        },
-    }
-}
-
-/// Every sample of one per-map metric: `emit(extra label, value)`.
-fn map_samples(
-    def: &MetricDef,
-    map: &MapSnapshot,
-    emit: &mut dyn FnMut(Option<(&'static str, &'static str)>, f64),
-) {
-    // A misuse-only row has no stats: zero-valued gauges would claim an
-    // empty map.
-    if map.misuse_only
-        && !matches!(
-            *def,
-            catalog::MAP_MISUSE_EVENTS_TOTAL | catalog::MAP_CONDITION_ACTIVE
-        )
-    {
-        return;
-    }
-    let s = &map.stats;
-    let mut growth_kinds = |value: &dyn Fn(GrowthKind) -> f64| {
-        for kind in GrowthKind::ALL {
-            emit(Some(("kind", kind.as_str())), value(kind));
         }
-    };
-    match def.name {
-        "mapscope_map_evacuation_in_progress" => {
-            return growth_kinds(&|kind| {
-                f64::from(u8::from(s.growth.is_some_and(|g| g.kind == kind)))
-            })
-        }
-        "mapscope_map_growths_total" => return growth_kinds(&|kind| s.growths(kind) as f64),
-        "mapscope_map_growth_seconds_total" => return growth_kinds(&|kind| s.growth_seconds(kind)),
-        "mapscope_map_misuse_events_total" => {
-            for kind in kinds_for(map) {
-                emit(Some(("kind", kind.as_str())), map.misuse_count(kind) as f64);
-            }
-            return;
-        }
-        "mapscope_map_condition_active" => {
-            for kind in kinds_for(map) {
-                emit(
-                    Some(("kind", kind.as_str())),
-                    f64::from(u8::from(map.is_active(kind))),
-                );
-            }
-            return;
-        }
-        _ => {}
-    }
-    let value = match def.name {
-        "mapscope_map_entries" => s.entries as f64,
-        "mapscope_map_peak_entries" => s.peak_entries as f64,
-        "mapscope_map_buckets" => s.buckets as f64,
-        "mapscope_map_overflow_buckets" => s.overflow_buckets as f64,
-        "mapscope_map_load_factor" => s.load_factor,
-        "mapscope_map_memory_bytes" => s.memory_bytes as f64,
-        "mapscope_map_evacuation_progress_ratio" => s.growth.map_or(0.0, |g| {
-            g.evacuated_old_buckets as f64 / g.old_buckets.max(1) as f64
+        Read::Registry(read) => read(snapshot, &mut |values, value| {
+            let labels = Labels {
+                map: None,
+                names,
+                values,
+            };
+            emit(&labels, Sample::Value(value));
         }),
-        "mapscope_map_evacuated_buckets_total" => s.evacuated_buckets_total as f64,
-        "mapscope_map_inserts_total" => s.inserts as f64,
-        "mapscope_map_updates_total" => s.updates as f64,
-        "mapscope_map_removes_total" => s.removes as f64,
-        other => unreachable!("per-map metric {other} is declared in the catalog but not exported"),
-    };
-    emit(None, value);
+        Read::Histogram(read) => read(snapshot, &mut |values, histogram| {
+            let labels = Labels {
+                map: None,
+                names,
+                values,
+            };
+            emit(&labels, Sample::Histogram(histogram));
+        }),
+    }
 }
 
 fn escape_label_value(value: &str, out: &mut String) {
@@ -346,58 +238,44 @@ fn write_series(out: &mut String, name: &str, suffix: &str, labels: &Labels<'_>,
     out.push(' ');
 }
 
-/// Writes the text exposition format straight from snapshots: no
+/// Writes the text exposition format straight from a snapshot: no
 /// intermediate protobuf structures, so rendering 10,000 maps costs one
 /// pass and one string.
-fn write_text(snapshots: &[RegistrySnapshot]) -> String {
-    let histogram = durations(snapshots);
-    let mut out =
-        String::with_capacity(4096 + snapshots.iter().map(|s| s.maps.len()).sum::<usize>() * 3000);
+fn write_text(snapshot: &RegistrySnapshot) -> String {
+    let mut out = String::with_capacity(4096 + snapshot.maps.len() * 3000);
     for def in CATALOG {
-        let header = |out: &mut String| {
-            out.push_str("# HELP ");
-            out.push_str(def.name);
-            out.push(' ');
-            out.push_str(&def.help.replace('\\', "\\\\").replace('\n', "\\n"));
-            out.push_str("\n# TYPE ");
-            out.push_str(def.name);
-            out.push(' ');
-            out.push_str(def.kind.as_str());
-            out.push('\n');
-        };
-        if *def == catalog::GROWTH_DURATION_SECONDS {
-            header(&mut out);
-            for kind in GrowthKind::ALL {
-                let k = kind.index();
-                let labels = Labels::Plain(vec![("kind", kind.as_str().into())]);
-                for (bound, count) in GROWTH_DURATION_BUCKETS.iter().zip(histogram.buckets[k]) {
-                    write_series(&mut out, def.name, "_bucket", &labels, Some(*bound));
-                    write_value(count as f64, &mut out);
-                    out.push('\n');
-                }
-                write_series(&mut out, def.name, "_bucket", &labels, Some(f64::INFINITY));
-                write_value(histogram.count[k] as f64, &mut out);
-                out.push('\n');
-                write_series(&mut out, def.name, "_sum", &labels, None);
-                write_value(histogram.sum[k], &mut out);
-                out.push('\n');
-                write_series(&mut out, def.name, "_count", &labels, None);
-                write_value(histogram.count[k] as f64, &mut out);
-                out.push('\n');
-            }
-            continue;
-        }
         let mut wrote_header = false;
-        samples(def, snapshots, &mut |labels, value| {
+        samples(def, snapshot, &mut |labels, sample| {
             // The text format cannot say "no samples": a family without
             // any (no reported source yet) is left out, header and all.
             if !wrote_header {
-                header(&mut out);
+                out.push_str("# HELP ");
+                out.push_str(def.name);
+                out.push(' ');
+                out.push_str(&def.help.replace('\\', "\\\\").replace('\n', "\\n"));
+                out.push_str("\n# TYPE ");
+                out.push_str(def.name);
+                out.push(' ');
+                out.push_str(def.kind.as_str());
+                out.push('\n');
                 wrote_header = true;
             }
-            write_series(&mut out, def.name, "", &labels, None);
-            write_value(value, &mut out);
-            out.push('\n');
+            let line = |out: &mut String, suffix: &str, le: Option<f64>, value: f64| {
+                write_series(out, def.name, suffix, labels, le);
+                write_value(value, out);
+                out.push('\n');
+            };
+            match sample {
+                Sample::Value(value) => line(&mut out, "", None, value),
+                Sample::Histogram(h) => {
+                    for (bound, count) in h.bounds.iter().zip(h.cumulative_counts) {
+                        line(&mut out, "_bucket", Some(*bound), *count as f64);
+                    }
+                    line(&mut out, "_bucket", Some(f64::INFINITY), h.count as f64);
+                    line(&mut out, "_sum", None, h.sum);
+                    line(&mut out, "_count", None, h.count as f64);
+                }
+            }
         });
     }
     out
@@ -416,7 +294,7 @@ fn proto_labels(labels: &Labels<'_>) -> Vec<LabelPair> {
     pairs
 }
 
-fn sample(def: &MetricDef, labels: Vec<LabelPair>, value: f64) -> Metric {
+fn value_metric(def: &MetricDef, labels: Vec<LabelPair>, value: f64) -> Metric {
     let mut metric = Metric::from_label(labels);
     match def.kind {
         MetricType::Counter => {
@@ -433,14 +311,35 @@ fn sample(def: &MetricDef, labels: Vec<LabelPair>, value: f64) -> Metric {
     metric
 }
 
+fn histogram_metric(labels: Vec<LabelPair>, sample: HistogramSample<'_>) -> Metric {
+    let mut h = Histogram::default();
+    h.set_sample_count(sample.count);
+    h.set_sample_sum(sample.sum);
+    h.set_bucket(
+        sample
+            .bounds
+            .iter()
+            .zip(sample.cumulative_counts)
+            .map(|(bound, count)| {
+                let mut b = Bucket::default();
+                b.set_upper_bound(*bound);
+                b.set_cumulative_count(*count);
+                b
+            })
+            .collect(),
+    );
+    let mut metric = Metric::from_label(labels);
+    metric.set_histogram(h);
+    metric
+}
+
 impl Collector for MapscopeCollector {
     fn desc(&self) -> Vec<&Desc> {
         self.descs.iter().collect()
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let snapshots: Vec<_> = self.sources.iter().map(|s| s.snapshot()).collect();
-        let histogram = durations(&snapshots);
+        let snapshot = self.registry.snapshot();
         CATALOG
             .iter()
             .map(|def| {
@@ -453,33 +352,12 @@ impl Collector for MapscopeCollector {
                     MetricType::Histogram => ProtoType::HISTOGRAM,
                 });
                 let mut metrics = Vec::new();
-                if *def == catalog::GROWTH_DURATION_SECONDS {
-                    for kind in GrowthKind::ALL {
-                        let k = kind.index();
-                        let mut h = Histogram::default();
-                        h.set_sample_count(histogram.count[k]);
-                        h.set_sample_sum(histogram.sum[k]);
-                        h.set_bucket(
-                            GROWTH_DURATION_BUCKETS
-                                .iter()
-                                .zip(histogram.buckets[k])
-                                .map(|(bound, count)| {
-                                    let mut b = Bucket::default();
-                                    b.set_upper_bound(*bound);
-                                    b.set_cumulative_count(count);
-                                    b
-                                })
-                                .collect(),
-                        );
-                        let mut metric = Metric::from_label(vec![label("kind", kind.as_str())]);
-                        metric.set_histogram(h);
-                        metrics.push(metric);
-                    }
-                } else {
-                    samples(def, &snapshots, &mut |labels, value| {
-                        metrics.push(sample(def, proto_labels(&labels), value));
+                samples(def, &snapshot, &mut |labels, sample| {
+                    metrics.push(match sample {
+                        Sample::Value(value) => value_metric(def, proto_labels(labels), value),
+                        Sample::Histogram(h) => histogram_metric(proto_labels(labels), h),
                     });
-                }
+                });
                 family.set_metric(metrics);
                 family
             })

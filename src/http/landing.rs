@@ -16,15 +16,15 @@ fn bytes(n: usize) -> String {
 }
 
 /// The landing page: what this is, the links, and a table of maps.
-pub(super) fn page(snapshots: &[RegistrySnapshot]) -> String {
+pub(super) fn page(snapshot: &RegistrySnapshot) -> String {
     let mut rows = String::new();
     let mut count = 0;
-    for map in snapshots.iter().flat_map(|s| &s.maps) {
+    for map in &snapshot.maps {
         count += 1;
         let s = &map.stats;
         let mut name = escape(&map.id.name);
-        if let Some(source) = &map.id.source {
-            let _ = write!(name, " <small>({})</small>", escape(source));
+        if let Some(source) = map.id.reporter() {
+            let _ = write!(name, " <small>({})</small>", escape(&source));
         }
         let labels: Vec<String> = map
             .id

@@ -14,30 +14,29 @@ use axum::Router;
 use tower_http::compression::CompressionLayer;
 
 use crate::export::prometheus::{MapscopeCollector, CONTENT_TYPE};
-use crate::export::SnapshotSource;
 use crate::registry::Registry;
 
 mod api;
 mod landing;
 
-pub use api::{ApiCondition, ApiEvent, ApiGrowth, ApiMap, ApiSite, ApiSnapshot};
+pub use api::{ApiCondition, ApiEvent, ApiMap, ApiSite, ApiSnapshot};
 
-/// What the routes read: the snapshot sources, their collector, and
-/// whether the process is ready.
+/// What the routes read: the registry, its collector, and whether the
+/// process is ready.
 #[derive(Debug, Clone)]
 pub struct HttpState {
-    sources: Vec<Arc<dyn SnapshotSource>>,
+    registry: Registry,
     collector: Arc<MapscopeCollector>,
     ready: Arc<AtomicBool>,
 }
 
 impl HttpState {
-    /// State over several sources (the sidecar: its registry and the maps
-    /// clients report). Ready from the start.
-    pub fn new(sources: Vec<Arc<dyn SnapshotSource>>) -> Self {
+    /// State over a registry (in the sidecar, its in-process maps and the
+    /// maps clients report are rows of the same one). Ready from the start.
+    pub fn new(registry: Registry) -> Self {
         HttpState {
-            collector: Arc::new(MapscopeCollector::with_sources(sources.clone())),
-            sources,
+            collector: Arc::new(MapscopeCollector::new(registry.clone())),
+            registry,
             ready: Arc::new(AtomicBool::new(true)),
         }
     }
@@ -46,10 +45,6 @@ impl HttpState {
     /// every listener is bound, and again while shutting down).
     pub fn readiness(&self) -> Arc<AtomicBool> {
         self.ready.clone()
-    }
-
-    fn snapshot(&self) -> Vec<crate::registry::RegistrySnapshot> {
-        self.sources.iter().map(|s| s.snapshot()).collect()
     }
 }
 
@@ -66,7 +61,7 @@ impl HttpState {
 /// # drop(app);
 /// ```
 pub fn router(registry: Registry) -> Router {
-    router_with(HttpState::new(vec![Arc::new(registry)]))
+    router_with(HttpState::new(registry))
 }
 
 /// The mapscope routes over explicit state.
@@ -117,14 +112,17 @@ async fn readyz(State(state): State<HttpState>) -> Response {
 }
 
 async fn landing(State(state): State<HttpState>) -> Response {
-    match tokio::task::spawn_blocking(move || landing::page(&state.snapshot())).await {
+    match tokio::task::spawn_blocking(move || landing::page(&state.registry.snapshot())).await {
         Ok(page) => Html(page).into_response(),
         Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n").into_response(),
     }
 }
 
 async fn maps(State(state): State<HttpState>) -> Response {
-    match tokio::task::spawn_blocking(move || ApiSnapshot::from_snapshots(&state.snapshot())).await
+    match tokio::task::spawn_blocking(move || {
+        ApiSnapshot::from_snapshot(&state.registry.snapshot())
+    })
+    .await
     {
         Ok(snapshot) => axum::Json(snapshot).into_response(),
         Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n").into_response(),

@@ -40,9 +40,10 @@ use std::time::SystemTime;
 
 use serde::Deserialize;
 
-use super::validate::{parse_rfc3339, MAX_SOURCE_BYTES};
+use super::protocol::MAX_SOURCE_CHARS;
 use crate::detect::MisuseKind;
 use crate::registry::{validate, CodeSite, RegisterError};
+use crate::timestamp::parse_rfc3339;
 
 /// The metadata format version this sidecar reads.
 pub const METADATA_VERSION: u32 = 1;
@@ -184,11 +185,13 @@ pub fn parse_metadata(bytes: &[u8]) -> Result<CrashMetadata, MetadataError> {
         return Err(MetadataError::Version(metadata.version));
     }
     for (field, value) in [("app", &metadata.app), ("instance", &metadata.instance)] {
-        if value.is_empty() || value.len() > MAX_SOURCE_BYTES || value.chars().any(char::is_control)
+        if value.is_empty()
+            || value.chars().nth(MAX_SOURCE_CHARS).is_some()
+            || value.chars().any(char::is_control)
         {
             return Err(invalid(
                 field,
-                format!("must be 1 to {MAX_SOURCE_BYTES} bytes without control characters (set MAPSCOPE_APP / MAPSCOPE_INSTANCE)"),
+                format!("must be 1 to {MAX_SOURCE_CHARS} characters without control characters (set MAPSCOPE_APP / MAPSCOPE_INSTANCE)"),
             ));
         }
     }
@@ -198,11 +201,8 @@ pub fn parse_metadata(bytes: &[u8]) -> Result<CrashMetadata, MetadataError> {
             "must not contain '/' (the source label joins app and instance with it)",
         ));
     }
-    if parse_rfc3339(&metadata.started_at).is_none() {
-        return Err(invalid(
-            "started_at",
-            format!("{:?} is not an RFC 3339 timestamp", metadata.started_at),
-        ));
+    if let Err(error) = parse_rfc3339(&metadata.started_at) {
+        return Err(invalid("started_at", error.to_string()));
     }
     for (i, map) in metadata.maps.iter().enumerate() {
         let labels: Vec<(String, String)> = map

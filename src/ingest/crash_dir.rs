@@ -3,8 +3,10 @@
 //! crash counts, misuse events and log lines, and removes them.
 //!
 //! It runs on the sidecar's sweeper timer (once per second, on a blocking
-//! thread), never during a scrape. Every decision compares what this scan
-//! sees with what the previous one saw, so none needs a clock:
+//! thread), never during a scrape. A map crash counts into the registry's
+//! row of the same app, instance, map and labels (a reported map's, or a
+//! crash-only row). Every decision compares what this scan sees with what
+//! the previous one saw, so none needs a clock:
 //!
 //! - a non-empty `.log` whose size and modification time did not change
 //!   since the previous scan is complete (the Go runtime writes the whole
@@ -28,13 +30,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use super::crash::{
     classify, parse_metadata, Classification, CrashFileResult, CrashMetadata, MAX_METADATA_BYTES,
 };
-use super::sources::{CrashEvent, IngestStore};
-use crate::registry::UNKNOWN_MAP;
+use crate::registry::{CrashRecord, Registry, UNKNOWN_MAP};
 
 /// What one scan may do at most.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,7 +137,7 @@ fn stem_name((start, pid): Stem) -> String {
 #[derive(Debug)]
 pub struct CrashDir {
     dir: PathBuf,
-    store: Arc<IngestStore>,
+    registry: Registry,
     limits: CrashDirLimits,
     tracked: HashMap<Stem, Tracked>,
     /// The directory could not be read at the last scan (logged once).
@@ -144,22 +145,22 @@ pub struct CrashDir {
 }
 
 impl CrashDir {
-    /// Watches `dir`, recording into `store`, which starts exporting
+    /// Watches `dir`, recording into `registry`, which starts exporting
     /// `mapscope_crash_files_total`.
-    pub fn new(dir: impl Into<PathBuf>, store: Arc<IngestStore>) -> Self {
-        Self::with_limits(dir, store, CrashDirLimits::default())
+    pub fn new(dir: impl Into<PathBuf>, registry: &Registry) -> Self {
+        Self::with_limits(dir, registry, CrashDirLimits::default())
     }
 
     /// Like [`CrashDir::new`], with other limits.
     pub fn with_limits(
         dir: impl Into<PathBuf>,
-        store: Arc<IngestStore>,
+        registry: &Registry,
         limits: CrashDirLimits,
     ) -> Self {
-        store.enable_crash_files();
+        registry.enable_crash_files(&CrashFileResult::ALL.map(CrashFileResult::as_str));
         CrashDir {
             dir: dir.into(),
-            store,
+            registry: registry.clone(),
             limits,
             tracked: HashMap::new(),
             unreadable: false,
@@ -172,13 +173,8 @@ impl CrashDir {
     }
 
     /// One scan. Blocking file system work: run it on a blocking thread.
+    /// A crash's misuse condition is held from the registry clock's now.
     pub fn scan(&mut self) -> ScanSummary {
-        self.scan_at(Instant::now())
-    }
-
-    /// [`CrashDir::scan`], with `now` the time a crash's misuse condition
-    /// starts to be held from.
-    pub fn scan_at(&mut self, now: Instant) -> ScanSummary {
         let mut summary = ScanSummary::default();
         let pairs = match self.list() {
             Ok(pairs) => {
@@ -216,7 +212,7 @@ impl CrashDir {
         let mut logs_read = 0;
         let CrashDir {
             dir,
-            store,
+            registry,
             limits,
             tracked: all,
             ..
@@ -243,7 +239,7 @@ impl CrashDir {
                         continue;
                     }
                     logs_read += 1;
-                    process(dir, store, limits.max_log_bytes, &name, &meta, log, now)
+                    process(dir, registry, limits.max_log_bytes, &name, &meta, log)
                 }
                 (Some(_), Some(_), Some(Ok(meta))) => {
                     let key = (meta.app.as_str(), meta.instance.as_str());
@@ -289,7 +285,7 @@ impl CrashDir {
                 CrashFileResult::OtherCrash => summary.other_crashes += 1,
                 CrashFileResult::Invalid => summary.invalid += 1,
             }
-            store.count_crash_file(result);
+            registry.count_crash_file(result.as_str());
             tracked.settled = true;
             remove(dir, *stem, *pair, tracked);
         }
@@ -355,12 +351,11 @@ impl CrashDir {
 /// Classifies and records one complete crash log.
 fn process(
     dir: &Path,
-    store: &IngestStore,
+    registry: &Registry,
     max_log_bytes: u64,
     name: &str,
     meta: &CrashMetadata,
     log: Stamp,
-    now: Instant,
 ) -> CrashFileResult {
     let file = format!("{name}.log");
     let bytes = match read_bounded(&dir.join(&file), max_log_bytes) {
@@ -373,7 +368,7 @@ fn process(
     let text = String::from_utf8_lossy(&bytes);
     // Without a modification time (no such platform in practice), the
     // scan's time is within a few seconds of the crash.
-    let at = log.modified.unwrap_or_else(SystemTime::now);
+    let at = log.modified.unwrap_or_else(|| registry.system_now());
     let site_fields = |site: &Option<crate::registry::CodeSite>| match site {
         Some(site) => (
             site.function.clone(),
@@ -394,19 +389,16 @@ fn process(
                 None => (UNKNOWN_MAP.to_owned(), Vec::new()),
             };
             let (function, location) = site_fields(&crash.site);
-            let counted = store.record_crash(
-                CrashEvent {
-                    app: meta.app.clone(),
-                    instance: meta.instance.clone(),
-                    pid: meta.pid,
-                    kind: crash.kind,
-                    map: map.clone(),
-                    labels,
-                    site: crash.site,
-                    at,
-                },
-                now,
-            );
+            let counted = registry.record_crash(CrashRecord {
+                app: meta.app.clone(),
+                instance: meta.instance.clone(),
+                pid: meta.pid,
+                kind: crash.kind,
+                map: map.clone(),
+                labels,
+                site: crash.site,
+                at,
+            });
             tracing::warn!(
                 app = %meta.app,
                 instance = %meta.instance,
@@ -473,10 +465,8 @@ fn remove(dir: &Path, stem: Stem, pair: Pair, tracked: &mut Tracked) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::{DetectorConfig, MisuseKind};
-    use crate::export::SnapshotSource;
-    use crate::ingest::Limits;
-    use crate::registry::Event;
+    use crate::detect::MisuseKind;
+    use crate::registry::{Event, ManualClock};
 
     /// A fresh directory under the target's temp dir, removed on drop.
     struct TempDir(PathBuf);
@@ -534,16 +524,21 @@ mod tests {
         .into_bytes()
     }
 
-    fn scanner(dir: &TempDir) -> (CrashDir, Arc<IngestStore>) {
-        let store = Arc::new(IngestStore::new(
-            Limits::default(),
-            DetectorConfig::default(),
-        ));
-        (CrashDir::new(&dir.0, store.clone()), store)
+    fn registry() -> Registry {
+        Registry::builder().clock(ManualClock::new()).build()
     }
 
-    fn crash_files(store: &IngestStore) -> BTreeMap<String, u64> {
-        store.stats().crash_files
+    fn scanner(dir: &TempDir) -> (CrashDir, Registry) {
+        let registry = registry();
+        (CrashDir::new(&dir.0, &registry), registry)
+    }
+
+    fn crash_files(registry: &Registry) -> BTreeMap<String, u64> {
+        registry
+            .snapshot()
+            .ingest
+            .expect("ingest stats")
+            .crash_files
     }
 
     #[test]
@@ -572,8 +567,7 @@ mod tests {
     #[test]
     fn a_crash_is_processed_once_stable_then_removed() {
         let dir = TempDir::new("stable");
-        let (mut scanner, store) = scanner(&dir);
-        let now = Instant::now();
+        let (mut scanner, registry) = scanner(&dir);
         let log = fixture("go1.27.3-system-write_str.log");
         // The process is running: its log is empty.
         dir.write("mapscope-crash-100-7.log", b"");
@@ -581,29 +575,26 @@ mod tests {
             "mapscope-crash-100-7.json",
             &fixture("go1.27.3-system-write_str.json"),
         );
-        assert_eq!(scanner.scan_at(now).waiting, 1);
+        assert_eq!(scanner.scan().waiting, 1);
         // It crashed: the runtime is still writing.
         dir.append("mapscope-crash-100-7.log", &log[..log.len() / 2]);
-        let summary = scanner.scan_at(now);
+        let summary = scanner.scan();
         assert_eq!((summary.map_crashes, summary.waiting), (0, 1), "incomplete");
         dir.append("mapscope-crash-100-7.log", &log[log.len() / 2..]);
-        assert_eq!(
-            scanner.scan_at(now).map_crashes,
-            0,
-            "changed since the last scan"
-        );
+        assert_eq!(scanner.scan().map_crashes, 0, "changed since the last scan");
         assert_eq!(dir.names().len(), 2);
-        let summary = scanner.scan_at(now);
+        let summary = scanner.scan();
         assert_eq!(summary.map_crashes, 1, "{summary:?}");
         assert!(dir.names().is_empty(), "{:?}", dir.names());
-        assert_eq!(crash_files(&store)["map_crash"], 1);
+        assert_eq!(crash_files(&registry)["map_crash"], 1);
         // Nothing more happens.
-        assert_eq!(scanner.scan_at(now), ScanSummary::default());
+        assert_eq!(scanner.scan(), ScanSummary::default());
 
-        let snapshot = store.snapshot();
+        let snapshot = registry.snapshot();
         let map = snapshot.map("sessions").expect("a crash-only row");
         assert!(map.misuse_only);
         assert_eq!(map.id.source.as_deref(), Some("checkout"));
+        assert_eq!(map.id.instance.as_deref(), Some("checkout-7d9f-x2k4"));
         assert_eq!(
             map.id.labels.to_vec(),
             vec![("tenant".to_owned(), "acme".to_owned())]
@@ -636,7 +627,7 @@ mod tests {
     #[test]
     fn other_crashes_are_counted_and_removed() {
         let dir = TempDir::new("other");
-        let (mut scanner, store) = scanner(&dir);
+        let (mut scanner, registry) = scanner(&dir);
         dir.write(
             "mapscope-crash-1-2.log",
             &fixture("go1.27.3-system-nil_pointer.log"),
@@ -645,19 +636,17 @@ mod tests {
             "mapscope-crash-1-2.json",
             &fixture("go1.27.3-system-nil_pointer.json"),
         );
-        let now = Instant::now();
-        scanner.scan_at(now);
-        assert_eq!(scanner.scan_at(now).other_crashes, 1);
+        scanner.scan();
+        assert_eq!(scanner.scan().other_crashes, 1);
         assert!(dir.names().is_empty());
-        assert_eq!(crash_files(&store)["other_crash"], 1);
-        assert!(store.snapshot().maps.is_empty());
+        assert_eq!(crash_files(&registry)["other_crash"], 1);
+        assert!(registry.snapshot().maps.is_empty());
     }
 
     #[test]
     fn empty_pairs_are_removed_once_superseded_and_kept_while_live() {
         let dir = TempDir::new("superseded");
-        let (mut scanner, store) = scanner(&dir);
-        let now = Instant::now();
+        let (mut scanner, registry) = scanner(&dir);
         dir.write("mapscope-crash-100-7.log", b"");
         dir.write(
             "mapscope-crash-100-7.json",
@@ -675,7 +664,7 @@ mod tests {
             &metadata("b", "pod-1", "2026-11-22T11:00:00Z"),
         );
         for _ in 0..3 {
-            assert_eq!(scanner.scan_at(now).waiting, 3);
+            assert_eq!(scanner.scan().waiting, 3);
         }
         assert_eq!(dir.names().len(), 6);
         // pod-1 of app a restarted.
@@ -684,7 +673,7 @@ mod tests {
             "mapscope-crash-400-10.json",
             &metadata("a", "pod-1", "2026-11-22T12:00:00Z"),
         );
-        let summary = scanner.scan_at(now);
+        let summary = scanner.scan();
         assert_eq!((summary.superseded, summary.waiting), (1, 3));
         assert!(!dir
             .names()
@@ -692,14 +681,13 @@ mod tests {
             .any(|n| n.starts_with("mapscope-crash-100-7")));
         assert_eq!(dir.names().len(), 6);
         // Nothing was counted.
-        assert_eq!(crash_files(&store).values().sum::<u64>(), 0);
+        assert_eq!(crash_files(&registry).values().sum::<u64>(), 0);
     }
 
     #[test]
     fn invalid_and_unpaired_files_are_counted_once_after_a_stable_scan() {
         let dir = TempDir::new("invalid");
-        let (mut scanner, store) = scanner(&dir);
-        let now = Instant::now();
+        let (mut scanner, registry) = scanner(&dir);
         dir.write("mapscope-crash-1-1.log", b"");
         dir.write("mapscope-crash-1-1.json", b"{not json");
         dir.write("mapscope-crash-2-2.log", b"goroutine 1 [running]:\n");
@@ -710,69 +698,64 @@ mod tests {
         // Temporary and foreign files are never touched.
         dir.write("mapscope-crash-4-4.json.tmp", b"{");
         dir.write("notes.txt", b"x");
-        let first = scanner.scan_at(now);
+        let first = scanner.scan();
         assert_eq!((first.invalid, first.waiting), (0, 3), "not stable yet");
-        let second = scanner.scan_at(now);
+        let second = scanner.scan();
         assert_eq!(second.invalid, 3, "{second:?}");
-        assert_eq!(crash_files(&store)["invalid"], 3);
+        assert_eq!(crash_files(&registry)["invalid"], 3);
         assert_eq!(dir.names(), ["mapscope-crash-4-4.json.tmp", "notes.txt"]);
-        assert_eq!(scanner.scan_at(now), ScanSummary::default());
-        assert_eq!(crash_files(&store)["invalid"], 3);
+        assert_eq!(scanner.scan(), ScanSummary::default());
+        assert_eq!(crash_files(&registry)["invalid"], 3);
     }
 
     #[test]
     fn a_pair_completed_between_scans_is_not_unpaired() {
         let dir = TempDir::new("race");
-        let (mut scanner, store) = scanner(&dir);
-        let now = Instant::now();
+        let (mut scanner, registry) = scanner(&dir);
         dir.write("mapscope-crash-1-1.log", b"");
-        assert_eq!(scanner.scan_at(now).waiting, 1);
+        assert_eq!(scanner.scan().waiting, 1);
         dir.write(
             "mapscope-crash-1-1.json",
             &metadata("a", "pod-1", "2026-11-22T10:00:00Z"),
         );
         for _ in 0..3 {
-            assert_eq!(scanner.scan_at(now).waiting, 1);
+            assert_eq!(scanner.scan().waiting, 1);
         }
-        assert_eq!(crash_files(&store)["invalid"], 0);
+        assert_eq!(crash_files(&registry)["invalid"], 0);
         assert_eq!(dir.names().len(), 2);
     }
 
     #[test]
     fn scans_are_bounded() {
         let dir = TempDir::new("bounds");
-        let store = Arc::new(IngestStore::new(
-            Limits::default(),
-            DetectorConfig::default(),
-        ));
+        let registry = registry();
         let limits = CrashDirLimits {
             max_metadata_files: 2,
             max_crash_logs: 1,
             max_log_bytes: 300,
             ..CrashDirLimits::default()
         };
-        let mut scanner = CrashDir::with_limits(&dir.0, store.clone(), limits);
-        let now = Instant::now();
+        let mut scanner = CrashDir::with_limits(&dir.0, &registry, limits);
         let log = fixture("go1.24.11-system-write_str.log");
         let json = fixture("go1.24.11-system-write_str.json");
         for i in 0..3 {
             dir.write(&format!("mapscope-crash-{i}-1.log"), &log);
             dir.write(&format!("mapscope-crash-{i}-1.json"), &json);
         }
-        let first = scanner.scan_at(now);
+        let first = scanner.scan();
         assert_eq!((first.metadata_read, first.waiting), (2, 3), "{first:?}");
-        let second = scanner.scan_at(now);
+        let second = scanner.scan();
         assert_eq!(
             (second.metadata_read, second.map_crashes, second.waiting),
             (1, 1, 2),
             "{second:?}"
         );
-        let third = scanner.scan_at(now);
+        let third = scanner.scan();
         assert_eq!((third.map_crashes, third.waiting), (1, 1), "{third:?}");
-        assert_eq!(scanner.scan_at(now).map_crashes, 1);
+        assert_eq!(scanner.scan().map_crashes, 1);
         // 300 bytes hold the crashing goroutine's first frames: still a map
         // crash, if without the site further down.
-        assert_eq!(crash_files(&store)["map_crash"], 3);
+        assert_eq!(crash_files(&registry)["map_crash"], 3);
         assert!(dir.names().is_empty());
 
         // Metadata over 64 KiB is invalid, not truncated.
@@ -781,8 +764,8 @@ mod tests {
             "mapscope-crash-9-9.json",
             &vec![b' '; MAX_METADATA_BYTES + 1],
         );
-        scanner.scan_at(now);
-        assert_eq!(scanner.scan_at(now).invalid, 1);
+        scanner.scan();
+        assert_eq!(scanner.scan().invalid, 1);
     }
 
     #[cfg(unix)]
@@ -800,9 +783,8 @@ mod tests {
             "mapscope-crash-1-1.json",
             &fixture("go1.27.3-system-write_str.json"),
         );
-        let now = Instant::now();
-        scanner.scan_at(now);
-        let summary = scanner.scan_at(now);
+        scanner.scan();
+        let summary = scanner.scan();
         assert_eq!(
             (summary.map_crashes, summary.invalid),
             (0, 1),

@@ -1,14 +1,25 @@
 //! Sidecar ingest: `POST /v1/report`, protocol v1, for applications in any
-//! language (Go first). Reports become the same metrics, spans and alerts
-//! as in-process maps, with a `source` label.
+//! language (Go first). Reports become rows of the one
+//! [`Registry`](crate::Registry), so they get the same metrics, spans, alerts,
+//! detectors, cardinality cap and grace period as in-process maps, with
+//! `source` and `source_instance` labels.
+//!
+//! This module is the protocol and the source lifecycle, nothing more:
+//! - [`protocol`]: the wire types, with kinds and statuses as enums and
+//!   RFC 3339 timestamps parsed as the JSON is read;
+//! - `validate.rs`: limits, and the checks types cannot express ([`check`]);
+//! - `openapi.rs` (tests only): `docs/openapi.yaml`, generated from the
+//!   wire types;
+//! - `convert.rs`: protocol to rows and events, in one function;
+//! - `sources.rs`: admission, restart, duplicate and stale classification,
+//!   TTL ([`Sources`]);
+//! - [`crash`] and `crash_dir.rs`: Go crash files ([`CrashDir`]): a process
+//!   killed by a map misuse never reports again, so its crash output is the
+//!   report.
 //!
 //! Guarantees: a rejected request changes nothing; one source's bad input
 //! never touches another source's series; every limit answers with a JSON
 //! error naming the field and the limit.
-//!
-//! The sidecar also reads Go crash files from a shared directory
-//! (`--crash-dir`, [`CrashDir`]): a process killed by a map misuse never
-//! reports again, so its crash output is the report.
 
 use std::sync::Arc;
 
@@ -19,33 +30,38 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 
+mod convert;
 pub mod crash;
-mod crash_counts;
 mod crash_dir;
+#[cfg(test)]
+mod openapi;
 pub mod protocol;
 mod sources;
 mod validate;
 
 pub use crash_dir::{CrashDir, CrashDirLimits, ScanSummary};
-pub use protocol::{ErrorBody, Report, ReportAccepted, PROTOCOL_VERSION};
-pub use sources::IngestStore;
-pub use validate::{check, parse_rfc3339, Limits, Rejection, MAX_SECONDS, MAX_SOURCE_BYTES};
+pub use protocol::{
+    ErrorBody, Report, ReportAccepted, ReportStatus, MAX_SECONDS, MAX_SOURCE_CHARS,
+    PROTOCOL_VERSION,
+};
+pub use sources::Sources;
+pub use validate::{check, Limits, Rejection};
 
 pub use crate::registry::IngestStats;
 
 /// What the ingest routes need.
 #[derive(Debug, Clone)]
 pub struct IngestState {
-    store: Arc<IngestStore>,
+    store: Arc<Sources>,
     token: Option<Arc<str>>,
 }
 
 impl IngestState {
-    /// State over `store`, requiring `Authorization: Bearer <token>` when a
-    /// token is given (the binary reads it from `MAPSCOPE_INGEST_TOKEN`).
-    pub fn new(store: Arc<IngestStore>, token: Option<String>) -> Self {
+    /// State over `sources`, requiring `Authorization: Bearer <token>` when
+    /// a token is given (the binary reads it from `MAPSCOPE_INGEST_TOKEN`).
+    pub fn new(sources: Arc<Sources>, token: Option<String>) -> Self {
         IngestState {
-            store,
+            store: sources,
             token: token.filter(|t| !t.is_empty()).map(Into::into),
         }
     }
@@ -68,7 +84,7 @@ fn reject(rejection: Rejection) -> (StatusCode, String) {
 /// status and JSON body out. Never panics, whatever the input (a property
 /// test feeds it arbitrary JSON).
 pub fn handle(
-    store: &IngestStore,
+    store: &Sources,
     token: Option<&str>,
     headers: &HeaderMap,
     body: &[u8],
@@ -92,7 +108,7 @@ pub fn handle(
 }
 
 fn handle_inner(
-    store: &IngestStore,
+    store: &Sources,
     token: Option<&str>,
     headers: &HeaderMap,
     body: &[u8],
@@ -146,22 +162,8 @@ fn handle_inner(
         ));
     }
     let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let report: Report = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let reason = if inner.is_syntax() || inner.is_eof() {
-            "invalid_json"
-        } else {
-            "schema"
-        };
-        Rejection::new(
-            StatusCode::BAD_REQUEST,
-            reason,
-            format!("{path}: {inner}"),
-            (path != ".").then_some(path),
-            None,
-        )
-    })?;
+    let report: Report =
+        serde_path_to_error::deserialize(&mut deserializer).map_err(parse_rejection)?;
     deserializer.end().map_err(|e| {
         Rejection::new(
             StatusCode::BAD_REQUEST,
@@ -173,6 +175,40 @@ fn handle_inner(
     })?;
     check(&report, store.limits())?;
     store.apply(report)
+}
+
+/// The answer to a body that does not parse as a report. The reason is
+/// `invalid_json` for bad JSON, `invalid_value` for an unknown enum value,
+/// `invalid_timestamp` for a string that is not RFC 3339, and `schema` for
+/// a wrong type, a missing field or an integer out of range.
+fn parse_rejection(error: serde_path_to_error::Error<serde_json::Error>) -> Rejection {
+    let path = error.path().to_string();
+    let inner = error.into_inner();
+    let (reason, message) = if inner.is_syntax() || inner.is_eof() {
+        ("invalid_json", inner.to_string())
+    } else {
+        // The path names the field; the position adds nothing to it.
+        let message = inner.to_string();
+        let position = format!(" at line {} column {}", inner.line(), inner.column());
+        let message = message
+            .strip_suffix(&position)
+            .map_or(message.clone(), str::to_owned);
+        let reason = if message.starts_with(protocol::UNKNOWN_VALUE) {
+            "invalid_value"
+        } else if message.starts_with(crate::timestamp::INVALID_TIMESTAMP) {
+            "invalid_timestamp"
+        } else {
+            "schema"
+        };
+        (reason, message)
+    };
+    Rejection::new(
+        StatusCode::BAD_REQUEST,
+        reason,
+        format!("{path}: {message}"),
+        (path != ".").then_some(path),
+        None,
+    )
 }
 
 async fn report(State(state): State<IngestState>, request: Request) -> Response {

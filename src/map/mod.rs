@@ -29,7 +29,8 @@ mod tophash;
 
 pub use entry::{Entry, OccupiedEntry, VacantEntry};
 pub use iter::{Drain, IntoIter, IntoKeys, IntoValues, Iter, IterMut, Keys, Values, ValuesMut};
-pub use stats::{Growth, GrowthKind, MapStats};
+pub(crate) use stats::map_stats;
+pub use stats::{Growth, GrowthKind, MapStats, PerKind};
 
 pub(crate) use observe::{FinishedGrowth, Observer, DEFAULT_PUBLISH_EVERY};
 use raw::RawMap;
@@ -92,7 +93,7 @@ impl<K, V> InstrumentedMap<K, V, DefaultHashBuilder> {
     /// for i in 0..1000 {
     ///     map.insert(i, ());
     /// }
-    /// assert_eq!(map.stats().growths_double, 0);
+    /// assert_eq!(map.stats().growths(mapscope::GrowthKind::Double), 0);
     /// ```
     pub fn with_capacity(capacity: usize) -> Self {
         Self::with_capacity_and_hasher(capacity, DefaultHashBuilder::default())
@@ -176,7 +177,7 @@ impl<K, V, S> InstrumentedMap<K, V, S> {
     /// map.set_auto_shrink(true);
     /// for i in 0..10_000 { map.insert(i, i); }
     /// for i in 0..9_990 { map.remove(&i); }
-    /// assert!(map.stats().shrinks > 0);
+    /// assert!(map.stats().growths(mapscope::GrowthKind::Shrink) > 0);
     /// ```
     pub fn set_auto_shrink(&mut self, enabled: bool) {
         self.raw.auto_shrink = enabled;

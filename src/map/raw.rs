@@ -6,7 +6,7 @@ use std::mem;
 
 use super::grow::{log2_for_capacity, Evacuation};
 use super::observe::Observed;
-use super::stats::{Growth, GrowthKind, MapStats};
+use super::stats::{Growth, GrowthKind, MapStats, PerKind};
 use super::table::{Probe, Slot, Table};
 use super::tophash::tophash;
 
@@ -378,17 +378,15 @@ impl<K, V> RawMap<K, V> {
                 entries_at_start: g.entries_at_start,
                 helping_writes: g.helping_writes,
             }),
-            growths_double: self.counters.growths[GrowthKind::Double.index()],
-            growths_same_size: self.counters.growths[GrowthKind::SameSize.index()],
-            shrinks: self.counters.growths[GrowthKind::Shrink.index()],
-            growth_seconds_double: seconds(GrowthKind::Double),
-            growth_seconds_same_size: seconds(GrowthKind::SameSize),
-            growth_seconds_shrink: seconds(GrowthKind::Shrink),
+            growths: PerKind::from_fn(|kind| self.counters.growths[kind.index()]),
+            growth_seconds: PerKind::from_fn(seconds),
             evacuated_buckets_total: self.counters.evacuated_buckets,
             inserts: self.counters.inserts,
             updates: self.counters.updates,
             removes: self.counters.removes,
             max_overflow_chain: self.table.max_chain().max(old.map_or(0, Table::max_chain)),
+            #[cfg(test)]
+            test_writes: self.counters.inserts + self.counters.updates + self.counters.removes,
         }
     }
 }

@@ -57,7 +57,7 @@ impl<K, V> InstrumentedMap<K, V, DefaultHashBuilder> {
     /// let map = mapscope::InstrumentedMap::<u32, u32>::builder("orders")
     ///     .capacity(1000)
     ///     .build();
-    /// assert_eq!(map.stats().growths_double, 0);
+    /// assert_eq!(map.stats().growths(mapscope::GrowthKind::Double), 0);
     /// ```
     pub fn builder(name: impl Into<String>) -> MapBuilder<K, V, DefaultHashBuilder> {
         MapBuilder {
@@ -77,7 +77,8 @@ impl<K, V> InstrumentedMap<K, V, DefaultHashBuilder> {
 
 impl<K, V, S> MapBuilder<K, V, S> {
     /// Adds a label. Repeatable; names follow Prometheus rules, and `map`,
-    /// `source`, `kind` and `le` are reserved. Checked at registration.
+    /// `source`, `source_instance`, `kind` and `le` are reserved. Checked at
+    /// registration.
     pub fn label(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.labels.push((name.into(), value.into()));
         self

@@ -3,11 +3,13 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, OnceLock};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::map::{FinishedGrowth, MapStats, Observer};
 
+use super::clock::Clock;
 use super::events::{CapturedContext, Event, GrowthFinished, GrowthStarted, MapId, MisuseEvent};
+use super::limit::RateWindow;
 use super::publish::SharedStats;
 use crate::detect::MisuseKind;
 
@@ -34,10 +36,14 @@ impl std::fmt::Debug for TracingHooks {
     }
 }
 
-/// Shared by a registry and all its maps: the event queue's sending side.
+/// Shared by a registry and all its maps: the event queue's sending side,
+/// and the registry's clock.
 pub(crate) struct EventSink {
     pub(crate) tx: SyncSender<Event>,
     pub(crate) dropped: AtomicU64,
+    pub(crate) clock: Arc<dyn Clock>,
+    /// The clock's time when the registry was built: timestamps shared
+    /// through atomics are nanoseconds since it.
     pub(crate) epoch: Instant,
     pub(crate) hooks: OnceLock<TracingHooks>,
     /// Misuse events kept from tracing by the rate limit.
@@ -70,6 +76,17 @@ impl EventSink {
         // +1 keeps 0 free to mean "none".
         at.saturating_duration_since(self.epoch).as_nanos() as u64 + 1
     }
+
+    /// The instant a [`EventSink::nanos_since_epoch`] value stands for.
+    pub(crate) fn instant_of(&self, nanos: u64) -> Option<Instant> {
+        (nanos != 0).then(|| self.epoch + Duration::from_nanos(nanos - 1))
+    }
+
+    /// The second of the registry's clock, for the misuse rate limit (from
+    /// 1, so a fresh window never matches).
+    pub(crate) fn second(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.epoch).as_secs() + 1
+    }
 }
 
 /// One registered map, as the registry and the map's observer hook see it.
@@ -101,19 +118,18 @@ impl MapEntry {
         }
     }
 
-    /// The per-map misuse rate limit, with single-writer stores.
+    /// The misuse rate limit on the map's own thread: the window is loaded
+    /// and stored with single-writer relaxed operations (no
+    /// read-modify-write), since only the owner calls this.
     fn misuse_allowed(&self, per_second: u32) -> bool {
-        let second = self.sink.epoch.elapsed().as_secs() + 1;
-        if self.misuse_window.load(Ordering::Relaxed) != second {
-            self.misuse_window.store(second, Ordering::Relaxed);
-            self.misuse_in_window.store(0, Ordering::Relaxed);
-        }
-        let used = self.misuse_in_window.load(Ordering::Relaxed);
-        if used >= u64::from(per_second) {
-            return false;
-        }
-        self.misuse_in_window.store(used + 1, Ordering::Relaxed);
-        true
+        let mut window = RateWindow {
+            second: self.misuse_window.load(Ordering::Relaxed),
+            used: self.misuse_in_window.load(Ordering::Relaxed),
+        };
+        let allowed = window.allow(self.sink.second(self.sink.clock.now()), per_second);
+        self.misuse_window.store(window.second, Ordering::Relaxed);
+        self.misuse_in_window.store(window.used, Ordering::Relaxed);
+        allowed
     }
 }
 
@@ -130,7 +146,11 @@ impl Observer for MapEntry {
     }
 
     fn growth_started(&self, stats: &MapStats, started: Instant) {
-        let ns = self.sink.nanos_since_epoch(started);
+        // The real clock keeps `started` as is (no clock read); a manual
+        // clock puts the start at its own now.
+        let ns = self
+            .sink
+            .nanos_since_epoch(self.sink.clock.engine_instant(started));
         self.growth_started_ns.store(ns, Ordering::Relaxed);
         self.shared.store(stats, ns);
         let Some(growth) = stats.growth else { return };
@@ -140,7 +160,7 @@ impl Observer for MapEntry {
             old_buckets: growth.old_buckets,
             new_buckets: stats.buckets,
             entries: stats.entries,
-            at: SystemTime::now(),
+            at: self.sink.clock.system_now(),
             context: self.sink.capture(),
         }));
     }
@@ -156,7 +176,10 @@ impl Observer for MapEntry {
             new_buckets: growth.new_buckets,
             entries_at_start: growth.entries_at_start,
             entries: growth.entries,
-            started_at: SystemTime::now()
+            started_at: self
+                .sink
+                .clock
+                .system_now()
                 .checked_sub(growth.finished.elapsed() + duration)
                 .unwrap_or(SystemTime::UNIX_EPOCH),
             duration,
@@ -177,7 +200,7 @@ impl Observer for MapEntry {
                 "an insert took the map to {} entries, past max_entries {max_entries}",
                 stats.entries
             ),
-            at: SystemTime::now(),
+            at: self.sink.clock.system_now(),
             value: stats.entries as f64,
             trace: None,
             context: None,
@@ -204,7 +227,7 @@ impl Observer for MapEntry {
 
     fn dropped(&self, stats: &MapStats) {
         self.shared.store(stats, 0);
-        let now = self.sink.nanos_since_epoch(Instant::now());
+        let now = self.sink.nanos_since_epoch(self.sink.clock.now());
         self.dropped_at_ns.store(now, Ordering::Release);
     }
 }

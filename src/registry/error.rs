@@ -1,13 +1,18 @@
 //! Registration errors and the validation of names and labels.
 
-/// Labels mapscope adds itself; a map may not set them.
-pub const RESERVED_LABELS: [&str; 4] = ["map", "source", "kind", "le"];
+/// Labels mapscope adds itself; a map may not set them. `source` and
+/// `source_instance` name the process that reported a map to the sidecar
+/// (`source_instance` rather than `instance`, which Prometheus sets on every
+/// series of a scrape target).
+pub const RESERVED_LABELS: [&str; 5] = ["map", "source", "source_instance", "kind", "le"];
 
 /// Most labels one map may carry.
 pub const MAX_LABELS: usize = 16;
 
-/// Longest map name or label value, in bytes.
-pub const MAX_VALUE_BYTES: usize = 256;
+/// Longest map name or label value, in characters (Unicode scalar values,
+/// as JSON Schema's `maxLength` counts them, so the protocol's OpenAPI
+/// document states the limit exactly; at most 4 bytes each).
+pub const MAX_VALUE_CHARS: usize = 256;
 
 /// Why a map could not be registered. Each message says what to change.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -15,7 +20,7 @@ pub const MAX_VALUE_BYTES: usize = 256;
 pub enum RegisterError {
     /// The map name is empty, too long, or has control characters.
     #[error(
-        "invalid map name {name:?}: use 1 to {MAX_VALUE_BYTES} bytes without control characters"
+        "invalid map name {name:?}: use 1 to {MAX_VALUE_CHARS} characters without control characters"
     )]
     InvalidMapName {
         /// The rejected name.
@@ -28,7 +33,7 @@ pub enum RegisterError {
         name: String,
     },
     /// A label name mapscope sets itself.
-    #[error("label {name:?} is reserved (mapscope sets map, source, kind and le itself): rename it, for example to \"{name}_name\"")]
+    #[error("label {name:?} is reserved (mapscope sets map, source, source_instance, kind and le itself): rename it, for example to \"{name}_name\"")]
     ReservedLabel {
         /// The rejected label name.
         name: String,
@@ -40,7 +45,7 @@ pub enum RegisterError {
         name: String,
     },
     /// A label value is too long or has control characters.
-    #[error("value of label {name:?} is invalid: use at most {MAX_VALUE_BYTES} bytes without control characters")]
+    #[error("value of label {name:?} is invalid: use at most {MAX_VALUE_CHARS} characters without control characters")]
     InvalidLabelValue {
         /// The label whose value was rejected.
         name: String,
@@ -62,7 +67,8 @@ pub enum RegisterError {
 }
 
 fn valid_value(value: &str) -> bool {
-    value.len() <= MAX_VALUE_BYTES && !value.chars().any(char::is_control)
+    // `nth` stops after the limit: a megabyte value costs no more than a short one.
+    value.chars().nth(MAX_VALUE_CHARS).is_none() && !value.chars().any(char::is_control)
 }
 
 /// Whether `name` is a valid Prometheus label name that mapscope leaves to

@@ -7,8 +7,15 @@ use std::time::{Duration, SystemTime};
 use crate::detect::MisuseKind;
 use crate::map::GrowthKind;
 
-/// Which map an event or series is about.
+/// Which map an event or series is about: one row of the registry.
+///
+/// An in-process map is its name and labels. A map a client reports to the
+/// sidecar also carries the reporting process: `source` (the app) and
+/// `instance`, exported as the `source` and `source_instance` labels. Both
+/// are fixed by the first report, so a map's series keep their identity
+/// however many instances of the app report.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct MapId {
     /// The map's name (the `map` label).
     pub name: Arc<str>,
@@ -16,6 +23,45 @@ pub struct MapId {
     pub labels: Arc<[(String, String)]>,
     /// The reporting application (`source` label), for maps ingested by the sidecar.
     pub source: Option<Arc<str>>,
+    /// The reporting process (`source_instance` label: pod name,
+    /// `host:pid`), for maps ingested by the sidecar.
+    pub instance: Option<Arc<str>>,
+}
+
+impl MapId {
+    /// An in-process map's identity.
+    pub(crate) fn local(name: Arc<str>, labels: Arc<[(String, String)]>) -> Self {
+        MapId {
+            name,
+            labels,
+            source: None,
+            instance: None,
+        }
+    }
+
+    /// A reported map's identity.
+    pub(crate) fn reported(
+        name: Arc<str>,
+        labels: Arc<[(String, String)]>,
+        app: Arc<str>,
+        instance: Arc<str>,
+    ) -> Self {
+        MapId {
+            name,
+            labels,
+            source: Some(app),
+            instance: Some(instance),
+        }
+    }
+
+    /// `app/instance` for a reported map, for logs and event details.
+    pub(crate) fn reporter(&self) -> Option<String> {
+        let app = self.source.as_deref()?;
+        Some(match self.instance.as_deref() {
+            Some(instance) => format!("{app}/{instance}"),
+            None => app.to_owned(),
+        })
+    }
 }
 
 /// A place in a program's source: where a misuse happened.

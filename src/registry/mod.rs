@@ -1,40 +1,47 @@
-//! The registry: every instrumented map of a process, by name and labels,
+//! The registry: every tracked map, in-process or reported, as one table,
 //! and the single point exporters read from.
 //!
-//! Maps publish their stats into the registry without locks (see
-//! `publish.rs`); [`Registry::snapshot`] reads them, runs the detectors,
-//! and returns a [`RegistrySnapshot`]. Prometheus, OpenTelemetry, the
-//! reporter and the JSON API all read snapshots and nothing else.
+//! Two writers fill the table (`table.rs`): in-process maps publish their
+//! stats without locks (`publish.rs`, `entry.rs`), and the sidecar's ingest
+//! applies client reports and crash files (`reported.rs`). One observation,
+//! [`Registry::snapshot`], reads the table at the registry clock's now
+//! (`clock.rs`), runs the detectors, and returns a [`RegistrySnapshot`].
+//! Prometheus, OpenTelemetry, the reporter, the JSON API and the landing
+//! page all read that and nothing else.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::Ordering;
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::detect::{DetectorConfig, DetectorState, MisuseKind, Transition};
-use crate::map::{MapStats, Observer};
+use crate::detect::DetectorConfig;
+use crate::map::Observer;
 
 mod builder;
+mod clock;
 mod entry;
 mod error;
 mod events;
+mod limit;
 mod publish;
+mod reported;
 mod snapshot;
+mod table;
 
 pub use builder::MapBuilder;
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use entry::TracingHooks;
 pub use error::{
-    validate, validate_label_name, RegisterError, MAX_LABELS, MAX_VALUE_BYTES, RESERVED_LABELS,
+    validate, validate_label_name, RegisterError, MAX_LABELS, MAX_VALUE_CHARS, RESERVED_LABELS,
 };
-pub(crate) use events::EventRing;
 pub use events::{
     CapturedContext, CodeSite, Event, EventBatch, EventRecord, GrowthDurations, GrowthFinished,
     GrowthStarted, MapId, MisuseEvent, GROWTH_DURATION_BUCKETS,
 };
-pub use snapshot::{IngestStats, MapSnapshot, RegistrySnapshot};
+pub(crate) use reported::{CrashRecord, ReportedRow, SourceReport};
+pub use snapshot::{IngestStats, MapSnapshot, RegistrySnapshot, SourceStatus};
 
 use entry::{EventSink, MapEntry};
+use table::{Lifecycle, Table, Writer};
 
 /// The name of the series that maps past the cardinality cap fold into.
 pub const OVERFLOW_MAP: &str = "_overflow";
@@ -64,6 +71,7 @@ pub struct RegistryBuilder {
     event_queue: usize,
     recent_events: usize,
     detectors: DetectorConfig,
+    clock: Arc<dyn Clock>,
 }
 
 impl Default for RegistryBuilder {
@@ -74,19 +82,21 @@ impl Default for RegistryBuilder {
             event_queue: 4096,
             recent_events: 256,
             detectors: DetectorConfig::default(),
+            clock: Arc::new(SystemClock),
         }
     }
 }
 
 impl RegistryBuilder {
-    /// How long a dropped map's final values stay visible. Default 30 s.
+    /// How long a dropped map's final values, and a stale source's last
+    /// ones, stay visible. Default 30 s.
     pub fn grace_period(mut self, grace: Duration) -> Self {
         self.grace_period = grace;
         self
     }
 
-    /// How many live maps get their own series; later ones fold into
-    /// `map="_overflow"`. Default 10,000.
+    /// How many live maps get their own series, in-process and reported
+    /// maps together; later ones fold into `map="_overflow"`. Default 10,000.
     pub fn max_maps(mut self, max: usize) -> Self {
         self.max_maps = max;
         self
@@ -99,7 +109,9 @@ impl RegistryBuilder {
         self
     }
 
-    /// How many recent events the registry keeps for its readers. Default 256.
+    /// How many recent events the registry keeps for its readers (the
+    /// event ring, shared by in-process maps, client reports and crash
+    /// files). Default 256, at least 1.
     pub fn recent_events(mut self, count: usize) -> Self {
         self.recent_events = count.max(1);
         self
@@ -111,31 +123,31 @@ impl RegistryBuilder {
         self
     }
 
+    /// The clock every time-based decision reads (detector windows and
+    /// holds, grace periods, source TTLs, rate limits). Default: the real
+    /// one, [`SystemClock`]; tests pass a [`ManualClock`] and advance it.
+    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
     /// Builds the registry.
     pub fn build(self) -> Registry {
         let (tx, rx) = sync_channel(self.event_queue);
-        let events = EventRing::new(self.recent_events);
         let sink = Arc::new(EventSink {
             tx,
             dropped: Default::default(),
-            epoch: Instant::now(),
+            epoch: self.clock.now(),
+            clock: self.clock.clone(),
             hooks: OnceLock::new(),
             suppressed: Default::default(),
         });
+        let table = Table::new(self.max_maps, rx, self.recent_events);
         Registry {
             inner: Arc::new(Inner {
                 sink,
                 config: self,
-                state: Mutex::new(State {
-                    maps: BTreeMap::new(),
-                    keys: HashMap::new(),
-                    next_id: 0,
-                    events_rx: rx,
-                    events,
-                    overflow_folds: 0,
-                    registrations: 0,
-                    retired: None,
-                }),
+                state: Mutex::new(table),
             }),
         }
     }
@@ -167,34 +179,7 @@ pub struct Registry {
 struct Inner {
     sink: Arc<EventSink>,
     config: RegistryBuilder,
-    state: Mutex<State>,
-}
-
-/// A map's identity within a registry: name and sorted labels.
-type MapKey = (Arc<str>, Arc<[(String, String)]>);
-
-#[derive(Debug)]
-struct State {
-    maps: BTreeMap<u64, Registered>,
-    keys: HashMap<MapKey, u64>,
-    next_id: u64,
-    events_rx: Receiver<Event>,
-    events: EventRing,
-    overflow_folds: u64,
-    registrations: u64,
-    /// Counters of folded maps whose grace period ended, kept so the
-    /// `_overflow` series' counters never go down.
-    retired: Option<MapSnapshot>,
-}
-
-#[derive(Debug)]
-struct Registered {
-    entry: Arc<MapEntry>,
-    detectors: DetectorConfig,
-    detector_state: DetectorState,
-    folded: bool,
-    last: MapStats,
-    growth_started_ns: u64,
+    state: Mutex<Table>,
 }
 
 impl Default for Registry {
@@ -227,27 +212,29 @@ impl Registry {
         self.inner.sink.hooks.set(hooks).is_ok()
     }
 
-    /// Counts misuse events that the tracing rate limit kept from tracing.
-    pub fn record_suppressed(&self, count: u64) {
-        self.inner
-            .sink
-            .suppressed
-            .fetch_add(count, Ordering::Relaxed);
-    }
-
     /// The default detector thresholds of this registry.
     pub fn detector_config(&self) -> DetectorConfig {
         self.inner.config.detectors
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock cannot leave State half-updated in
-        // a way that matters to readers: every update is a single insert or
-        // remove. Keep serving.
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        // A panic while holding the lock cannot leave the table half-updated
+        // in a way that matters to readers: every change is a few inserts or
+        // removes of whole rows. Keep serving.
         self.inner
             .state
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The registry clock's monotonic now.
+    pub(crate) fn now(&self) -> Instant {
+        self.inner.sink.clock.now()
+    }
+
+    /// The registry clock's wall-clock now.
+    pub(crate) fn system_now(&self) -> SystemTime {
+        self.inner.sink.clock.system_now()
     }
 
     /// Registers a map's observer. Called by `MapBuilder::register`.
@@ -258,161 +245,38 @@ impl Registry {
         detectors: DetectorConfig,
     ) -> Result<Arc<dyn Observer>, RegisterError> {
         let labels = validate(name, labels)?;
-        let key: MapKey = (name.into(), labels.into());
-        let mut state = self.lock();
-        if let Some(&existing) = state.keys.get(&key) {
-            let dropped = state.maps[&existing]
-                .entry
-                .dropped_at_ns
-                .load(Ordering::Acquire)
-                != 0;
-            if !dropped {
+        let id = MapId::local(name.into(), labels.into());
+        let now = self.now();
+        let mut table = self.lock();
+        // Maps dropped since the last look no longer count against the cap.
+        table.notice_drops(&self.inner.sink);
+        if let Some(existing) = table.find(&id) {
+            let live = table
+                .row_mut(existing)
+                .is_some_and(|row| row.lifecycle == Lifecycle::Live);
+            if live {
                 return Err(RegisterError::Duplicate {
                     name: name.to_owned(),
-                    labels: key.1.to_vec(),
+                    labels: id.labels.to_vec(),
                 });
             }
             // The old map is in its grace period: the new one takes over.
-            state.maps.remove(&existing);
+            table.remove(existing, now);
         }
-        let live = state
-            .maps
-            .values()
-            .filter(|r| !r.folded && r.entry.dropped_at_ns.load(Ordering::Relaxed) == 0)
-            .count();
-        let folded = live >= self.inner.config.max_maps;
-        if folded {
-            state.overflow_folds += 1;
-        }
-        let id = state.next_id;
-        state.next_id += 1;
-        state.registrations += 1;
-        let entry = Arc::new(MapEntry::new(
-            MapId {
-                name: key.0.clone(),
-                labels: key.1.clone(),
-                source: None,
-            },
-            self.inner.sink.clone(),
-        ));
-        state.keys.insert(key, id);
-        state.maps.insert(
-            id,
-            Registered {
-                entry: entry.clone(),
-                detectors,
-                detector_state: DetectorState::default(),
-                folded,
-                last: MapStats::default(),
-                growth_started_ns: 0,
-            },
-        );
+        let entry = Arc::new(MapEntry::new(id.clone(), self.inner.sink.clone()));
+        table.insert(id, Writer::Local(entry.clone()), detectors);
         Ok(entry)
     }
 
-    /// Reads every map, runs the detectors, and returns the result. The
-    /// only thing exporters read. Maps past their grace period are removed.
+    /// Reads every map, runs the detectors, and returns the result: the one
+    /// observation, at the registry clock's now, and the only thing
+    /// exporters read. Dropped maps past their grace period (in-process
+    /// maps, and reported maps their source's reports left out) are
+    /// removed; stale sources are removed by the ingest's timer, never here.
     pub fn snapshot(&self) -> RegistrySnapshot {
-        let now = Instant::now();
-        let sink = &self.inner.sink;
+        let (now, wall) = (self.now(), self.system_now());
         let grace = self.inner.config.grace_period;
-        let mut state = self.lock();
-        state.drain_queue();
-        let mut maps = Vec::with_capacity(state.maps.len());
-        let mut overflow: Option<MapSnapshot> = None;
-        let mut expired = Vec::new();
-        let mut fired = Vec::new();
-        for (&id, registered) in state.maps.iter_mut() {
-            // The drop flag first: a map dropped after it was read publishes
-            // its final stats before setting it, so the stats read next are
-            // at least as new as the flag says.
-            let dropped_ns = registered.entry.dropped_at_ns.load(Ordering::Acquire);
-            if let Some((stats, growth_ns)) = registered.entry.shared.load() {
-                registered.last = stats;
-                registered.growth_started_ns = growth_ns;
-            }
-            let dropped = dropped_ns != 0;
-            if dropped {
-                let dropped_at = sink.epoch + Duration::from_nanos(dropped_ns - 1);
-                if now.saturating_duration_since(dropped_at) > grace {
-                    expired.push(id);
-                    continue;
-                }
-            } else {
-                let growth_started = (registered.growth_started_ns != 0)
-                    .then(|| sink.epoch + Duration::from_nanos(registered.growth_started_ns - 1));
-                let transitions = registered.detector_state.observe(
-                    &registered.last,
-                    &registered.detectors,
-                    now,
-                    growth_started,
-                );
-                for transition in transitions {
-                    fired.push((registered.entry.id.clone(), transition));
-                }
-            }
-            let snapshot = MapSnapshot {
-                id: registered.entry.id.clone(),
-                stats: registered.last,
-                conditions: registered.detector_state.active().to_vec(),
-                misuse: *registered.detector_state.firings(),
-                dropped,
-                misuse_only: false,
-            };
-            if registered.folded {
-                fold_into(&mut overflow, snapshot);
-            } else {
-                maps.push(snapshot);
-            }
-        }
-        for id in expired {
-            if let Some(registered) = state.maps.remove(&id) {
-                let id = &registered.entry.id;
-                state.keys.remove(&(id.name.clone(), id.labels.clone()));
-                if registered.folded {
-                    let mut final_counters = MapSnapshot {
-                        id: id.clone(),
-                        stats: registered.last,
-                        conditions: Vec::new(),
-                        misuse: *registered.detector_state.firings(),
-                        dropped: true,
-                        misuse_only: false,
-                    };
-                    // Gauges leave with the map; counters stay in the sum.
-                    let s = &mut final_counters.stats;
-                    (s.entries, s.peak_entries, s.buckets, s.overflow_buckets) = (0, 0, 0, 0);
-                    (s.memory_bytes, s.max_overflow_chain, s.growth) = (0, 0, None);
-                    fold_into(&mut state.retired, final_counters);
-                }
-            }
-        }
-        if let Some(retired) = &state.retired {
-            let mut retired = retired.clone();
-            retired.conditions.clear();
-            match &mut overflow {
-                Some(_) => fold_into(&mut overflow, retired),
-                None => {
-                    retired.dropped = false;
-                    overflow = Some(retired);
-                }
-            }
-        }
-        for (map, transition) in fired {
-            state.record_transition(map, transition);
-        }
-        maps.sort_by(|a, b| (&a.id.name, &a.id.labels).cmp(&(&b.id.name, &b.id.labels)));
-        maps.extend(overflow);
-        RegistrySnapshot {
-            maps,
-            events_dropped: sink.dropped.load(Ordering::Relaxed),
-            trace_events_suppressed: sink.suppressed.load(Ordering::Relaxed),
-            overflow_folds: state.overflow_folds,
-            registrations: state.registrations,
-            recent_events: state.events.records(),
-            maps_registered: state.maps.len(),
-            growth_durations: state.events.durations,
-            ingest: None,
-        }
+        self.lock().observe(&self.inner.sink, grace, now, wall)
     }
 
     /// Events with a sequence number at or after `cursor`, for a reader
@@ -425,104 +289,6 @@ impl Registry {
     /// assert_eq!(batch.next, 0);
     /// ```
     pub fn events_since(&self, cursor: u64) -> EventBatch {
-        let mut state = self.lock();
-        state.drain_queue();
-        state.events.since(cursor)
-    }
-}
-
-impl State {
-    fn drain_queue(&mut self) {
-        while let Ok(event) = self.events_rx.try_recv() {
-            self.events.push(event);
-        }
-    }
-
-    fn record_transition(&mut self, map: MapId, transition: Transition) {
-        if let Some(event) = transition_event(map, transition) {
-            self.events.push(event);
-        }
-    }
-}
-
-/// Logs a detector transition; a firing becomes a misuse event.
-pub(crate) fn transition_event(map: MapId, transition: Transition) -> Option<Event> {
-    match transition {
-        Transition::Fired(condition) => {
-            tracing::warn!(
-                map = %map.name,
-                source = map.source.as_deref().unwrap_or(""),
-                kind = %condition.kind,
-                details = %condition.details,
-                "mapscope condition fired"
-            );
-            Some(Event::Misuse(MisuseEvent {
-                map,
-                kind: condition.kind,
-                details: condition.details,
-                at: SystemTime::now(),
-                value: condition.value,
-                trace: None,
-                context: None,
-                traced: false,
-                site: None,
-                pid: None,
-            }))
-        }
-        Transition::Cleared(kind) => {
-            tracing::info!(
-                map = %map.name,
-                source = map.source.as_deref().unwrap_or(""),
-                kind = %kind,
-                "mapscope condition cleared"
-            );
-            None
-        }
-    }
-}
-
-/// Adds one folded map into the `_overflow` series.
-fn fold_into(overflow: &mut Option<MapSnapshot>, map: MapSnapshot) {
-    let total = overflow.get_or_insert_with(|| MapSnapshot {
-        id: MapId {
-            name: OVERFLOW_MAP.into(),
-            labels: Arc::new([]),
-            source: None,
-        },
-        stats: MapStats::default(),
-        conditions: Vec::new(),
-        misuse: [0; MisuseKind::ALL.len()],
-        dropped: false,
-        misuse_only: false,
-    });
-    let (t, s) = (&mut total.stats, &map.stats);
-    t.entries += s.entries;
-    t.peak_entries += s.peak_entries;
-    t.buckets += s.buckets;
-    t.overflow_buckets += s.overflow_buckets;
-    t.memory_bytes += s.memory_bytes;
-    t.load_factor = if t.buckets == 0 {
-        0.0
-    } else {
-        t.entries as f64 / t.buckets as f64
-    };
-    t.growths_double += s.growths_double;
-    t.growths_same_size += s.growths_same_size;
-    t.shrinks += s.shrinks;
-    t.growth_seconds_double += s.growth_seconds_double;
-    t.growth_seconds_same_size += s.growth_seconds_same_size;
-    t.growth_seconds_shrink += s.growth_seconds_shrink;
-    t.evacuated_buckets_total += s.evacuated_buckets_total;
-    t.inserts += s.inserts;
-    t.updates += s.updates;
-    t.removes += s.removes;
-    t.max_overflow_chain = t.max_overflow_chain.max(s.max_overflow_chain);
-    for (sum, count) in total.misuse.iter_mut().zip(map.misuse) {
-        *sum += count;
-    }
-    for condition in map.conditions {
-        if !total.conditions.iter().any(|c| c.kind == condition.kind) {
-            total.conditions.push(condition);
-        }
+        self.lock().events_since(cursor)
     }
 }

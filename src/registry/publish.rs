@@ -9,103 +9,175 @@
 
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 
-use crate::map::{Growth, GrowthKind, MapStats};
+use crate::map::{map_stats, Growth, GrowthKind, MapStats, PerKind};
 
 /// How many times a reader retries while the writer keeps publishing
 /// before it settles for the last complete copy it read.
 const READ_ATTEMPTS: usize = 1000;
 
-const FIELDS: usize = 24;
+/// How a stat is laid out in the publication: a fixed number of `u64`
+/// slots, the same for every value of its type.
+trait Slots: Sized {
+    const SLOTS: usize;
+    /// Writes the value into exactly `SLOTS` slots.
+    fn put(&self, slots: &mut [u64]);
+    /// Reads a value back from what `put` wrote.
+    fn get(slots: &[u64]) -> Self;
+}
+
+impl Slots for u64 {
+    const SLOTS: usize = 1;
+    fn put(&self, slots: &mut [u64]) {
+        slots[0] = *self;
+    }
+    fn get(slots: &[u64]) -> Self {
+        slots[0]
+    }
+}
+
+impl Slots for usize {
+    const SLOTS: usize = 1;
+    fn put(&self, slots: &mut [u64]) {
+        slots[0] = *self as u64;
+    }
+    fn get(slots: &[u64]) -> Self {
+        slots[0] as usize
+    }
+}
+
+impl Slots for f64 {
+    const SLOTS: usize = 1;
+    fn put(&self, slots: &mut [u64]) {
+        slots[0] = self.to_bits();
+    }
+    fn get(slots: &[u64]) -> Self {
+        f64::from_bits(slots[0])
+    }
+}
+
+impl<T: Slots + Copy> Slots for PerKind<T> {
+    const SLOTS: usize = GrowthKind::ALL.len() * T::SLOTS;
+    fn put(&self, slots: &mut [u64]) {
+        for ((_, value), slots) in self.iter().zip(slots.chunks_exact_mut(T::SLOTS)) {
+            value.put(slots);
+        }
+    }
+    fn get(slots: &[u64]) -> Self {
+        PerKind::from_fn(|kind| T::get(&slots[kind.index() * T::SLOTS..][..T::SLOTS]))
+    }
+}
+
+/// The kind (0 for none, else its index plus one), then the counts.
+impl Slots for Option<Growth> {
+    const SLOTS: usize = 5;
+    fn put(&self, slots: &mut [u64]) {
+        let values = match self {
+            Some(g) => [
+                g.kind.index() as u64 + 1,
+                g.old_buckets as u64,
+                g.evacuated_old_buckets as u64,
+                g.entries_at_start as u64,
+                g.helping_writes,
+            ],
+            None => [0; 5],
+        };
+        slots.copy_from_slice(&values);
+    }
+    fn get(slots: &[u64]) -> Self {
+        let kind = GrowthKind::ALL.get((slots[0] as usize).checked_sub(1)?)?;
+        Some(Growth {
+            kind: *kind,
+            old_buckets: slots[1] as usize,
+            evacuated_old_buckets: slots[2] as usize,
+            entries_at_start: slots[3] as usize,
+            helping_writes: slots[4],
+        })
+    }
+}
+
+/// Hands out consecutive slots in declaration order, so no stat has a
+/// hand-numbered position.
+struct Cursor<T>(T);
+
+impl<'a> Cursor<&'a mut [u64]> {
+    fn next(&mut self, n: usize) -> &'a mut [u64] {
+        let (head, rest) = std::mem::take(&mut self.0).split_at_mut(n);
+        self.0 = rest;
+        head
+    }
+}
+
+impl<'a> Cursor<&'a [u64]> {
+    fn next(&mut self, n: usize) -> &'a [u64] {
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        head
+    }
+}
+
+/// The publication's layout, from the declaration (`map_stats!`): the
+/// slots of every gauge and counter in declaration order (derived stats
+/// are recomputed, not published), then the growth's start time.
+macro_rules! publication {
+    (
+        gauges { $( $(#[cfg($gcfg:meta)])? $(#[doc = $gdoc:literal])* $g:ident: $gty:ty, fold $gfold:ident
+            $(, json $gjson:literal)? $(, wire $gwire:ident)? $(, metric $gmetric:literal $ghelp:literal)?; )* }
+        derived { $( $(#[cfg($dcfg:meta)])? $(#[doc = $ddoc:literal])* $d:ident: $dty:ty = $dfn:path
+            $(, json $djson:literal)? $(, metric $dmetric:literal $dhelp:literal)?; )* }
+        counters { $( $(#[cfg($ccfg:meta)])? $(#[doc = $cdoc:literal])* $c:ident: $cty:ty
+            $(, json $cjson:literal)? $(, wire $cwire:ident)? $(, metric $cmetric:literal $chelp:literal)?; )* }
+    ) => {
+        /// Slots of the stats, then one for when the current growth started.
+        const FIELDS: usize = {
+            let mut slots = 1;
+            $( $(#[cfg($gcfg)])? { slots += <$gty as Slots>::SLOTS; } )*
+            $( $(#[cfg($ccfg)])? { slots += <$cty as Slots>::SLOTS; } )*
+            slots
+        };
+
+        fn encode(stats: &MapStats, growth_started_ns: u64) -> [u64; FIELDS] {
+            let mut values = [0; FIELDS];
+            let mut cursor = Cursor(&mut values[..]);
+            $( $(#[cfg($gcfg)])? stats.$g.put(cursor.next(<$gty as Slots>::SLOTS)); )*
+            $( $(#[cfg($ccfg)])? stats.$c.put(cursor.next(<$cty as Slots>::SLOTS)); )*
+            cursor.next(1)[0] = growth_started_ns;
+            values
+        }
+
+        fn decode(values: &[u64; FIELDS]) -> Published {
+            let mut cursor = Cursor(&values[..]);
+            let mut stats = MapStats {
+                $( $(#[cfg($gcfg)])? $g: Slots::get(cursor.next(<$gty as Slots>::SLOTS)), )*
+                $( $(#[cfg($dcfg)])? $d: Default::default(), )*
+                $( $(#[cfg($ccfg)])? $c: Slots::get(cursor.next(<$cty as Slots>::SLOTS)), )*
+            };
+            $( $(#[cfg($dcfg)])? { stats.$d = $dfn(&stats); } )*
+            (stats, cursor.next(1)[0])
+        }
+    };
+}
+
+map_stats!(publication);
 
 /// A map's last published stats.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct SharedStats {
     seq: AtomicU64,
     fields: [AtomicU64; FIELDS],
 }
 
+impl Default for SharedStats {
+    fn default() -> Self {
+        SharedStats {
+            seq: AtomicU64::new(0),
+            fields: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
 /// The published stats plus when the current growth started, in
 /// nanoseconds since the registry's epoch (0: none).
 pub(crate) type Published = (MapStats, u64);
-
-fn encode(stats: &MapStats, growth_started_ns: u64) -> [u64; FIELDS] {
-    let (kind, old, evacuated, at_start, helping) = match stats.growth {
-        Some(g) => (
-            g.kind.index() as u64 + 1,
-            g.old_buckets as u64,
-            g.evacuated_old_buckets as u64,
-            g.entries_at_start as u64,
-            g.helping_writes,
-        ),
-        None => (0, 0, 0, 0, 0),
-    };
-    [
-        stats.entries as u64,
-        stats.peak_entries as u64,
-        stats.buckets as u64,
-        stats.overflow_buckets as u64,
-        stats.memory_bytes as u64,
-        kind,
-        old,
-        evacuated,
-        at_start,
-        helping,
-        stats.growths_double,
-        stats.growths_same_size,
-        stats.shrinks,
-        stats.growth_seconds_double.to_bits(),
-        stats.growth_seconds_same_size.to_bits(),
-        stats.growth_seconds_shrink.to_bits(),
-        stats.evacuated_buckets_total,
-        stats.inserts,
-        stats.updates,
-        stats.removes,
-        stats.max_overflow_chain as u64,
-        growth_started_ns,
-        0,
-        0,
-    ]
-}
-
-fn decode(f: &[u64; FIELDS]) -> Published {
-    let entries = f[0] as usize;
-    let buckets = f[2] as usize;
-    let growth = match f[5] {
-        0 => None,
-        k => Some(Growth {
-            kind: GrowthKind::ALL[(k as usize - 1).min(2)],
-            old_buckets: f[6] as usize,
-            evacuated_old_buckets: f[7] as usize,
-            entries_at_start: f[8] as usize,
-            helping_writes: f[9],
-        }),
-    };
-    let stats = MapStats {
-        entries,
-        peak_entries: f[1] as usize,
-        buckets,
-        overflow_buckets: f[3] as usize,
-        load_factor: if buckets == 0 {
-            0.0
-        } else {
-            entries as f64 / buckets as f64
-        },
-        memory_bytes: f[4] as usize,
-        growth,
-        growths_double: f[10],
-        growths_same_size: f[11],
-        shrinks: f[12],
-        growth_seconds_double: f64::from_bits(f[13]),
-        growth_seconds_same_size: f64::from_bits(f[14]),
-        growth_seconds_shrink: f64::from_bits(f[15]),
-        evacuated_buckets_total: f[16],
-        inserts: f[17],
-        updates: f[18],
-        removes: f[19],
-        max_overflow_chain: f[20] as usize,
-    };
-    (stats, f[21])
-}
 
 impl SharedStats {
     /// Publishes. Only the map's owner calls this, so plain loads and

@@ -1,6 +1,7 @@
 //! What exporters read: a registry's maps at one moment.
 
 use std::collections::BTreeMap;
+use std::time::SystemTime;
 
 use crate::detect::{Condition, MisuseKind};
 use crate::map::MapStats;
@@ -46,25 +47,31 @@ impl MapSnapshot {
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct RegistrySnapshot {
-    /// The maps, live and in their grace period, sorted by name and labels.
-    /// Maps past the cardinality cap appear folded into one `_overflow` map.
+    /// The maps, live and in their grace period: in-process maps first, by
+    /// name and labels, then reported maps by source, instance, name and
+    /// labels. Maps past the cardinality cap (of either kind) appear folded
+    /// into one `_overflow` map, last.
     pub maps: Vec<MapSnapshot>,
     /// Events dropped because the queue was full.
     pub events_dropped: u64,
     /// Misuse events the tracing rate limit kept from tracing.
     pub trace_events_suppressed: u64,
-    /// Registrations folded into the `_overflow` map.
+    /// Registrations folded into the `_overflow` map: in-process maps
+    /// registered, and reported or crashed maps first seen, past the cap.
     pub overflow_folds: u64,
-    /// Registrations accepted over the registry's life.
+    /// Registrations accepted over the registry's life: in-process maps
+    /// registered, and reported or crashed maps first seen.
     pub registrations: u64,
-    /// Maps registered now, including those in their grace period and
-    /// those folded into `_overflow`.
+    /// Maps registered now, in process or reported, including those in
+    /// their grace period and those folded into `_overflow` (not rows that
+    /// only crash files speak of).
     pub maps_registered: usize,
     /// Durations of every finished growth the registry has seen.
     pub growth_durations: GrowthDurations,
     /// The most recent events, oldest first.
     pub recent_events: Vec<EventRecord>,
-    /// The sidecar's ingest statistics (only from its store of reported maps).
+    /// The ingest endpoint's statistics; `None` unless an ingest endpoint
+    /// writes into this registry (the sidecar).
     pub ingest: Option<IngestStats>,
 }
 
@@ -75,13 +82,17 @@ impl RegistrySnapshot {
     }
 }
 
-/// The sidecar's ingest statistics, for the `mapscope_sources`, `..._last_report_...`,
-/// `mapscope_ingest_requests_total` and `mapscope_ingest_rejected_total` metrics.
+/// The ingest endpoint's statistics, for the `mapscope_sources`,
+/// `mapscope_source_last_report_timestamp_seconds`,
+/// `mapscope_ingest_requests_total`, `mapscope_ingest_rejected_total` and
+/// `mapscope_crash_files_total` metrics: registry state like any other,
+/// present once an ingest endpoint (`mapscope::ingest::Sources`) writes
+/// into the registry.
 #[derive(Debug, Clone, Default, PartialEq)]
 #[non_exhaustive]
 pub struct IngestStats {
-    /// Each source label and the Unix time of its last report.
-    pub sources: Vec<(String, f64)>,
+    /// The live (not stale) reporting sources.
+    pub sources: Vec<SourceStatus>,
     /// Requests by HTTP status code.
     pub requests: BTreeMap<u16, u64>,
     /// Rejected requests by reason.
@@ -89,4 +100,16 @@ pub struct IngestStats {
     /// Crash files processed by result (`map_crash`, `other_crash`,
     /// `invalid`); empty when the sidecar watches no crash directory.
     pub crash_files: BTreeMap<String, u64>,
+}
+
+/// A reporting process the registry hears from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SourceStatus {
+    /// The application: the `source` label.
+    pub app: String,
+    /// The process: the `source_instance` label.
+    pub instance: String,
+    /// When its last report (or retry) arrived.
+    pub last_report: SystemTime,
 }
