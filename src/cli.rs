@@ -154,6 +154,41 @@ impl ListenerArgs {
     }
 }
 
+/// Raises the soft limit on open files to the hard one, as Go's runtime
+/// does since 1.19: every connection is a descriptor, and container
+/// runtimes often start processes with a soft limit of 1,024, below what
+/// two listeners of `--max-connections` need (`needed`). Past the soft
+/// limit, accepting fails and every new connection, probes included,
+/// waits.
+#[cfg(unix)]
+fn raise_open_files_limit(needed: u64) {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let raised = match (limit.current, limit.maximum) {
+        (Some(current), maximum) if maximum.is_none_or(|max| max > current) => {
+            let wanted = Rlimit {
+                current: maximum,
+                maximum,
+            };
+            match setrlimit(Resource::Nofile, wanted) {
+                Ok(()) => maximum,
+                Err(_) => Some(current),
+            }
+        }
+        (current, _) => current,
+    };
+    if let Some(open_files) = raised.filter(|&n| n < needed) {
+        tracing::warn!(
+            open_files,
+            needed,
+            "the open-files limit is below what two listeners of --max-connections need: raise the limit (ulimit -n) or lower --max-connections (MAPSCOPE_MAX_CONNECTIONS)"
+        );
+    }
+}
+
+#[cfg(not(unix))]
+fn raise_open_files_limit(_needed: u64) {}
+
 /// Refuses an empty token: it would read as "no token" and leave ingest
 /// open while the operator believes it closed.
 fn check_token(token: Option<&str>, ingest_listen: SocketAddr) -> std::io::Result<()> {
@@ -272,6 +307,7 @@ fn run_server(args: ServerArgs, demo: Option<DemoArgs>) -> ExitCode {
 
 async fn serve(args: ServerArgs, demo: Option<DemoArgs>) -> std::io::Result<()> {
     check_token(args.ingest_token.as_deref(), args.ingest_listen)?;
+    raise_open_files_limit(2 * args.listeners.max_connections + 64);
     let registry = Registry::builder()
         .grace_period(Duration::from_secs(args.grace_period))
         .max_maps(args.max_maps)

@@ -761,6 +761,76 @@ fn two_thousand_slowloris_per_port_within_budget() {
     assert!(peak < RSS_BUDGET, "peak RSS {} MiB", peak >> 20);
 }
 
+/// Container runtimes often start a process with a soft limit of 1,024
+/// open files, below two listeners' worth of connections: the sidecar
+/// raises it to the hard limit, and warns when even that is short.
+#[test]
+#[cfg(target_os = "linux")]
+fn the_open_files_limit_is_raised_and_a_shortfall_warned_about() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg("ulimit -Sn 256 && ulimit -Hn 1000 && exec \"$0\" \"$@\"")
+        .arg(common::mapscope_bin())
+        .args([
+            "sidecar",
+            "--listen",
+            "127.0.0.1:0",
+            "--ingest-listen",
+            "127.0.0.1:0",
+        ]);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("MAPSCOPE_") {
+            command.env_remove(key);
+        }
+    }
+    let mut child = command
+        .env("MAPSCOPE_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sh");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().expect("piped stderr");
+    thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + WAIT;
+    let mut warned = None;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains("open-files limit") => {
+                warned = Some(line);
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id()));
+    let _ = child.kill();
+    let _ = common::wait_bounded(&mut child, WAIT);
+    assert!(warned.is_some(), "no warning about the open-files limit");
+    let limits = limits.expect("read /proc/PID/limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a Max open files line");
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        &fields[3..5],
+        ["1000", "1000"],
+        "soft limit not raised: {line}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Documentation
 // ---------------------------------------------------------------------------
