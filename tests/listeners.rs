@@ -476,6 +476,15 @@ fn a_client_writing_a_whole_8_mb_body_reads_the_answer() {
             .write_all(&body)
             .unwrap_or_else(|e| panic!("{status}: writing the body failed: {e}"));
         read_answer(&mut stream).assert_error(status, mention);
+        if status == 413 {
+            // Drained whole, the body leaves the connection usable.
+            let report = report(1);
+            stream
+                .write_all(report_head(authorization, report.len()).as_bytes())
+                .and_then(|()| stream.write_all(&report))
+                .expect("a second request on the connection");
+            assert_eq!(read_answer(&mut stream).status, 200);
+        }
     }
     // The same without Content-Length: a chunked body over the limit.
     let mut stream = connect(sidecar.ingest);
