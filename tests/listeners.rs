@@ -324,6 +324,30 @@ fn a_body_announced_and_never_sent_is_closed_at_the_body_timeout() {
 }
 
 #[test]
+fn a_head_over_the_header_limit_is_431_and_closed() {
+    let sidecar = sidecar(&["--max-header-bytes", "8192"]);
+    for addr in [sidecar.http, sidecar.ingest] {
+        let mut stream = connect(addr);
+        let padding = "a".repeat(9000);
+        stream
+            .write_all(
+                format!("GET /healthz HTTP/1.1\r\nHost: sidecar\r\nX-Pad: {padding}\r\n\r\n")
+                    .as_bytes(),
+            )
+            .expect("send");
+        assert_eq!(read_answer(&mut stream).status, 431);
+        assert_closed_by_server(&mut stream, "after 431");
+    }
+    // A head just under the limit is served.
+    let response = blocking_client()
+        .get(sidecar.http_url("/healthz"))
+        .header("X-Pad", "a".repeat(7000))
+        .send()
+        .expect("send");
+    assert_eq!(response.status(), 200);
+}
+
+#[test]
 fn connections_past_the_limit_are_closed_at_once() {
     let sidecar = sidecar(&["--max-connections", "3", "--header-timeout", "60"]);
     // Three served keep-alive connections hold every place.
