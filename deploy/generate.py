@@ -643,7 +643,7 @@ def overview(c: Catalog) -> dict:
         "Every instrumented map of the selected pods: memory, growth, evacuations, conditions and misuse, and the sidecar's health.",
         [
             row("Summary"),
-            (stat("Maps", f"Maps registered, including those in their grace period ({c.name("mapscope_maps")}).", agg("sum", p("mapscope_maps"))), 4, 4),
+            (stat("Maps", f"Maps registered, including those in their grace period ({c.name('mapscope_maps')}).", agg("sum", p("mapscope_maps"))), 4, 4),
             (stat("Map memory", "Heap bytes held by the selected maps' bucket arrays.", agg("sum", m("mapscope_map_memory_bytes")), "bytes"), 4, 4),
             (stat("Active conditions", "Detector conditions holding now, over the selected maps.", agg("sum", m("mapscope_map_condition_active")), red_above=1), 4, 4),
             (stat("Misuse events", "Misuse and health events in the dashboard's time range.", agg("sum", over("increase", m("mapscope_map_misuse_events_total"), RANGE)), red_above=1), 4, 4),
@@ -655,7 +655,7 @@ def overview(c: Catalog) -> dict:
             row("Growth and evacuation"),
             (timeseries("Growth rate by kind", f"Growths started per second: double (outgrew a load of {lf}), same_size (overflow buckets piled up), shrink.", [target(agg("sum", over("rate", m("mapscope_map_growths_total"), RATE), by=("kind",)), "{{kind}}")], "ops"), 8, 8),
             (timeseries("Evacuations in progress", "Maps with an evacuation running, by kind. Both bucket arrays are held until it finishes.", [target(agg("sum", m("mapscope_map_evacuation_in_progress"), by=("kind",)), "{{kind}}")], "short", min=0, decimals=0), 8, 8),
-            (timeseries("Growth duration p99", f"99th percentile of finished growths' durations, process-wide ({c.name("mapscope_growth_duration_seconds")}).", [target(histogram_quantile(0.99, agg("sum", over("rate", p("mapscope_growth_duration_seconds_bucket"), RATE), by=("le", "kind"))), "{{kind}}")], "s"), 8, 8),
+            (timeseries("Growth duration p99", f"99th percentile of finished growths' durations, process-wide ({c.name('mapscope_growth_duration_seconds')}).", [target(histogram_quantile(0.99, agg("sum", over("rate", p("mapscope_growth_duration_seconds_bucket"), RATE), by=("le", "kind"))), "{{kind}}")], "s"), 8, 8),
             (timeseries("Top load factors", f"Entries per bucket of the ten fullest maps; a doubling starts above {lf}.", [target(agg("topk", m("mapscope_map_load_factor"), param=10), per_map)], "short", threshold=c.load_factor, min=0), 12, 8),
             (timeseries("Operations", "Inserts, updates and removes per second over the selected maps.", [
                 target(agg("sum", over("rate", m("mapscope_map_inserts_total"), RATE)), "inserts", "A"),
@@ -663,7 +663,7 @@ def overview(c: Catalog) -> dict:
                 target(agg("sum", over("rate", m("mapscope_map_removes_total"), RATE)), "removes", "C"),
             ], "ops"), 12, 8),
             row("Conditions and misuse"),
-            (timeseries("Active conditions by kind", f"Maps holding each detector condition ({c.name("mapscope_map_condition_active")}). See docs/detectors.md.", [target(agg("sum", m("mapscope_map_condition_active"), by=("kind",)), "{{kind}}")], "short", min=0, decimals=0, drawStyle="line", lineInterpolation="stepAfter"), 12, 8),
+            (timeseries("Active conditions by kind", f"Maps holding each detector condition ({c.name('mapscope_map_condition_active')}). See docs/detectors.md.", [target(agg("sum", m("mapscope_map_condition_active"), by=("kind",)), "{{kind}}")], "short", min=0, decimals=0, drawStyle="line", lineInterpolation="stepAfter"), 12, 8),
             (timeseries("Misuse events by kind", "Events per interval, by kind: detector firings and client-reported program errors (nil_map_write, concurrent_write, iterate_while_mutating).", [target(binop(agg("sum", over("increase", m("mapscope_map_misuse_events_total"), RATE), by=("kind",)), ">", "0"), "{{kind}}")], "short", min=0, drawStyle="bars", fillOpacity=80), 12, 8),
             row("Sidecar"),
             (timeseries("Sources reporting", "Sources (app and instance) reporting to each sidecar, stale ones excluded.", [target(agg("sum", p("mapscope_sources"), by=("namespace", "pod")), "{{namespace}}/{{pod}}")], "short", min=0, decimals=0), 8, 8),
