@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use mapscope::export::catalog::{self, MetricType, Scope};
-use promql_parser::label::METRIC_NAME;
+use promql_parser::label::{MatchOp, METRIC_NAME};
 use promql_parser::parser::{self, Expr, LabelModifier, VectorSelector};
 
 /// Labels a scrape adds to every series (Kubernetes service discovery
@@ -75,11 +75,31 @@ pub(crate) fn check_expr(expr: &str, context: &str) -> Query {
     query
 }
 
+/// The declared metric of a promtool input series (`name{labels}`). Its
+/// labels are not checked: a per-map series also carries the map's own.
+pub(crate) fn series_metric(series: &str, context: &str) -> String {
+    let tree = parser::parse(series)
+        .unwrap_or_else(|e| panic!("{context}: {series:?} does not parse as PromQL: {e}"));
+    let Expr::VectorSelector(vs) = tree else {
+        panic!("{context}: {series:?} is not a series selector");
+    };
+    let (name, _) = selector(&vs, context, series);
+    assert!(
+        catalog::owner(&name).is_some(),
+        "{context}: {name} is not declared in src/export/catalog.rs"
+    );
+    name
+}
+
 fn selector(vs: &VectorSelector, context: &str, expr: &str) -> (String, Vec<String>) {
     let name = vs
         .name
         .clone()
-        .or_else(|| vs.matchers.find_matcher_value(METRIC_NAME))
+        .or_else(|| {
+            let by_name = vs.matchers.find_matchers(METRIC_NAME);
+            (by_name.len() == 1 && by_name[0].op == MatchOp::Equal)
+                .then(|| by_name[0].value.clone())
+        })
         .unwrap_or_else(|| panic!("{context}: a selector without a metric name in {expr:?}"));
     let labels = vs
         .matchers
