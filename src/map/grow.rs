@@ -34,8 +34,7 @@ pub(crate) const LOAD_FACTOR_DEN: usize = 2;
 #[inline]
 pub(crate) fn over_load_factor(count: usize, log2: u8) -> bool {
     count > 8
-        && (count as u128)
-            > LOAD_FACTOR_NUM as u128 * ((1u128 << log2) / LOAD_FACTOR_DEN as u128)
+        && (count as u128) > LOAD_FACTOR_NUM as u128 * ((1u128 << log2) / LOAD_FACTOR_DEN as u128)
 }
 
 /// Go's `tooManyOverflowBuckets`: as many overflow buckets as buckets.

@@ -37,10 +37,7 @@ fn grafana_to_promql(expr: &str, context: &str) -> String {
         .replace("$pod", "pod")
         .replace("$source", "source")
         .replace("$map", "map");
-    assert!(
-        !expr.contains('$'),
-        "{context}: unknown variable in {expr}"
-    );
+    assert!(!expr.contains('$'), "{context}: unknown variable in {expr}");
     expr
 }
 
@@ -293,4 +290,3 @@ fn dashboard_queries_parse_as_promql() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
-

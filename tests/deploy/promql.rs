@@ -132,7 +132,9 @@ fn walk(
     match node {
         Expr::VectorSelector(vs) => select(vs, query, context, expr),
         Expr::MatrixSelector(ms) => {
-            query.ranges.push((function.unwrap_or("").to_owned(), ms.range));
+            query
+                .ranges
+                .push((function.unwrap_or("").to_owned(), ms.range));
             select(&ms.vs, query, context, expr)
         }
         Expr::Aggregate(a) => {
