@@ -210,6 +210,16 @@ fn promtool_rule_unit_tests_pass() {
     );
 }
 
+/// The generator's guards: a query on a metric or label the catalog does
+/// not declare raises (`deploy/test_generate.py`).
+#[test]
+fn generator_refuses_what_the_catalog_does_not_declare() {
+    let Some(python) = require_program("python3", "install Python 3 and PyYAML") else {
+        return;
+    };
+    run_ok(&python, &["-B", "deploy/test_generate.py"], None);
+}
+
 /// `deploy/generate.py --check`, and the end-to-end copy of the rules.
 #[test]
 fn generated_files_are_up_to_date() {
