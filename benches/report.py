@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Turn a run of `cargo bench --bench mapscope` into markdown tables.
+"""Turn a run of `cargo bench` (the mapscope, latency and memory benches) into markdown tables.
 
 Reads criterion's `target/criterion/**/new/{benchmark,estimates}.json` and
-the suite's `target/mapscope-bench/{latency,memory}.json`, and prints, for
+the `latency` and `memory` benches' `target/mapscope-bench/{latency,memory}.json`, and prints, for
 pasting into docs/benchmarks.md:
 
 - throughput: per group (`{key}/{op}/{n}`), hashbrown's time per element and
@@ -293,7 +293,7 @@ def main():
         print()
 
     if not found:
-        print(f"no results under {args.target_dir}; run `cargo bench --bench mapscope` first", file=sys.stderr)
+        print(f"no results under {args.target_dir}; run `cargo bench` first", file=sys.stderr)
         return 1
     return 0
 
