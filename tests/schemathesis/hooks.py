@@ -6,9 +6,34 @@ appears at most once per report, and an evacuation's evacuated_old_buckets
 is at most its old_buckets. A client must follow them; so does this
 generator, by mending a generated body the way a client would. Negative
 cases are left alone: they must keep the violation they were made for.
+
+The rules across reports of one process (docs/protocol.md, "Reports that
+cannot freeze a source": seq steps, counters that never go down, a start
+time not in the future) are no property of one body. A client follows them
+by being one process; this generator, by sending each case from a process
+of its own (a fresh `instance`) that started now at the latest.
 """
 
+import datetime
+import uuid
+
 import schemathesis
+
+
+def _mend_source(body):
+    source = body.get("source")
+    if not isinstance(source, dict):
+        return
+    if isinstance(source.get("instance"), str):
+        source["instance"] = uuid.uuid4().hex
+    started = source.get("started_at")
+    if isinstance(started, str):
+        try:
+            at = datetime.datetime.fromisoformat(started.replace("Z", "+00:00"))
+        except ValueError:
+            return
+        if at.tzinfo is not None and at > datetime.datetime.now(datetime.timezone.utc):
+            source["started_at"] = "2020-01-01T00:00:00Z"
 
 
 def _identity(report_map):
@@ -45,6 +70,8 @@ def map_case(context, case):
     if meta is not None and meta.generation.mode.is_negative:
         return case
     body = getattr(case, "body", None)
+    if isinstance(body, dict):
+        _mend_source(body)
     maps = body.get("maps") if isinstance(body, dict) else None
     if not isinstance(maps, list):
         return case
