@@ -29,10 +29,12 @@ def _mend_source(body):
     started = source.get("started_at")
     if isinstance(started, str):
         try:
-            at = datetime.datetime.fromisoformat(started.replace("Z", "+00:00"))
+            at = datetime.datetime.fromisoformat(started.upper().replace("Z", "+00:00"))
+            future = at.tzinfo is None or at > datetime.datetime.now(datetime.timezone.utc)
         except ValueError:
-            return
-        if at.tzinfo is not None and at > datetime.datetime.now(datetime.timezone.utc):
+            # A date-time Python cannot read (a leap second): any is fine.
+            future = True
+        if future:
             source["started_at"] = "2020-01-01T00:00:00Z"
 
 
