@@ -183,6 +183,33 @@ impl Registry {
         }
     }
 
+    /// The stats and client misuse counts last applied for each map of
+    /// `report` (`None` for a map the table does not hold as a reported
+    /// row): what the ingest compares a report's counters with.
+    pub(crate) fn last_reported(
+        &self,
+        report: &SourceReport,
+    ) -> Vec<Option<(MapStats, [u64; MisuseKind::ALL.len()])>> {
+        let table = self.lock();
+        report
+            .maps
+            .iter()
+            .map(|map| {
+                let id = MapId::reported(
+                    map.name.clone(),
+                    map.labels.clone(),
+                    report.app.clone(),
+                    report.instance.clone(),
+                );
+                let r = table.row(table.find(&id)?)?;
+                if !matches!(r.writer, Writer::Reported) {
+                    return None;
+                }
+                Some((r.stats, r.client.map(|c| c.reported)))
+            })
+            .collect()
+    }
+
     /// A source's report that changes nothing (a retry already applied) is
     /// still a sign of life: its last-report time moves, and a stale source
     /// is live again.
