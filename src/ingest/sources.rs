@@ -46,17 +46,20 @@ fn check_started_at(report: &Report, now: SystemTime) -> Result<(), Rejection> {
     Ok(())
 }
 
-/// A `seq` moves at most [`MAX_SEQ_STEP`] past the last one applied from
-/// the same process: one report with a huge `seq` would otherwise make
-/// every later one a `duplicate` (or drop every later event) for the
-/// process's life.
+/// A `seq` is at most [`MAX_SEQ_STEP`] away from the last one applied
+/// from the same process. Forward, one report with a huge `seq` would
+/// otherwise make every later one a `duplicate` (or drop every later
+/// event) for the process's life. Backward, a `seq` that far below is no
+/// retry: rejected rather than answered `duplicate`, it does not keep the
+/// source alive, so a source a bad report left behind expires after
+/// `--source-ttl` and the grace period, and starts over.
 fn check_step(field: &str, seq: u64, last: u64) -> Result<(), Rejection> {
-    if seq > last.saturating_add(MAX_SEQ_STEP) {
+    if seq.abs_diff(last) > MAX_SEQ_STEP {
         return Err(Rejection::new(
             StatusCode::BAD_REQUEST,
             "seq_jump",
             format!(
-                "{field} is {seq}, more than {MAX_SEQ_STEP} past the last one applied from this process ({last}): add one per report or event (a restarted process sends a new source.started_at)"
+                "{field} is {seq}, more than {MAX_SEQ_STEP} away from the last one applied from this process ({last}): add one per report or event (a restarted process sends a new source.started_at)"
             ),
             Some(field.to_owned()),
             Some(MAX_SEQ_STEP),
@@ -207,6 +210,7 @@ impl Sources {
         };
         let last_event_seq = known.filter(|_| !restarted).and_then(|s| s.last_event_seq);
         if let Some(source) = known.filter(|s| s.reports > 0 && !restarted) {
+            check_step("seq", report.seq, source.last_seq)?;
             if report.seq <= source.last_seq {
                 // A retry of a report already applied: only a sign of life.
                 if let Some(source) = table.get_mut(&key) {
@@ -216,7 +220,6 @@ impl Sources {
                 self.registry.source_alive(&key.0, &key.1);
                 return Ok(answer(ReportStatus::Duplicate, 0, false));
             }
-            check_step("seq", report.seq, source.last_seq)?;
         }
         if let Some(last) = last_event_seq {
             for (i, event) in report.events.iter().enumerate() {

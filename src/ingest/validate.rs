@@ -262,18 +262,6 @@ pub fn check(report: &Report, limits: &Limits) -> Result<(), Rejection> {
             ),
         ));
     }
-    let bytes = label_bytes(report);
-    if bytes > limits.max_label_bytes_per_source {
-        return Err(Rejection::over(
-            "too_many_label_bytes",
-            "maps",
-            limits.max_label_bytes_per_source,
-            format!(
-                "the maps of this report carry {bytes} label bytes (names, labels, app and instance, which every series of a map repeats); the limit is {} per source (--max-label-bytes-per-source): use fewer maps or shorter labels",
-                limits.max_label_bytes_per_source
-            ),
-        ));
-    }
     let mut seen = HashSet::new();
     for (i, map) in report.maps.iter().enumerate() {
         let at = format!("maps[{i}]");
@@ -305,6 +293,19 @@ pub fn check(report: &Report, limits: &Limits) -> Result<(), Rejection> {
         ] {
             check_seconds(format!("{at}.counters.growth_seconds.{kind}"), value)?;
         }
+    }
+    // After each map's own checks: a label too long is named as such.
+    let bytes = label_bytes(report);
+    if bytes > limits.max_label_bytes_per_source {
+        return Err(Rejection::over(
+            "too_many_label_bytes",
+            "maps",
+            limits.max_label_bytes_per_source,
+            format!(
+                "the maps of this report carry {bytes} label bytes (names, labels, app and instance, which every series of a map repeats); the limit is {} per source (--max-label-bytes-per-source): use fewer maps or shorter labels",
+                limits.max_label_bytes_per_source
+            ),
+        ));
     }
     for (i, event) in report.events.iter().enumerate() {
         let at = format!("events[{i}]");
