@@ -432,3 +432,72 @@ fn the_sidecar_binary_enforces_the_rules_on_the_wire() {
     let (status, body) = post(&report("app", 2, 2));
     assert_eq!(status, 200, "{body}");
 }
+
+/// What the default budget lets 100 sources cost: each sends the largest
+/// report the default limits allow (100 maps, 16 labels each, the label
+/// bytes filled to 8 KiB). Prints exposition bytes, registry memory (RSS
+/// growth of this process) and one render's time, for docs/benchmarks.md:
+///
+/// ```sh
+/// cargo test --release --test report_rules -- --ignored --nocapture measure
+/// ```
+#[test]
+#[ignore = "a measurement: run by hand for docs/benchmarks.md"]
+fn measure_the_default_worst_case() {
+    fn rss_kib() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").expect("procfs");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .expect("VmRSS")
+    }
+    let limits = Limits::default();
+    let sidecar = Sidecar::new(limits.clone());
+    let keys: Vec<String> = ('a'..='p').map(String::from).collect();
+    let largest = |source: usize| {
+        let (app, instance) = ("a", format!("{source:02}"));
+        let per_map = limits.max_label_bytes_per_source / limits.max_maps_per_source;
+        let maps: Vec<Value> = (0..limits.max_maps_per_source)
+            .map(|i| {
+                let name = format!("{i:02}");
+                let fixed = app.len() + instance.len() + name.len() + keys.len();
+                let value_bytes = (per_map - fixed) / keys.len();
+                let labels: serde_json::Map<String, Value> = keys
+                    .iter()
+                    .map(|k| (k.clone(), json!("v".repeat(value_bytes))))
+                    .collect();
+                json!({"name": name, "labels": labels,
+                       "stats": {"entries": 1000, "buckets": 256, "overflow_buckets": 3,
+                                 "evacuation": {"kind": "double", "old_buckets": 128, "evacuated_old_buckets": 5}},
+                       "counters": {"inserts": 1000, "growths": {"double": 8},
+                                    "misuse": {"nil_map_write": 1, "concurrent_write": 1, "iterate_while_mutating": 1}}})
+            })
+            .collect();
+        json!({"source": {"app": app, "instance": instance}, "seq": 1, "maps": maps})
+    };
+    let before = rss_kib();
+    let mut body_bytes = 0;
+    for source in 0..limits.max_sources {
+        let body = largest(source);
+        body_bytes = serde_json::to_vec(&body).expect("JSON").len();
+        sidecar.accept(&body);
+    }
+    let after = rss_kib();
+    let collector = MapscopeCollector::new(sidecar.registry.clone());
+    let started = std::time::Instant::now();
+    let text = collector.render();
+    let render = started.elapsed();
+    let one_source = text.lines().filter(|l| l.contains("source_instance=\"00\"")).map(|l| l.len() + 1).sum::<usize>();
+    println!(
+        "{} sources x {} maps, {} label bytes each; body {} bytes per report",
+        limits.max_sources, limits.max_maps_per_source, limits.max_label_bytes_per_source, body_bytes
+    );
+    println!(
+        "exposition: {} bytes in all, {} bytes for one source; registry RSS growth {} KiB; one render {:?}",
+        text.len(),
+        one_source,
+        after.saturating_sub(before),
+        render
+    );
+}
