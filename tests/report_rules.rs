@@ -13,10 +13,12 @@ use std::time::Duration;
 
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use mapscope::export::prometheus::MapscopeCollector;
-use mapscope::ingest::protocol::{MAX_CLOCK_SKEW_SECONDS, MAX_INTERVAL_SECONDS, MAX_SEQ, MAX_SEQ_STEP};
+use mapscope::ingest::protocol::{
+    MAX_CLOCK_SKEW_SECONDS, MAX_INTERVAL_SECONDS, MAX_SEQ, MAX_SEQ_STEP,
+};
 use mapscope::ingest::{handle, ErrorBody, Limits, ReportAccepted, ReportStatus, Sources};
-use mapscope::registry::{RegisterError, RESERVED_LABELS};
 use mapscope::registry::ManualClock;
+use mapscope::registry::{RegisterError, RESERVED_LABELS};
 use mapscope::{InstrumentedMap, Registry};
 use serde_json::{json, Value};
 
@@ -95,8 +97,16 @@ impl Sidecar {
         assert_eq!(error.field.as_deref(), Some(field), "{error:?}");
         assert_eq!(error.limit, limit, "{error:?}");
         assert_eq!(self.rejected(reason), rejected_before + 1, "{error:?}");
-        assert_eq!(self.series(&app), before, "a rejected report changed the source");
-        assert_eq!(self.series("other"), other, "a rejected report touched another source");
+        assert_eq!(
+            self.series(&app),
+            before,
+            "a rejected report changed the source"
+        );
+        assert_eq!(
+            self.series("other"),
+            other,
+            "a rejected report touched another source"
+        );
         error
     }
 
@@ -141,7 +151,12 @@ fn a_seq_jump_is_rejected_and_never_freezes_the_source() {
     );
     assert!(error.error.contains("1000000"), "{}", error.error);
     // The largest u64 is no seq at all.
-    sidecar.reject(&report("app", u64::MAX, 2), "invalid_value", "seq", Some(MAX_SEQ));
+    sidecar.reject(
+        &report("app", u64::MAX, 2),
+        "invalid_value",
+        "seq",
+        Some(MAX_SEQ),
+    );
     // The real next report is applied.
     let accepted = sidecar.accept(&report("app", 6, 3));
     assert_eq!(accepted.status, ReportStatus::Accepted);
@@ -192,7 +207,11 @@ fn started_at_in_the_future_is_rejected_within_a_documented_skew() {
         "source.started_at",
         Some(MAX_CLOCK_SKEW_SECONDS),
     );
-    assert!(error.error.contains(WALL), "names the sidecar's time: {}", error.error);
+    assert!(
+        error.error.contains(WALL),
+        "names the sidecar's time: {}",
+        error.error
+    );
     // Within the skew: accepted (clocks differ a little).
     let mut skewed = report("app", 1, 1);
     skewed["source"]["started_at"] = json!("2026-11-30T04:04:59Z");
@@ -200,7 +219,12 @@ fn started_at_in_the_future_is_rejected_within_a_documented_skew() {
     // The clock is the registry's: later, the same start time is the past.
     let mut later = report("late", 1, 1);
     later["source"]["started_at"] = json!("2026-11-30T05:00:00Z");
-    sidecar.reject(&later, "started_at_in_future", "source.started_at", Some(MAX_CLOCK_SKEW_SECONDS));
+    sidecar.reject(
+        &later,
+        "started_at_in_future",
+        "source.started_at",
+        Some(MAX_CLOCK_SKEW_SECONDS),
+    );
     sidecar.clock.advance(Duration::from_secs(3600));
     sidecar.accept(&later);
 }
@@ -256,7 +280,11 @@ fn a_counter_going_backwards_is_rejected_and_the_series_are_kept() {
         "maps[0].counters.inserts",
         None,
     );
-    assert!(error.error.contains("\"m\""), "names the map: {}", error.error);
+    assert!(
+        error.error.contains("\"m\""),
+        "names the map: {}",
+        error.error
+    );
     // By kind, and the client misuse counts.
     let mut grown = report("app", 2, 100);
     grown["maps"][0]["counters"]["growths"] = json!({"same_size": 3});
@@ -265,11 +293,21 @@ fn a_counter_going_backwards_is_rejected_and_the_series_are_kept() {
     let mut fewer = grown.clone();
     fewer["seq"] = json!(3);
     fewer["maps"][0]["counters"]["growths"] = json!({"same_size": 2});
-    sidecar.reject(&fewer, "counter_went_backwards", "maps[0].counters.growths.same_size", None);
+    sidecar.reject(
+        &fewer,
+        "counter_went_backwards",
+        "maps[0].counters.growths.same_size",
+        None,
+    );
     let mut fewer = grown.clone();
     fewer["seq"] = json!(3);
     fewer["maps"][0]["counters"]["misuse"] = json!({"nil_map_write": 1});
-    sidecar.reject(&fewer, "counter_went_backwards", "maps[0].counters.misuse.nil_map_write", None);
+    sidecar.reject(
+        &fewer,
+        "counter_went_backwards",
+        "maps[0].counters.misuse.nil_map_write",
+        None,
+    );
     // A restart (a later started_at) starts the counters over.
     let mut restarted = report("app", 1, 5);
     restarted["source"]["started_at"] = json!("2026-11-30T03:30:00Z");
@@ -281,7 +319,10 @@ fn a_client_without_started_at_restarting_at_seq_1_keeps_its_events() {
     let sidecar = sidecar();
     let body = |inserts: u64, event: u64| {
         let mut r = report("app", 1, inserts);
-        r["source"].as_object_mut().expect("object").remove("started_at");
+        r["source"]
+            .as_object_mut()
+            .expect("object")
+            .remove("started_at");
         r["events"] = json!([growth_event(event)]);
         r
     };
@@ -315,7 +356,10 @@ fn a_label_key_given_twice_is_rejected_naming_it() {
     let (status, answer) = sidecar.post_bytes(body);
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
     assert_eq!(answer["field"], "maps[0].labels.tenant", "{answer}");
-    assert!(answer["error"].as_str().unwrap().contains("tenant"), "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("tenant"),
+        "{answer}"
+    );
     assert_eq!(sidecar.rejected("duplicate_label"), 1);
     assert!(sidecar.series("app").is_empty());
     // In an event's labels too.
@@ -333,7 +377,12 @@ fn labels_the_text_format_keeps_are_rejected_at_ingest_and_registration() {
     for label in ["quantile", "le"] {
         let mut body = report("app", 1, 1);
         body["maps"][0]["labels"] = json!({label: "0.5"});
-        let error = sidecar.reject(&body, "reserved_label", &format!("maps[0].labels.{label}"), None);
+        let error = sidecar.reject(
+            &body,
+            "reserved_label",
+            &format!("maps[0].labels.{label}"),
+            None,
+        );
         assert!(error.error.contains("reserved"), "{}", error.error);
         let registry = Registry::new();
         let err = InstrumentedMap::<u64, u64>::builder("m")
@@ -376,8 +425,16 @@ fn the_per_source_label_budget_names_the_limit_and_the_flag() {
     };
     sidecar.accept(&body(100 - 19));
     let error = sidecar.reject(&body(100 - 18), "too_many_label_bytes", "maps", Some(400));
-    assert!(error.error.contains("--max-label-bytes-per-source"), "{}", error.error);
-    assert!(error.error.contains("404"), "names the cost: {}", error.error);
+    assert!(
+        error.error.contains("--max-label-bytes-per-source"),
+        "{}",
+        error.error
+    );
+    assert!(
+        error.error.contains("404"),
+        "names the cost: {}",
+        error.error
+    );
 }
 
 #[test]
@@ -498,10 +555,17 @@ fn measure_the_default_worst_case() {
     let started = std::time::Instant::now();
     let text = collector.render();
     let render = started.elapsed();
-    let one_source = text.lines().filter(|l| l.contains("source_instance=\"00\"")).map(|l| l.len() + 1).sum::<usize>();
+    let one_source = text
+        .lines()
+        .filter(|l| l.contains("source_instance=\"00\""))
+        .map(|l| l.len() + 1)
+        .sum::<usize>();
     println!(
         "{} sources x {} maps, {} label bytes each; body {} bytes per report",
-        limits.max_sources, limits.max_maps_per_source, limits.max_label_bytes_per_source, body_bytes
+        limits.max_sources,
+        limits.max_maps_per_source,
+        limits.max_label_bytes_per_source,
+        body_bytes
     );
     println!(
         "exposition: {} bytes in all, {} bytes for one source; registry RSS growth {} KiB; one render {:?}",

@@ -507,7 +507,10 @@ fn the_document_states_enums_formats_and_bounds() {
     // Timestamps, integers and seconds.
     let event = schema(&document, "ReportedEvent");
     assert_eq!(event["properties"]["at"]["format"], "date-time");
-    assert_eq!(event["properties"]["seq"]["$ref"], "#/components/schemas/Seq");
+    assert_eq!(
+        event["properties"]["seq"]["$ref"],
+        "#/components/schemas/Seq"
+    );
     assert_eq!(schema(&document, "Seq")["maximum"], json!(MAX_SEQ));
     assert_eq!(schema(&document, "Seq")["minimum"], 0);
     let inner = schema(&document, "ReportedStats");

@@ -7,7 +7,8 @@
 /// and the ones the text exposition format keeps for histograms (`le`) and
 /// summaries (`quantile`): `promtool check metrics` fails an exposition
 /// where another metric type carries them.
-pub const RESERVED_LABELS: [&str; 6] = ["map", "source", "source_instance", "kind", "le", "quantile"];
+pub const RESERVED_LABELS: [&str; 6] =
+    ["map", "source", "source_instance", "kind", "le", "quantile"];
 
 /// Most labels one map may carry.
 pub const MAX_LABELS: usize = 16;
