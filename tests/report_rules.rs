@@ -575,3 +575,33 @@ fn measure_the_default_worst_case() {
         render
     );
 }
+
+/// A source that sends new maps in every report holds the ones it left out
+/// for the grace period: they count against its series budget, so it
+/// cannot grow its series without bound.
+#[test]
+fn maps_left_out_count_against_the_series_budget_until_the_grace_period_ends() {
+    let mut limits = Limits::default();
+    limits.max_maps_per_source = 4;
+    let sidecar = Sidecar::new(limits);
+    sidecar.accept(&report("other", 1, 10));
+    let maps = |from: usize| -> Value {
+        (from..from + 2)
+            .map(|i| json!({"name": format!("m{i}"), "stats": {"entries": 1, "buckets": 1}}))
+            .collect()
+    };
+    let mut body = report("app", 1, 1);
+    body["maps"] = maps(0);
+    sidecar.accept(&body);
+    body["seq"] = json!(2);
+    body["maps"] = maps(2);
+    sidecar.accept(&body);
+    body["seq"] = json!(3);
+    body["maps"] = maps(4);
+    let error = sidecar.reject(&body, "too_many_maps", "maps", Some(4));
+    assert!(error.error.contains("--grace-period"), "{}", error.error);
+    // Past the grace period the maps left out are gone, and so is the cost.
+    // (No scrape needed: the rows go at the next observation.)
+    sidecar.clock.advance(Duration::from_secs(31));
+    sidecar.accept(&body);
+}

@@ -227,6 +227,21 @@ impl Sources {
             }
         }
         let converted = convert(&report, restarted, last_event_seq);
+        let held = self.registry.rows_held_besides(&converted);
+        let max = self.limits.max_maps_per_source;
+        if held + converted.maps.len() > max {
+            return Err(Rejection::new(
+                StatusCode::BAD_REQUEST,
+                "too_many_maps",
+                format!(
+                    "{} maps in this report and {held} maps left out of earlier ones (kept for --grace-period) make {}; the limit is {max} per source (--max-maps-per-source): keep the set of maps stable",
+                    converted.maps.len(),
+                    held + converted.maps.len()
+                ),
+                Some("maps".into()),
+                Some(max as u64),
+            ));
+        }
         if known.is_some_and(|s| s.reports > 0) && !restarted {
             let last = self.registry.last_reported(&converted);
             check_counters(&report, &converted, &last)?;
