@@ -605,3 +605,42 @@ fn maps_left_out_count_against_the_series_budget_until_the_grace_period_ends() {
     sidecar.clock.advance(Duration::from_secs(31));
     sidecar.accept(&body);
 }
+
+/// docs/protocol.md lists every reason these rules answer, and the README
+/// and `mapscope sidecar --help` the budget flag with its env var.
+#[test]
+fn the_rules_and_the_budget_are_documented() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let read = |path: &str| std::fs::read_to_string(root.join(path)).expect("a doc");
+    let protocol = read("docs/protocol.md");
+    for reason in [
+        "seq_jump",
+        "started_at_in_future",
+        "counter_went_backwards",
+        "duplicate_label",
+        "too_many_label_bytes",
+        "too_many_maps",
+        "quantile",
+    ] {
+        assert!(
+            protocol.contains(&format!("`{reason}`")),
+            "docs/protocol.md: {reason}"
+        );
+    }
+    let readme = read("README.md");
+    for text in [
+        "`--max-label-bytes-per-source` | `MAPSCOPE_MAX_LABEL_BYTES_PER_SOURCE` | `8192`",
+        "`--max-maps-per-source` | `MAPSCOPE_MAX_MAPS_PER_SOURCE` | `100`",
+    ] {
+        assert!(readme.contains(text), "README limits table: {text}");
+    }
+    let mut help = common::mapscope_command();
+    help.args(["sidecar", "--help"]);
+    let out = common::run(help, Duration::from_secs(30));
+    for text in [
+        "--max-label-bytes-per-source",
+        "MAPSCOPE_MAX_LABEL_BYTES_PER_SOURCE",
+    ] {
+        assert!(out.stdout.contains(text), "--help: {text}\n{}", out.stdout);
+    }
+}
