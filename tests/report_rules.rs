@@ -496,8 +496,29 @@ fn the_sidecar_binary_enforces_the_rules_on_the_wire() {
     let (status, body) = post(&report("app", 2 + MAX_SEQ_STEP + 1, 2));
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["field"], "seq");
+    // The faults of the issue, as a client sends them.
+    let (status, body) = post(&report("app", u64::MAX, 2));
+    assert_eq!((status, &body["field"]), (400, &json!("seq")), "{body}");
+    let mut future = report("app", 2, 2);
+    future["source"]["started_at"] = json!("2099-01-01T00:00:00Z");
+    let (status, body) = post(&future);
+    assert_eq!(
+        (status, &body["field"]),
+        (400, &json!("source.started_at")),
+        "{body}"
+    );
+    let mut slow = report("app", 2, 2);
+    slow["interval_seconds"] = json!(1e9);
+    let (status, body) = post(&slow);
+    assert_eq!(
+        (status, &body["field"]),
+        (400, &json!("interval_seconds")),
+        "{body}"
+    );
+    // None of them froze the source.
     let (status, body) = post(&report("app", 2, 2));
     assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "accepted", "{body}");
 }
 
 /// What the default budget lets 100 sources cost: each sends the largest
