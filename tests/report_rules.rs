@@ -328,9 +328,16 @@ fn a_client_without_started_at_restarting_at_seq_1_keeps_its_events() {
     };
     let first = sidecar.accept(&body(10, 1));
     assert_eq!(first.events_accepted, 1);
-    // A retry of the same report: a duplicate, nothing counted twice.
+    // A retry of the same report: a duplicate, nothing counted twice,
+    // even once a later report was applied.
     let retry = sidecar.accept(&body(10, 1));
     assert_eq!(retry.status, ReportStatus::Duplicate);
+    let mut second = body(11, 2);
+    second["seq"] = json!(2);
+    assert_eq!(sidecar.accept(&second).events_accepted, 1);
+    let late_retry = sidecar.accept(&body(10, 1));
+    assert_eq!(late_retry.status, ReportStatus::Duplicate);
+    assert!(!late_retry.restarted);
     // The process restarted and sends seq 1 again, with its new counts
     // and its first event again: a restart, the event kept.
     let again = sidecar.accept(&body(3, 1));
@@ -344,7 +351,7 @@ fn a_client_without_started_at_restarting_at_seq_1_keeps_its_events() {
         .iter()
         .filter(|e| e.event.map().source.as_deref() == Some("app"))
         .count();
-    assert_eq!(growths, 2, "both processes' events are in the ring");
+    assert_eq!(growths, 3, "both processes' events are in the ring");
 }
 
 #[test]

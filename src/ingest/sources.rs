@@ -200,12 +200,13 @@ impl Sources {
                     return Ok(answer(ReportStatus::Stale, 0, false))
                 }
                 (Some(_), Some(_)) => false,
-                // No start time to compare: a sequence going down, or
-                // starting at 1 again with other content, is a restart.
-                _ => {
-                    report.seq < source.last_seq
-                        || first_seq.is_some_and(|f| source.first_seq != Some(f))
-                }
+                // No start time to compare: `seq` 1 is a restart unless it
+                // is this process's first report again (a retry); another
+                // `seq` going down is a restart.
+                _ => match first_seq {
+                    Some(fingerprint) => source.first_seq != Some(fingerprint),
+                    None => report.seq < source.last_seq,
+                },
             },
         };
         let last_event_seq = known.filter(|_| !restarted).and_then(|s| s.last_event_seq);
