@@ -87,9 +87,15 @@ pub struct ServerArgs {
     /// Most reporting sources (app + instance) tracked (429 past it).
     #[arg(long, env = "MAPSCOPE_MAX_SOURCES", default_value_t = 100)]
     pub max_sources: usize,
-    /// Most maps in one report.
-    #[arg(long, env = "MAPSCOPE_MAX_MAPS_PER_SOURCE", default_value_t = 1000)]
+    /// Most maps in one report, so of one source: its series budget (36
+    /// series per map). 100 × the default --max-sources is the default
+    /// --max-maps.
+    #[arg(long, env = "MAPSCOPE_MAX_MAPS_PER_SOURCE", default_value_t = 100)]
     pub max_maps_per_source: usize,
+    /// Most label bytes in one report, so of one source: map names, label
+    /// names and values, and app and instance once per map.
+    #[arg(long, env = "MAPSCOPE_MAX_LABEL_BYTES_PER_SOURCE", default_value_t = 8 * 1024)]
+    pub max_label_bytes_per_source: usize,
     /// Most events in one report.
     #[arg(long, env = "MAPSCOPE_MAX_EVENTS_PER_REPORT", default_value_t = 1000)]
     pub max_events_per_report: usize,
@@ -317,6 +323,7 @@ async fn serve(args: ServerArgs, demo: Option<DemoArgs>) -> std::io::Result<()> 
         max_body_bytes: args.max_body_bytes,
         max_sources: args.max_sources,
         max_maps_per_source: args.max_maps_per_source,
+        max_label_bytes_per_source: args.max_label_bytes_per_source,
         max_events_per_report: args.max_events_per_report,
         source_ttl: Duration::from_secs(args.source_ttl),
         ..Limits::default()

@@ -272,6 +272,8 @@ fn parse_rejection(error: serde_path_to_error::Error<serde_json::Error>) -> Reje
             .map_or(message.clone(), str::to_owned);
         let reason = if message.starts_with(protocol::UNKNOWN_VALUE) {
             "invalid_value"
+        } else if message.starts_with(protocol::DUPLICATE_LABEL) {
+            "duplicate_label"
         } else if message.starts_with(crate::timestamp::INVALID_TIMESTAMP) {
             "invalid_timestamp"
         } else {
