@@ -11,17 +11,17 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::http::{router_with, serve_bounded, HttpState, ListenLimits};
-use crate::ingest::{BodyLimits, CrashDir, IngestState, Limits, Sources};
-use crate::registry::Registry;
+use mapscope::http::{router_with, serve_bounded, HttpState, ListenLimits};
+use mapscope::ingest::{BodyLimits, CrashDir, IngestState, Limits, Sources};
+use mapscope::registry::Registry;
 
 /// The default scrape listener: all interfaces, port 9847 (clear of
 /// Prometheus 9090, node_exporter 9100, OTLP 4317/4318 and 9464).
-pub const DEFAULT_LISTEN: &str = "0.0.0.0:9847";
+pub(crate) const DEFAULT_LISTEN: &str = "0.0.0.0:9847";
 
 /// The default ingest listener: loopback only, since the containers of a
 /// pod share its network namespace.
-pub const DEFAULT_INGEST_LISTEN: &str = "127.0.0.1:9848";
+pub(crate) const DEFAULT_INGEST_LISTEN: &str = "127.0.0.1:9848";
 
 /// See what hash maps do to a service's latency and memory.
 #[derive(Debug, Parser)]
@@ -31,7 +31,7 @@ pub const DEFAULT_INGEST_LISTEN: &str = "127.0.0.1:9848";
     about,
     args_conflicts_with_subcommands = true
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     #[command(flatten)]
@@ -54,7 +54,7 @@ enum Command {
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     /// One JSON object per line.
     Json,
     /// Human-readable lines.
@@ -63,85 +63,85 @@ pub enum LogFormat {
 
 /// Flags shared by `sidecar` and `demo`.
 #[derive(Debug, Clone, Args)]
-pub struct ServerArgs {
+pub(crate) struct ServerArgs {
     /// Address of the HTTP listener: /metrics, /, /healthz, /readyz, /api/v1/maps.
     #[arg(long, env = "MAPSCOPE_LISTEN", default_value = DEFAULT_LISTEN)]
-    pub listen: SocketAddr,
+    pub(crate) listen: SocketAddr,
     /// Address of the ingest listener (POST /v1/report).
     #[arg(long, env = "MAPSCOPE_INGEST_LISTEN", default_value = DEFAULT_INGEST_LISTEN)]
-    pub ingest_listen: SocketAddr,
+    pub(crate) ingest_listen: SocketAddr,
     /// Log format.
     #[arg(long, env = "MAPSCOPE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
-    pub log_format: LogFormat,
+    pub(crate) log_format: LogFormat,
     /// Seconds a dropped map's final values, and a stale source's last
     /// ones, stay visible.
     #[arg(long, env = "MAPSCOPE_GRACE_PERIOD", default_value_t = 30)]
-    pub grace_period: u64,
+    pub(crate) grace_period: u64,
     /// Live maps with their own series, in-process and reported together;
     /// more fold into map="_overflow".
     #[arg(long, env = "MAPSCOPE_MAX_MAPS", default_value_t = 10_000)]
-    pub max_maps: usize,
+    pub(crate) max_maps: usize,
     /// Largest ingest request body, in bytes (413 past it).
     #[arg(long, env = "MAPSCOPE_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
-    pub max_body_bytes: usize,
+    pub(crate) max_body_bytes: usize,
     /// Most reporting sources (app + instance) tracked (429 past it).
     #[arg(long, env = "MAPSCOPE_MAX_SOURCES", default_value_t = 100)]
-    pub max_sources: usize,
+    pub(crate) max_sources: usize,
     /// Most maps in one report, so of one source: its series budget (36
     /// series per map). 100 × the default --max-sources is the default
     /// --max-maps.
     #[arg(long, env = "MAPSCOPE_MAX_MAPS_PER_SOURCE", default_value_t = 100)]
-    pub max_maps_per_source: usize,
+    pub(crate) max_maps_per_source: usize,
     /// Most label bytes in one report, so of one source: map names, label
     /// names and values, and app and instance once per map.
     #[arg(long, env = "MAPSCOPE_MAX_LABEL_BYTES_PER_SOURCE", default_value_t = 8 * 1024)]
-    pub max_label_bytes_per_source: usize,
+    pub(crate) max_label_bytes_per_source: usize,
     /// Most events in one report.
     #[arg(long, env = "MAPSCOPE_MAX_EVENTS_PER_REPORT", default_value_t = 1000)]
-    pub max_events_per_report: usize,
+    pub(crate) max_events_per_report: usize,
     /// Seconds without a report before a source is stale (at least 3 of
     /// its declared report intervals).
     #[arg(long, env = "MAPSCOPE_SOURCE_TTL", default_value_t = 30)]
-    pub source_ttl: u64,
+    pub(crate) source_ttl: u64,
     /// Bearer token clients must send to the ingest listener.
     #[arg(long, env = "MAPSCOPE_INGEST_TOKEN", hide_env_values = true)]
-    pub ingest_token: Option<String>,
+    pub(crate) ingest_token: Option<String>,
     /// Directory the Go client's CaptureCrashes writes crash files to (a
     /// volume shared with the application): map crashes become metrics,
     /// events and spans. Unset: off.
     #[arg(long, env = "MAPSCOPE_CRASH_DIR", value_parser = any_path)]
-    pub crash_dir: Option<PathBuf>,
+    pub(crate) crash_dir: Option<PathBuf>,
     /// Timeouts and limits of both listeners.
     #[command(flatten)]
-    pub listeners: ListenerArgs,
+    pub(crate) listeners: ListenerArgs,
 }
 
 /// Bounds of both listeners (each listener has its own connections).
 #[derive(Debug, Clone, Args)]
-pub struct ListenerArgs {
+pub(crate) struct ListenerArgs {
     /// Seconds a connection may take to send a request's headers, from its
     /// opening or from the end of the previous response (so also the
     /// keep-alive idle timeout); closed past it.
     #[arg(long, env = "MAPSCOPE_HEADER_TIMEOUT", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
-    pub header_timeout: u64,
+    pub(crate) header_timeout: u64,
     /// Largest request line and headers, in bytes (431 past it).
     #[arg(long, env = "MAPSCOPE_MAX_HEADER_BYTES", default_value_t = 8 * 1024, value_parser = clap::value_parser!(u64).range(1024..))]
-    pub max_header_bytes: u64,
+    pub(crate) max_header_bytes: u64,
     /// Most open connections on each listener; more are closed at once.
     #[arg(long, env = "MAPSCOPE_MAX_CONNECTIONS", default_value_t = 2048, value_parser = clap::value_parser!(u64).range(1..))]
-    pub max_connections: u64,
+    pub(crate) max_connections: u64,
     /// Seconds an ingest request may take to send its whole body after its
     /// headers (408 and closed past it).
     #[arg(long, env = "MAPSCOPE_BODY_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
-    pub body_timeout: u64,
+    pub(crate) body_timeout: u64,
     /// After answering an ingest request without reading its body (401,
     /// 413, 415, 404, 405), bytes of it read and discarded before closing,
     /// so a client still sending it reads the answer.
     #[arg(long, env = "MAPSCOPE_DRAIN_MAX_BYTES", default_value_t = 16 * 1024 * 1024)]
-    pub drain_max_bytes: u64,
+    pub(crate) drain_max_bytes: u64,
     /// Seconds spent at most discarding such a body.
     #[arg(long, env = "MAPSCOPE_DRAIN_TIMEOUT", default_value_t = 10)]
-    pub drain_timeout: u64,
+    pub(crate) drain_timeout: u64,
 }
 
 impl ListenerArgs {
@@ -222,31 +222,31 @@ fn any_path(value: &str) -> Result<PathBuf, std::convert::Infallible> {
 
 /// Flags of `demo`.
 #[derive(Debug, Clone, Args)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     #[command(flatten)]
     server: ServerArgs,
     /// Milliseconds between workload steps (smaller is faster).
     #[arg(long, env = "MAPSCOPE_DEMO_TICK_MS", default_value_t = 100)]
-    pub tick: u64,
+    pub(crate) tick: u64,
 }
 
 /// Flags of `healthcheck`.
 #[derive(Debug, Clone, Args)]
-pub struct HealthcheckArgs {
+pub(crate) struct HealthcheckArgs {
     /// The URL to GET.
     #[arg(
         long,
         env = "MAPSCOPE_HEALTHCHECK_URL",
         default_value = "http://127.0.0.1:9847/healthz"
     )]
-    pub url: String,
+    pub(crate) url: String,
     /// Seconds to wait for an answer.
     #[arg(long, env = "MAPSCOPE_HEALTHCHECK_TIMEOUT", default_value_t = 3)]
-    pub timeout: u64,
+    pub(crate) timeout: u64,
 }
 
 /// Runs the command line; the binary's `main`.
-pub fn main() -> ExitCode {
+pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         None => run_server(cli.sidecar, None),
@@ -255,8 +255,8 @@ pub fn main() -> ExitCode {
         Some(Command::Version) => {
             println!(
                 "mapscope {} (revision {})",
-                crate::export::prometheus::VERSION,
-                crate::export::prometheus::REVISION
+                mapscope::export::prometheus::VERSION,
+                mapscope::export::prometheus::REVISION
             );
             ExitCode::SUCCESS
         }
@@ -319,15 +319,13 @@ async fn serve(args: ServerArgs, demo: Option<DemoArgs>) -> std::io::Result<()> 
         .max_maps(args.max_maps)
         .recent_events(4096)
         .build();
-    let limits = Limits {
-        max_body_bytes: args.max_body_bytes,
-        max_sources: args.max_sources,
-        max_maps_per_source: args.max_maps_per_source,
-        max_label_bytes_per_source: args.max_label_bytes_per_source,
-        max_events_per_report: args.max_events_per_report,
-        source_ttl: Duration::from_secs(args.source_ttl),
-        ..Limits::default()
-    };
+    let mut limits = Limits::default();
+    limits.max_body_bytes = args.max_body_bytes;
+    limits.max_sources = args.max_sources;
+    limits.max_maps_per_source = args.max_maps_per_source;
+    limits.max_label_bytes_per_source = args.max_label_bytes_per_source;
+    limits.max_events_per_report = args.max_events_per_report;
+    limits.source_ttl = Duration::from_secs(args.source_ttl);
     // One registry: this process's maps and the maps clients report are
     // rows of the same table, read by every exporter.
     let sources = Arc::new(Sources::new(&registry, limits));
@@ -347,13 +345,13 @@ async fn serve(args: ServerArgs, demo: Option<DemoArgs>) -> std::io::Result<()> 
     };
     #[cfg(feature = "otel")]
     let otel = {
-        let config = crate::otel::OtelConfig::from_env().map_err(|e| {
+        let config = mapscope::otel::OtelConfig::from_env().map_err(|e| {
             std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 format!("OpenTelemetry: {e}"),
             )
         })?;
-        crate::otel::init_with(&registry, config).map_err(|e| {
+        mapscope::otel::init_with(&registry, config).map_err(|e| {
             std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 format!("OpenTelemetry: {e}"),
@@ -394,7 +392,7 @@ async fn serve(args: ServerArgs, demo: Option<DemoArgs>) -> std::io::Result<()> 
     let workload =
         demo.map(|demo| crate::demo::start(&registry, &demo, local, ingest_local, stop_rx.clone()));
     let listen_limits = args.listeners.listen_limits();
-    let ingest_app = crate::ingest::router(
+    let ingest_app = mapscope::ingest::router(
         IngestState::new(sources.clone(), args.ingest_token)
             .body_limits(args.listeners.body_limits()),
     );
@@ -497,12 +495,7 @@ async fn shutdown_signal() {
 /// within `timeout` for the whole exchange. Redirects are not followed and
 /// proxies from the environment are not used: the probe is about this
 /// address.
-///
-/// ```
-/// let error = mapscope::cli::healthcheck("https://example.com/", std::time::Duration::from_secs(1));
-/// assert!(error.unwrap_err().contains("http://"));
-/// ```
-pub fn healthcheck(url: &str, timeout: Duration) -> Result<(), String> {
+pub(crate) fn healthcheck(url: &str, timeout: Duration) -> Result<(), String> {
     if !url.starts_with("http://") {
         return Err(format!("--url {url:?}: only http:// URLs are supported"));
     }
@@ -531,5 +524,16 @@ pub fn healthcheck(url: &str, timeout: Duration) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("{url} answered {status}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn healthcheck_refuses_what_is_not_plain_http() {
+        let error = super::healthcheck("https://example.com/", Duration::from_secs(1));
+        assert!(error.unwrap_err().contains("http://"));
     }
 }

@@ -42,28 +42,32 @@
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
-pub mod cli;
-pub mod demo;
 pub mod detect;
 pub mod export;
+#[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "protocol")]
 pub mod ingest;
 pub mod map;
 pub mod registry;
+#[cfg(feature = "reporter")]
 pub mod reporter;
+#[cfg(feature = "protocol")]
 pub mod timestamp;
 
 pub use detect::{Condition, DetectorConfig, MisuseKind};
 #[cfg(feature = "otel")]
 pub use export::otel;
+#[cfg(feature = "http")]
 pub use http::serve;
 pub use map::{DefaultHashBuilder, Entry, Growth, GrowthKind, InstrumentedMap, MapStats, PerKind};
 pub use registry::{
     Event, MapBuilder, MapSnapshot, RegisterError, Registry, RegistryBuilder, RegistrySnapshot,
 };
+#[cfg(feature = "reporter")]
 pub use reporter::Reporter;
 
 /// The README's examples, compiled and run as doctests.
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "sidecar", feature = "prometheus"))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::ingest::protocol::{
+use mapscope::ingest::protocol::{
     EventKind, KindCounts, Report, ReportedCounters, ReportedEvent, ReportedMap,
     ReportedMisuseKind, ReportedStats, SourceInfo, Timestamp,
 };

@@ -25,22 +25,22 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::cli::DemoArgs;
-use crate::detect::DetectorConfig;
-use crate::registry::Registry;
-use crate::InstrumentedMap;
+use mapscope::detect::DetectorConfig;
+use mapscope::registry::Registry;
+use mapscope::InstrumentedMap;
 
 mod client;
 
 /// The running workload.
 #[derive(Debug)]
-pub struct Workload {
+pub(crate) struct Workload {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
 }
 
 impl Workload {
     /// Stops the workload and waits for it.
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
         let threads = self.threads;
         let _ = tokio::task::spawn_blocking(move || {
@@ -54,7 +54,7 @@ impl Workload {
 
 /// The detector thresholds the demo uses, scaled to its tick so a whole
 /// story plays out in about a minute at the default tick.
-pub fn detector_config(tick: Duration) -> DetectorConfig {
+pub(crate) fn detector_config(tick: Duration) -> DetectorConfig {
     DetectorConfig::default()
         .with_window(tick * 10)
         .with_growth_windows(4)
@@ -66,7 +66,7 @@ pub fn detector_config(tick: Duration) -> DetectorConfig {
 
 /// Starts the workload on threads of its own; it stops when `stop` turns
 /// true or [`Workload::stop`] is called.
-pub fn start(
+pub(crate) fn start(
     registry: &Registry,
     args: &DemoArgs,
     http: SocketAddr,
@@ -148,7 +148,7 @@ pub fn start(
 /// so keys pile into 16 buckets' overflow chains (a stand-in for an
 /// unseeded hash under a flooding attack).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct WeakHasher(u64);
+pub(crate) struct WeakHasher(u64);
 
 impl Hasher for WeakHasher {
     fn finish(&self) -> u64 {
@@ -166,7 +166,7 @@ impl Hasher for WeakHasher {
 
 /// Builds [`WeakHasher`]s.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct WeakState;
+pub(crate) struct WeakState;
 
 impl BuildHasher for WeakState {
     type Hasher = WeakHasher;

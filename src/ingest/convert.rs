@@ -14,7 +14,7 @@ use crate::registry::{
     CodeSite, Event, GrowthFinished, MapId, MisuseEvent, ReportedRow, SourceReport,
 };
 
-mod wire;
+use super::wire;
 
 /// Converts a report that passed [`super::check`]: every map to a row, and
 /// the events newer than `last_event_seq` (the ones not seen from this

@@ -104,26 +104,46 @@ fn kustomize_plain_prometheus_overlay_builds_and_validates() {
     }
 }
 
-/// The manifests agree with the binary's defaults in `src/cli.rs`.
+/// The default of `flag` as `mapscope sidecar --help` states it.
+fn cli_default(flag: &str) -> String {
+    let help = run_ok(
+        std::path::Path::new(env!("CARGO_BIN_EXE_mapscope")),
+        &["sidecar", "--help"],
+        None,
+    );
+    let start = help
+        .find(&format!("{flag} <"))
+        .unwrap_or_else(|| panic!("`mapscope sidecar --help` has no {flag}:\n{help}"));
+    let rest = &help[start..];
+    let end = rest.find("\n\n").unwrap_or(rest.len());
+    let default = rest[..end]
+        .split("[default: ")
+        .nth(1)
+        .and_then(|d| d.split(']').next())
+        .unwrap_or_else(|| panic!("{flag} states no default:\n{}", &rest[..end]));
+    default.to_owned()
+}
+
+/// The manifests agree with the binary's defaults.
 #[test]
 fn manifests_match_the_cli() {
+    let listen = cli_default("--listen");
+    let ingest_listen = cli_default("--ingest-listen");
     let config = read("deploy/base/configmap.yaml");
     assert!(
         config.contains(&format!(
-            "MAPSCOPE_LISTEN: \"{}\"",
-            mapscope::cli::DEFAULT_LISTEN
+            "MAPSCOPE_LISTEN: \"{listen}\""
         )),
         "{config}"
     );
     assert!(
         config.contains(&format!(
-            "MAPSCOPE_INGEST_LISTEN: \"{}\"",
-            mapscope::cli::DEFAULT_INGEST_LISTEN
+            "MAPSCOPE_INGEST_LISTEN: \"{ingest_listen}\""
         )),
         "{config}"
     );
     let deployment = read("deploy/base/deployment.yaml");
-    let ingest = format!("http://{}/v1/report", mapscope::cli::DEFAULT_INGEST_LISTEN);
+    let ingest = format!("http://{ingest_listen}/v1/report");
     assert!(
         deployment.contains(&format!("value: {ingest}")),
         "MAPSCOPE_ENDPOINT is {ingest}"
@@ -175,7 +195,7 @@ fn dockerfile_matches_the_cli_and_its_build_check() {
     ] {
         assert!(dockerfile.lines().any(|l| l == line), "Dockerfile lacks the line {line:?}");
     }
-    assert_eq!(mapscope::cli::DEFAULT_LISTEN, "0.0.0.0:9847");
+    assert_eq!(cli_default("--listen"), "0.0.0.0:9847");
     for label in ["title", "description", "source", "licenses", "version"] {
         assert!(
             dockerfile.contains(&format!("org.opencontainers.image.{label}=")),
