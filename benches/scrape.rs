@@ -1,0 +1,186 @@
+//! Scrape cost of the sidecar: `/metrics` over 10,000 *reported* maps
+//! (100 sources × 100 maps, applied through the ingest's `Sources`, the
+//! shape of `examples/ingest_load.rs`), three ways:
+//!
+//! - `scrape/render/10000`: `MapscopeCollector::render()` alone, in process
+//!   (one registry observation and the text writer);
+//! - `scrape/http/1`: one `GET /metrics` over loopback from a real HTTP
+//!   client asking for gzip, as Prometheus does (`Accept-Encoding: gzip`),
+//!   through the router the binary serves: render on a blocking thread,
+//!   gzip by `CompressionLayer`, transfer, and the client's decompression;
+//! - `scrape/http/4`: four such scrapes started together, timed until the
+//!   last one is answered: what N concurrent scrapes cost against one.
+//!
+//! Target: `/metrics` for 10,000 reported maps ≤ 100 ms (issue 13).
+//!
+//! ```sh
+//! cargo bench --bench scrape
+//! cargo bench --bench scrape -- scrape/http/   # only the HTTP groups
+//! ```
+//!
+//! Under `cargo test --benches` (criterion's test mode) the fixture has 10
+//! sources × 10 maps, so the smoke run is quick.
+
+use std::hint::black_box;
+use std::io::Read as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread;
+
+use criterion::{BenchmarkId, Criterion};
+use mapscope::export::prometheus::MapscopeCollector;
+use mapscope::ingest::protocol::{
+    KindCounts, KindSeconds, Report, ReportedCounters, ReportedMap, ReportedStats, SourceInfo,
+};
+use mapscope::ingest::{Limits, Sources};
+use mapscope::Registry;
+
+/// The reports of `sources` sources with `maps` maps each: one label per
+/// map, values that fire no detector.
+fn reports(sources: usize, maps: usize) -> impl Iterator<Item = Report> {
+    (0..sources).map(move |source| Report {
+        source: SourceInfo {
+            app: format!("app{source:03}"),
+            instance: "pod-0".into(),
+            language: Some("rust".into()),
+            sdk: Some("scrape-bench".into()),
+            started_at: None,
+        },
+        seq: 1,
+        sent_at: None,
+        interval_seconds: Some(10.0),
+        maps: (0..maps)
+            .map(|m| ReportedMap {
+                name: format!("map_{m:03}"),
+                labels: [("shard".to_owned(), (m % 8).to_string())].into(),
+                stats: ReportedStats {
+                    entries: 1000 + m as u64,
+                    peak_entries: 2000,
+                    buckets: 256,
+                    overflow_buckets: 3,
+                    memory_bytes: 256 * 208,
+                    max_overflow_chain: 1,
+                    evacuation: None,
+                },
+                counters: ReportedCounters {
+                    growths: KindCounts {
+                        double: 2,
+                        ..KindCounts::default()
+                    },
+                    growth_seconds: KindSeconds {
+                        double: 0.002,
+                        ..KindSeconds::default()
+                    },
+                    evacuated_buckets: 255,
+                    ..ReportedCounters::default()
+                },
+            })
+            .collect(),
+        events: Vec::new(),
+    })
+}
+
+/// A registry holding `sources × maps` reported maps. The `Sources` is
+/// kept alive with it: it owns the ingest statistics the exposition shows.
+struct Fixture {
+    registry: Registry,
+    _sources: Arc<Sources>,
+}
+
+impl Fixture {
+    fn new(sources: usize, maps: usize) -> Fixture {
+        let registry = Registry::builder().max_maps(sources * maps).build();
+        let store = Arc::new(Sources::new(&registry, Limits::default()));
+        for report in reports(sources, maps) {
+            // UNWRAP: valid reports within the default limits.
+            store.apply(report).expect("a valid report");
+        }
+        Fixture {
+            registry,
+            _sources: store,
+        }
+    }
+}
+
+/// The mapscope router over `registry`, served on a loopback port by a
+/// runtime on a thread of its own (the binary's shape: 2 worker threads).
+fn serve(registry: Registry) -> SocketAddr {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        // UNWRAP: a runtime builds on any machine the bench runs on.
+        .expect("tokio runtime");
+    // UNWRAP: binding an ephemeral loopback port.
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("bound address");
+    thread::spawn(move || {
+        runtime.block_on(async move {
+            let _ = axum::serve(listener, mapscope::http::router(registry)).await;
+        })
+    });
+    addr
+}
+
+/// One gzip scrape, decompressed; returns the exposition's length.
+fn scrape(client: &reqwest::blocking::Client, url: &str) -> usize {
+    // UNWRAP: the bench's own server on loopback.
+    let mut response = client.get(url).send().expect("GET /metrics");
+    assert!(response.status().is_success(), "{}", response.status());
+    let mut body = Vec::new();
+    response.read_to_end(&mut body).expect("read the body");
+    body.len()
+}
+
+fn benches(c: &mut Criterion, test: bool) {
+    let (sources, maps) = if test { (10, 10) } else { (100, 100) };
+    let n = sources * maps;
+    let fixture = Fixture::new(sources, maps);
+    let collector = MapscopeCollector::new(fixture.registry.clone());
+    let bytes = collector.render().len();
+    println!(
+        "scrape: {n} reported maps, {bytes} bytes of exposition ({:.0} per map)",
+        bytes as f64 / n as f64
+    );
+
+    let mut group = c.benchmark_group("scrape/render");
+    group.sample_size(10);
+    group.bench_function(BenchmarkId::from_parameter(n), |b| {
+        b.iter(|| black_box(collector.render()))
+    });
+    group.finish();
+
+    let url = format!("http://{}/metrics", serve(fixture.registry.clone()));
+    // reqwest asks for gzip and decompresses (its `gzip` feature).
+    // UNWRAP: building a client with default settings.
+    let client = reqwest::blocking::Client::builder()
+        .gzip(true)
+        .build()
+        .expect("HTTP client");
+    let mut group = c.benchmark_group("scrape/http");
+    group.sample_size(10);
+    group.bench_function(BenchmarkId::from_parameter(1), |b| {
+        b.iter(|| black_box(scrape(&client, &url)))
+    });
+    group.bench_function(BenchmarkId::from_parameter(4), |b| {
+        b.iter(|| {
+            thread::scope(|s| {
+                let scrapes: Vec<_> = (0..4).map(|_| s.spawn(|| scrape(&client, &url))).collect();
+                for scrape in scrapes {
+                    // UNWRAP: a scrape thread panics only on a failed scrape.
+                    black_box(scrape.join().expect("scrape thread"));
+                }
+            })
+        })
+    });
+    group.finish();
+}
+
+fn main() {
+    let test = std::env::args().any(|a| a == "--test");
+    let mut c = Criterion::default().configure_from_args();
+    benches(&mut c, test);
+    c.final_summary();
+}
