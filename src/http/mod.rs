@@ -92,10 +92,16 @@ pub async fn serve(addr: SocketAddr, registry: Registry) -> std::io::Result<()> 
 /// Rendering is synchronous and proportional to the number of maps: it
 /// runs on a blocking thread so it never stalls the async workers
 /// (metrics-rs saw 15 s stalls before moving rendering off them, PR #576).
+/// Concurrent scrapes share one render ([`MapscopeCollector::render_shared`]):
+/// N of them cost one observation, one rendering and one copy of the text.
 async fn metrics(State(state): State<HttpState>) -> Response {
     let collector = state.collector.clone();
-    match tokio::task::spawn_blocking(move || collector.render()).await {
-        Ok(body) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response(),
+    match tokio::task::spawn_blocking(move || collector.render_shared()).await {
+        Ok(Ok(body)) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response(),
+        Ok(Err(error)) => {
+            tracing::error!(%error, "rendering /metrics failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n").into_response()
+        }
         Err(error) => {
             tracing::error!(%error, "rendering /metrics failed");
             (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n").into_response()
