@@ -2,8 +2,10 @@
 //! (100 sources × 100 maps, applied through the ingest's `Sources`, the
 //! shape of `examples/ingest_load.rs`), three ways:
 //!
-//! - `scrape/render/10000`: `MapscopeCollector::render()` alone, in process
-//!   (one registry observation and the text writer);
+//! - `scrape/render/{fresh,shared}/10000`: rendering alone, in process (one
+//!   registry observation and the text writer): `render()` into a new
+//!   string, and `render_shared()` (what `/metrics` runs) into the last
+//!   render's reused buffer;
 //! - `scrape/http/1`: one `GET /metrics` over loopback from a real HTTP
 //!   client asking for gzip, as Prometheus does (`Accept-Encoding: gzip`),
 //!   through the router the binary serves: render on a blocking thread,
@@ -147,8 +149,12 @@ fn benches(c: &mut Criterion, test: bool) {
 
     let mut group = c.benchmark_group("scrape/render");
     group.sample_size(10);
-    group.bench_function(BenchmarkId::from_parameter(n), |b| {
+    group.bench_function(BenchmarkId::new("fresh", n), |b| {
         b.iter(|| black_box(collector.render()))
+    });
+    // What `/metrics` runs: the last render's buffer is reused.
+    group.bench_function(BenchmarkId::new("shared", n), |b| {
+        b.iter(|| black_box(collector.render_shared()))
     });
     group.finish();
 
