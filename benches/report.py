@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Turn a run of `cargo bench --bench mapscope` into markdown tables.
+"""Turn a run of `cargo bench` (the mapscope, latency and memory benches) into markdown tables.
 
 Reads criterion's `target/criterion/**/new/{benchmark,estimates}.json` and
-the suite's `target/mapscope-bench/{latency,memory}.json`, and prints, for
+the `latency` and `memory` benches' `target/mapscope-bench/{latency,memory}.json`, and prints, for
 pasting into docs/benchmarks.md:
 
 - throughput: per group (`{key}/{op}/{n}`), hashbrown's time per element and
@@ -12,9 +12,13 @@ pasting into docs/benchmarks.md:
   and total, the per-run maxes, and max relative to hashbrown;
 - memory: per map, steady and peak bytes per entry, relative to hashbrown.
 
+With `--before DIR` (the target directory of a run of an older commit,
+same machine, back to back), it also prints mapscope/hashbrown before and
+after per group, against the targets of the engine issue.
+
 Standard library only. Usage:
 
-    python3 benches/report.py [--target-dir DIR] [--stat mean|median]
+    python3 benches/report.py [--target-dir DIR] [--stat mean|median] [--before DIR]
 """
 
 import argparse
@@ -74,6 +78,67 @@ def group_sort_key(group):
         int(n) if n.isdigit() else 0,
         group,
     )
+
+
+# mapscope/hashbrown time targets per operation (the engine issue).
+TARGETS = {
+    "lookup_hit": 1.3,
+    "lookup_miss": 1.3,
+    "insert": 2.0,
+    "insert_presized": 1.5,
+    "remove": 1.5,
+    "iterate": 1.5,
+}
+
+
+def throughput_groups(criterion_dir, stat):
+    """Per group: {map: ns per element}."""
+    groups = {}
+    for bench_file in criterion_dir.glob("**/new/benchmark.json"):
+        bench = load_json(bench_file)
+        estimates = load_json(bench_file.with_name("estimates.json"))
+        if not bench or not estimates:
+            continue
+        group, function = bench.get("group_id"), bench.get("function_id")
+        if function not in MAPS:
+            continue
+        estimate = estimates.get(stat) or estimates.get("mean")
+        if not estimate:
+            continue
+        elements = (bench.get("throughput") or {}).get("Elements") or 1
+        groups.setdefault(group, {})[function] = estimate["point_estimate"] / elements
+    return groups
+
+
+def before_after_table(before_dir, after_dir, stat):
+    before = throughput_groups(before_dir, stat)
+    after = throughput_groups(after_dir, stat)
+    if not before or not after:
+        return None
+
+    def ratio(row):
+        if row and row.get(BASE) and "mapscope" in row:
+            return row["mapscope"] / row[BASE]
+        return None
+
+    lines = [
+        f"mapscope's time relative to hashbrown's ({stat} of criterion's samples; "
+        "each run against its own hashbrown), before and after, with the target.",
+        "",
+        "| group | hashbrown, per element (after run) | mapscope / hb before | mapscope / hb after | target | met |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for group in sorted(set(before) | set(after), key=group_sort_key):
+        b, a = ratio(before.get(group)), ratio(after.get(group))
+        op = group.split("/")[1] if group.count("/") == 2 else None
+        target = TARGETS.get(op)
+        met = "n/a" if a is None or target is None else ("yes" if a <= target else "no")
+        base = (after.get(group) or {}).get(BASE)
+        lines.append(
+            f"| {group} | {fmt_time(base)} | {fmt_ratio(b)} | {fmt_ratio(a)} | "
+            f"{'n/a' if target is None else f'≤ {target}'} | {met} |"
+        )
+    return "\n".join(lines)
 
 
 def throughput_table(criterion_dir, stat):
@@ -190,9 +255,22 @@ def main():
         default="mean",
         help="criterion estimate to compare (default: mean)",
     )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="target directory of a run of an older commit: print before/after ratios",
+    )
     args = parser.parse_args()
 
     found = False
+    if args.before:
+        table = before_after_table(args.before / "criterion", args.target_dir / "criterion", args.stat)
+        if table:
+            found = True
+            print("### Before and after\n")
+            print(table)
+            print()
+
     throughput = throughput_table(args.target_dir / "criterion", args.stat)
     if throughput:
         found = True
@@ -215,7 +293,7 @@ def main():
         print()
 
     if not found:
-        print(f"no results under {args.target_dir}; run `cargo bench --bench mapscope` first", file=sys.stderr)
+        print(f"no results under {args.target_dir}; run `cargo bench` first", file=sys.stderr)
         return 1
     return 0
 

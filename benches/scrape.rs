@@ -2,22 +2,22 @@
 //! (100 sources × 100 maps, applied through the ingest's `Sources`, the
 //! shape of `examples/ingest_load.rs`), three ways:
 //!
-//! - `scrape/render/{fresh,shared}/10000`: rendering alone, in process (one
+//! - `sidecar/render/{fresh,shared}/10000`: rendering alone, in process (one
 //!   registry observation and the text writer): `render()` into a new
 //!   string, and `render_shared()` (what `/metrics` runs) into the last
 //!   render's reused buffer;
-//! - `scrape/http/1`: one `GET /metrics` over loopback from a real HTTP
+//! - `sidecar/http/1`: one `GET /metrics` over loopback from a real HTTP
 //!   client asking for gzip, as Prometheus does (`Accept-Encoding: gzip`),
 //!   through the router the binary serves: render on a blocking thread,
 //!   gzip by `CompressionLayer`, transfer, and the client's decompression;
-//! - `scrape/http/4`: four such scrapes started together, timed until the
+//! - `sidecar/http/4`: four such scrapes started together, timed until the
 //!   last one is answered: what N concurrent scrapes cost against one.
 //!
 //! Target: `/metrics` for 10,000 reported maps ≤ 100 ms (issue 13).
 //!
 //! ```sh
 //! cargo bench --bench scrape
-//! cargo bench --bench scrape -- scrape/http/   # only the HTTP groups
+//! cargo bench --bench scrape -- sidecar/http/   # only the HTTP groups
 //! ```
 //!
 //! Under `cargo test --benches` (criterion's test mode) the fixture has 10
@@ -147,7 +147,7 @@ fn benches(c: &mut Criterion, test: bool) {
         bytes as f64 / n as f64
     );
 
-    let mut group = c.benchmark_group("scrape/render");
+    let mut group = c.benchmark_group("sidecar/render");
     group.sample_size(10);
     group.bench_function(BenchmarkId::new("fresh", n), |b| {
         b.iter(|| black_box(collector.render()))
@@ -165,7 +165,7 @@ fn benches(c: &mut Criterion, test: bool) {
         .gzip(true)
         .build()
         .expect("HTTP client");
-    let mut group = c.benchmark_group("scrape/http");
+    let mut group = c.benchmark_group("sidecar/http");
     group.sample_size(10);
     group.bench_function(BenchmarkId::from_parameter(1), |b| {
         b.iter(|| black_box(scrape(&client, &url)))

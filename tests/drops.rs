@@ -6,6 +6,11 @@
 //!
 //! Every [`Item`] carries a unique id; a shared [`Tracker`] counts the drops
 //! of each id. A clone of an item is a new item with a new id.
+//!
+//! A `Drop` that panics (mid-retain, mid-clear, while dropping a map in the
+//! middle of a growth, in an overwrite, in a half-consumed `into_iter`) may
+//! leak the entries after it, but never drops one twice, and the map stays
+//! consistent and usable.
 
 use std::collections::HashSet;
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
@@ -23,6 +28,9 @@ struct Tracker {
     drops: Mutex<Vec<u32>>,
     /// When nonzero, the clone that brings it to zero panics.
     clone_countdown: AtomicUsize,
+    /// When nonzero, the drop that brings it to zero panics (after being
+    /// counted, and never while already unwinding).
+    drop_countdown: AtomicUsize,
     /// When set, hashing an item panics, unless its `val` is `spared`.
     poison_hash: AtomicBool,
     spared: AtomicU64,
@@ -67,6 +75,10 @@ impl Tracker {
     }
 
     /// Every item ever created was dropped exactly once.
+    fn assert_dropped_at_most_once(&self) {
+        assert_no_double_drop(&self.drops.lock().unwrap());
+    }
+
     fn assert_all_dropped_once(&self) {
         let drops = self.drops.lock().unwrap();
         assert_no_double_drop(&drops);
@@ -100,6 +112,14 @@ impl Drop for Item {
         // Recover from poisoning: a drop may run while a test unwinds.
         let mut drops = self.tracker.drops.lock().unwrap_or_else(|e| e.into_inner());
         drops[self.id] += 1;
+        drop(drops);
+        let countdown = &self.tracker.drop_countdown;
+        if !thread::panicking()
+            && countdown.load(Ordering::Relaxed) > 0
+            && countdown.fetch_sub(1, Ordering::Relaxed) == 1
+        {
+            panic::panic_any(Injected);
+        }
     }
 }
 
@@ -749,5 +769,138 @@ fn long_overflow_chain_drops_and_clones_on_a_small_stack() {
         drop(copy4);
         assert_eq!(t2.live(), 0);
     });
+    t.assert_all_dropped_once();
+}
+
+/// The map holds exactly what it iterates, and finds all of it.
+fn assert_consistent(map: &Map) {
+    let mut n = 0;
+    for (k, v) in map.iter() {
+        assert_eq!(v.val, k.val + 1_000_000_000);
+        assert_eq!(map.get(k).map(|v| v.id), Some(v.id));
+        n += 1;
+    }
+    assert_eq!(n, map.len());
+    assert_eq!(map.stats().entries, map.len());
+}
+
+#[test]
+fn drop_that_panics_mid_retain_drops_nothing_twice() {
+    quiet_injected_panics();
+    for make in [mid_doubling, mid_shrink] {
+        for countdown in [1, 2, 3, 501] {
+            let t = Tracker::new();
+            let mut map = make(&t);
+            t.drop_countdown.store(countdown, Ordering::Relaxed);
+            expect_injected_panic(|| map.retain(|k, _| k.val % 3 == 0));
+            t.drop_countdown.store(0, Ordering::Relaxed);
+            // The entry whose key panicked was removed, its value dropped
+            // while unwinding.
+            assert_eq!(t.live(), 2 * map.len(), "countdown {countdown}");
+            assert_consistent(&map);
+            map.retain(|k, _| k.val % 3 == 0);
+            assert!(map.iter().all(|(k, _)| k.val % 3 == 0));
+            fill(&t, &mut map, 90_000_000..90_000_100);
+            map.complete_growth();
+            assert_consistent(&map);
+            drop(map);
+            t.assert_all_dropped_once();
+        }
+    }
+}
+
+#[test]
+fn drop_that_panics_while_dropping_a_growing_map_drops_nothing_twice() {
+    quiet_injected_panics();
+    for make in [mid_doubling, mid_shrink] {
+        for countdown in [1, 2, 1_000] {
+            let t = Tracker::new();
+            let map = make(&t);
+            t.drop_countdown.store(countdown, Ordering::Relaxed);
+            expect_injected_panic(|| drop(map));
+            t.drop_countdown.store(0, Ordering::Relaxed);
+            // The entries after the panicking one leak; none is dropped twice.
+            t.assert_dropped_at_most_once();
+        }
+    }
+}
+
+#[test]
+fn drop_that_panics_in_clear_leaves_an_empty_usable_map() {
+    quiet_injected_panics();
+    for make in [mid_doubling, mid_shrink] {
+        let t = Tracker::new();
+        let mut map = make(&t);
+        t.drop_countdown.store(7, Ordering::Relaxed);
+        expect_injected_panic(|| map.clear());
+        t.drop_countdown.store(0, Ordering::Relaxed);
+        assert_eq!(map.len(), 0);
+        assert_consistent(&map);
+        fill(&t, &mut map, 0..3_000);
+        assert_consistent(&map);
+        drop(map);
+        t.assert_dropped_at_most_once();
+    }
+}
+
+#[test]
+fn drop_that_panics_in_an_overwrite_or_remove_drops_nothing_twice() {
+    quiet_injected_panics();
+    for make in [mid_doubling, mid_shrink] {
+        let t = Tracker::new();
+        let mut map = make(&t);
+        let key = map.keys().next().expect("a key").val;
+        // Overwriting drops the caller's new key inside the map.
+        t.drop_countdown.store(1, Ordering::Relaxed);
+        let (k, v) = t.pair(key);
+        expect_injected_panic(|| map.insert(k, v));
+        assert_consistent(&map);
+        // Removing hands the entry out; the panic is the caller's.
+        t.drop_countdown.store(2, Ordering::Relaxed);
+        expect_injected_panic(|| map.remove(&t.item(key)));
+        t.drop_countdown.store(0, Ordering::Relaxed);
+        assert_consistent(&map);
+        assert!(map.get(&t.item(key)).is_none());
+        drop(map);
+        // A value being returned while a local's drop panics may leak
+        // (rust-lang/rust#47949); nothing is dropped twice.
+        t.assert_dropped_at_most_once();
+    }
+}
+
+#[test]
+fn drop_that_panics_in_a_half_consumed_into_iter_drops_nothing_twice() {
+    quiet_injected_panics();
+    for make in [mid_doubling, mid_shrink] {
+        let t = Tracker::new();
+        let map = make(&t);
+        let mut entries = map.into_iter();
+        for _ in 0..100 {
+            drop(entries.next());
+        }
+        t.drop_countdown.store(5, Ordering::Relaxed);
+        expect_injected_panic(|| drop(entries));
+        t.drop_countdown.store(0, Ordering::Relaxed);
+        t.assert_dropped_at_most_once();
+    }
+}
+
+#[test]
+fn clone_that_panics_mid_clone_of_a_colliding_map_leaks_nothing() {
+    quiet_injected_panics();
+    let t = Tracker::new();
+    let mut map: Map<BuildHasherDefault<OneChainHasher>> = Map::default();
+    fill(&t, &mut map, 0..500);
+    let len = map.len();
+    for countdown in [1, 9, 17, 400, 2 * len - 1] {
+        t.clone_countdown.store(countdown, Ordering::Relaxed);
+        expect_injected_panic(|| map.clone());
+        assert_eq!(t.live(), 2 * len, "countdown {countdown}");
+    }
+    t.clone_countdown.store(0, Ordering::Relaxed);
+    let copy = map.clone();
+    assert_eq!(copy.len(), len);
+    drop(map);
+    drop(copy);
     t.assert_all_dropped_once();
 }

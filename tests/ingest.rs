@@ -19,9 +19,6 @@
 //!   answers 200 or 4xx with a JSON body, for arbitrary JSON;
 //! - `docs/openapi.yaml` and `docs/protocol.md` cannot drift from the Rust
 //!   protocol structs and the command line.
-//!
-//! Tests marked `#[ignore = "bug: ..."]` document bugs in `src/` that are
-//! not fixed yet; run them with `cargo test --test ingest -- --ignored`.
 
 mod common;
 

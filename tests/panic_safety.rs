@@ -1122,9 +1122,18 @@ fn workload_strategy() -> impl Strategy<Value = Vec<(Op, Arm)>> {
     })
 }
 
+/// 64 cases, or `PROPTEST_CASES` (the sanitizer and memcheck jobs of
+/// `.ci/run` run few).
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(64)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 64,
+        cases: cases(),
         failure_persistence: None,
         ..ProptestConfig::default()
     })]

@@ -1,10 +1,7 @@
-//! Named regression tests for the failures the model-based tests in
+//! Named regression tests for failures the model-based tests in
 //! `tests/model.rs` found, each reduced to a minimal, deterministic sequence
-//! (whatever the default hasher's per-map seed) with a comment on what went
-//! wrong.
-//!
-//! Tests marked `#[ignore = "engine bug: ..."]` pin engine bugs that are not
-//! fixed yet; run them with `cargo test --test regressions -- --ignored`.
+//! (whatever the default hasher's per-map seed), each saying which
+//! behaviour it guards.
 
 use std::hash::{BuildHasher, Hasher};
 
@@ -94,30 +91,18 @@ fn full_map_halving() -> InstrumentedMap<u64, u64> {
     map
 }
 
-// Found by `small_keys_default_hasher` and `large_keys_default_hasher`;
-// their shrunk sequences, reduced by hand: fill a table until it doubles,
-// delete back to exactly 6.5 entries per bucket of the halved size,
-// `shrink_to_fit`, then insert new keys.
+// Guards: an insert whose growth work finishes a halving, and which finds
+// the finished map over the load factor, evacuates at most two old buckets
+// (the bound the crate documents and `MapStats` readers rely on). The key
+// goes into the just-finished array and the due doubling waits for the next
+// insert of a new key, so the map is one entry over its load factor for one
+// write. Go's `mapassign` (`hashGrow; goto again`) would help the new
+// growth in the same write; with halvings that shape is easy to reach.
 //
-// What goes wrong: the insert whose growth work evacuates the last old
-// buckets of the halving (up to 2) finds the finished map overloaded
-// (14 > 6.5 * 2), starts a doubling in `insert_absent` and helps it at once
-// with another `grow_work` (up to 2 more). That insert evacuates 3 or 4 old
-// buckets, although the crate documents "at most two old buckets per insert
-// or remove" and `MapStats` readers rely on it.
-//
-// Cause: `RawMap::insert_absent` calls `grow_work` after `start_growth` even
-// when `prepare_write` already helped (and finished) a growth during this
-// same write. Go's `mapassign` has the same shape (`hashGrow; goto again`),
-// but Go never shrinks, and there a doubling can only be due right after a
-// same-size growth (see the last of these tests); halvings make it easy to
-// reach here.
-// Skipping that second `grow_work` is not an option: the key's old bucket
-// must be evacuated before the key goes into the new array, or lookups,
-// which read an unevacuated old bucket, would miss it. A fix: when this
-// write's `prepare_write` already did growth work, place the key in the
-// just-finished array and leave the due growth to the next insert of a new
-// key (the load factor is then exceeded by one entry for one write).
+// Shape (from `small_keys_default_hasher` and `large_keys_default_hasher`,
+// reduced by hand): fill a table until it doubles, delete back to exactly
+// 6.5 entries per bucket of the halved size, `shrink_to_fit`, then insert
+// new keys.
 #[test]
 fn insert_that_finishes_a_shrink_and_starts_a_doubling_evacuates_at_most_two_buckets() {
     let mut map = full_map_halving();
@@ -136,9 +121,9 @@ fn insert_that_finishes_a_shrink_and_starts_a_doubling_evacuates_at_most_two_buc
     }
 }
 
-// The same bug through the entry API: `entry()` helps (and finishes) the
-// halving in `probe_for_write`, then `VacantEntry::insert` starts a doubling
-// and helps it too.
+// Guards the same bound through the entry API: `entry()` helps (and
+// finishes) the halving in `probe_for_write`; `VacantEntry::insert` then
+// leaves the due doubling to the next insert.
 #[test]
 fn vacant_entry_insert_that_finishes_a_shrink_evacuates_at_most_two_buckets() {
     let mut map = full_map_halving();
@@ -153,14 +138,12 @@ fn vacant_entry_insert_that_finishes_a_shrink_evacuates_at_most_two_buckets() {
     }
 }
 
-// Found by `small_keys_constant_hasher`; its shrunk sequence, reduced by
-// hand: 9 inserts, which double the single bucket; 1 remove;
-// `shrink_to_fit`; 1 insert of a new key.
-//
-// With every key in bucket 0: the halving 2 -> 1 bucket evacuates both old
-// buckets during the insert (2), the finished 1-bucket map holds 8 entries
-// so the new key needs a doubling, which evacuates its single old bucket
-// (1): 3 old buckets for one insert.
+// Guards the same bound with every key in bucket 0 (from
+// `small_keys_constant_hasher`, reduced by hand: 9 inserts, which double
+// the single bucket; 1 remove; `shrink_to_fit`; 1 insert of a new key):
+// the insert evacuates both old buckets of the halving 2 -> 1; the
+// finished 1-bucket map holds 8 entries, and the doubling the new key
+// needs waits for the next insert.
 #[test]
 fn constant_hasher_insert_after_shrink_to_fit_evacuates_at_most_two_buckets() {
     let mut map = InstrumentedMap::with_hasher(Constant);
@@ -191,10 +174,10 @@ fn constant_hasher_insert_after_shrink_to_fit_evacuates_at_most_two_buckets() {
     );
 }
 
-// The same bug when no growth is running yet, but `shrink_to_fit` queued a
-// second halving: the insert starts the queued halving (2 -> 1 bucket) in
-// `prepare_write`, evacuates both of its old buckets, and then starts and
-// helps a doubling because the 1-bucket map is full.
+// Guards the same bound when no growth is running yet but `shrink_to_fit`
+// queued a second halving: the insert starts the queued halving (2 -> 1
+// bucket) in `prepare_write` and evacuates both of its old buckets; the
+// doubling the full 1-bucket map needs waits for the next insert.
 #[test]
 fn insert_that_runs_a_queued_halving_and_starts_a_doubling_evacuates_at_most_two_buckets() {
     let mut map = InstrumentedMap::with_hasher(Constant);
@@ -228,18 +211,17 @@ fn insert_that_runs_a_queued_halving_and_starts_a_doubling_evacuates_at_most_two
     assert!(n <= 2, "the next insert evacuated {n} old buckets");
 }
 
-// The same bug without any shrinking: a same-size growth that finishes in
-// the insert that also needs a doubling. Constructed from the diagnosis of
-// the tests above rather than found by the model (the model's sequences
-// rarely fill a table to exactly 6.5 entries per bucket while a same-size
-// growth runs); this shape is reachable in Go's `mapassign` too.
+// Guards the same bound without any shrinking: a same-size growth that
+// finishes in the insert that also needs a doubling (a shape reachable in
+// Go's `mapassign` too, and rare in the model's random sequences, so it is
+// constructed here).
 //
 // With identity hashes: 17 keys in bucket 0 leave 2 overflow buckets behind
 // when removed; 17 keys in bucket 1 add 2 more, so 4 buckets have 4
 // overflow buckets; 7 keys in buckets 2 and 3 bring the map to 25 entries.
 // The 26th entry starts a same-size growth (26 <= 6.5 * 4) that evacuates
-// old buckets 1 and 0; the 27th finishes it (old buckets 2 and 3), needs a
-// doubling and evacuates two more: 4 old buckets for one insert.
+// old buckets 1 and 0; the 27th finishes it (old buckets 2 and 3) and
+// needs a doubling, which it leaves to the next insert.
 #[test]
 fn insert_that_finishes_a_same_size_growth_and_starts_a_doubling_evacuates_at_most_two_buckets() {
     let mut map = InstrumentedMap::with_hasher(Identity);
@@ -288,8 +270,8 @@ fn insert_that_finishes_a_same_size_growth_and_starts_a_doubling_evacuates_at_mo
     );
 }
 
-// Not an engine bug: a false alarm of the first model, kept because it pins
-// the semantics the model now encodes. Found by every small-key property
+// Guards the semantics of `shrink_to` after `shrink_to_fit` that the model
+// encodes. Found by every small-key property
 // (shrunk to: 14 inserts, `clear`, 1 insert, `shrink_to_fit`,
 // `shrink_to(124)`, `complete_growth`).
 //
@@ -298,7 +280,7 @@ fn insert_that_finishes_a_same_size_growth_and_starts_a_doubling_evacuates_at_mo
 // (2 buckets) already below 124 entries of capacity and, like std's
 // `shrink_to`, does nothing: it neither grows the table nor cancels the
 // queued halving, so `complete_growth` ends at 1 bucket, where the
-// `shrink_to_fit` was heading. The first model expected 2 buckets.
+// `shrink_to_fit` was heading.
 #[test]
 fn shrink_to_does_not_cancel_a_lower_queued_target() {
     let mut map = InstrumentedMap::new();

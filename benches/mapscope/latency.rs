@@ -16,7 +16,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use crate::contenders::{mix, Contender, Hashbrown, Mapscope, StdFold};
-use crate::json::Json;
+use serde_json::{json, Value};
 
 /// How large the latency run is.
 pub(crate) struct Settings {
@@ -42,16 +42,16 @@ struct Run {
 }
 
 impl Run {
-    fn json(&self) -> Json {
-        Json::obj([
-            ("max_ns", Json::from(self.max)),
-            ("max_at_entries", Json::from(self.max_at)),
-            ("p99_99_ns", Json::from(self.p9999)),
-            ("p99_9_ns", Json::from(self.p999)),
-            ("p99_ns", Json::from(self.p99)),
-            ("p50_ns", Json::from(self.p50)),
-            ("total_ns", Json::from(self.total)),
-        ])
+    fn json(&self) -> Value {
+        json!({
+            "max_ns": self.max,
+            "max_at_entries": self.max_at,
+            "p99_99_ns": self.p9999,
+            "p99_9_ns": self.p999,
+            "p99_ns": self.p99,
+            "p50_ns": self.p50,
+            "total_ns": self.total,
+        })
     }
 }
 
@@ -163,41 +163,30 @@ pub(crate) fn run(settings: &Settings) {
     }
 
     if settings.write_json {
-        let json = Json::obj([
-            ("keys", Json::from(n)),
-            ("runs_per_map", Json::from(runs)),
-            ("key_type", Json::from("u64")),
-            ("hasher", Json::from("foldhash::fast::RandomState")),
-            (
-                "timer_floor_ns",
-                Json::obj([
-                    ("p50", Json::from(floor.p50)),
-                    ("p99_99", Json::from(floor.p9999)),
-                    ("max", Json::from(floor.max)),
-                ]),
-            ),
-            (
-                "maps",
-                Json::Arr(
-                    reports
-                        .iter()
-                        .map(|r| {
-                            Json::obj([
-                                ("name", Json::from(r.name)),
-                                ("median_max_ns", Json::from(r.median(|r| r.max))),
-                                ("median_p99_99_ns", Json::from(r.median(|r| r.p9999))),
-                                ("median_p99_9_ns", Json::from(r.median(|r| r.p999))),
-                                ("median_p99_ns", Json::from(r.median(|r| r.p99))),
-                                ("median_p50_ns", Json::from(r.median(|r| r.p50))),
-                                ("median_total_ns", Json::from(r.median(|r| r.total))),
-                                ("runs", Json::Arr(r.runs.iter().map(Run::json).collect())),
-                            ])
-                        })
-                        .collect(),
-                ),
-            ),
-        ]);
-        crate::json::write("latency.json", &json);
+        let maps: Vec<Value> = reports
+            .iter()
+            .map(|r| {
+                json!({
+                    "name": r.name,
+                    "median_max_ns": r.median(|r| r.max),
+                    "median_p99_99_ns": r.median(|r| r.p9999),
+                    "median_p99_9_ns": r.median(|r| r.p999),
+                    "median_p99_ns": r.median(|r| r.p99),
+                    "median_p50_ns": r.median(|r| r.p50),
+                    "median_total_ns": r.median(|r| r.total),
+                    "runs": r.runs.iter().map(Run::json).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let json = json!({
+            "keys": n,
+            "runs_per_map": runs,
+            "key_type": "u64",
+            "hasher": "foldhash::fast::RandomState",
+            "timer_floor_ns": {"p50": floor.p50, "p99_99": floor.p9999, "max": floor.max},
+            "maps": maps,
+        });
+        crate::report::write("latency.json", &json);
     }
 }
 

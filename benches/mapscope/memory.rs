@@ -12,8 +12,8 @@
 //!    was hit.
 //!
 //! The allocator counts the sizes the maps request (not malloc's rounding
-//! or headers), and only while a measurement is on, so it costs the
-//! throughput benchmarks one relaxed load per allocation. Next to it, the
+//! or headers), and only while a measurement is on; it is the global
+//! allocator of the `memory` bench binary alone. Next to it, the
 //! maps' own figures cross-check it: mapscope's `stats().memory_bytes`
 //! (its peak is the max observed after each insert while a growth is in
 //! progress) and hashbrown's `allocation_size()`.
@@ -22,7 +22,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering::Relaxed};
 
 use crate::contenders::{mix, Contender, Hashbrown, Mapscope, StdFold};
-use crate::json::Json;
+use serde_json::{json, Value};
 
 /// `System`, counting live and peak bytes while [`ENABLED`] is set.
 struct Counting;
@@ -153,12 +153,12 @@ impl Peak {
         self.bytes as f64 / self.entries.max(1) as f64
     }
 
-    fn json(&self) -> Json {
-        Json::obj([
-            ("bytes", Json::from(self.bytes)),
-            ("entries", Json::from(self.entries)),
-            ("bytes_per_entry", Json::from(self.per_entry())),
-        ])
+    fn json(&self) -> Value {
+        json!({
+            "bytes": self.bytes,
+            "entries": self.entries,
+            "bytes_per_entry": self.per_entry(),
+        })
     }
 }
 
@@ -343,53 +343,32 @@ pub(crate) fn run(settings: &Settings) {
     }
 
     if settings.write_json {
-        let json = Json::obj([
-            ("entries", Json::from(n)),
-            ("key_type", Json::from("u64")),
-            ("value_type", Json::from("u64")),
-            ("hasher", Json::from("foldhash::fast::RandomState")),
-            (
-                "maps",
-                Json::Arr(
-                    reports
-                        .iter()
-                        .map(|r| {
-                            Json::obj([
-                                ("name", Json::from(r.name)),
-                                ("steady_bytes", Json::from(r.steady)),
-                                (
-                                    "steady_bytes_per_entry",
-                                    Json::from(r.steady as f64 / n as f64),
-                                ),
-                                ("build_peak", r.build_peak.json()),
-                                (
-                                    "build_peak_bytes_per_final_entry",
-                                    Json::from(r.build_peak.bytes as f64 / n as f64),
-                                ),
-                                ("next_growth_started_at", Json::from(r.next_started_at)),
-                                ("next_growth_finished_at", Json::from(r.next_finished_at)),
-                                ("next_growth_peak", r.next_peak.json()),
-                                (
-                                    "reported_steady_bytes",
-                                    r.reported_steady.map_or(Json::Null, Json::from),
-                                ),
-                                (
-                                    "reported_build_peak",
-                                    r.reported_build_peak
-                                        .as_ref()
-                                        .map_or(Json::Null, Peak::json),
-                                ),
-                                (
-                                    "reported_next_growth_peak",
-                                    r.reported_next_peak.as_ref().map_or(Json::Null, Peak::json),
-                                ),
-                                ("bytes_left_after_drop", Json::from(r.leaked)),
-                            ])
-                        })
-                        .collect(),
-                ),
-            ),
-        ]);
-        crate::json::write("memory.json", &json);
+        let maps: Vec<Value> = reports
+            .iter()
+            .map(|r| {
+                json!({
+                    "name": r.name,
+                    "steady_bytes": r.steady,
+                    "steady_bytes_per_entry": r.steady as f64 / n as f64,
+                    "build_peak": r.build_peak.json(),
+                    "build_peak_bytes_per_final_entry": r.build_peak.bytes as f64 / n as f64,
+                    "next_growth_started_at": r.next_started_at,
+                    "next_growth_finished_at": r.next_finished_at,
+                    "next_growth_peak": r.next_peak.json(),
+                    "reported_steady_bytes": r.reported_steady,
+                    "reported_build_peak": r.reported_build_peak.as_ref().map(Peak::json),
+                    "reported_next_growth_peak": r.reported_next_peak.as_ref().map(Peak::json),
+                    "bytes_left_after_drop": r.leaked,
+                })
+            })
+            .collect();
+        let json = json!({
+            "entries": n,
+            "key_type": "u64",
+            "value_type": "u64",
+            "hasher": "foldhash::fast::RandomState",
+            "maps": maps,
+        });
+        crate::report::write("memory.json", &json);
     }
 }

@@ -9,7 +9,7 @@
 //! unregistered (the registry's own share), and for the benchmark's maps
 //! as a whole. RSS is page-grained and counts memory the allocator had
 //! already freed and reuses as zero, so run this part alone
-//! (`MAPSCOPE_BENCH=scrape`) for the cleanest figures.
+//! (`cargo bench --bench mapscope -- scrape/`) for the cleanest figures.
 //!
 //! Fixtures are built lazily, inside the benchmark closure, so a criterion
 //! filter that excludes `scrape/` costs nothing here.

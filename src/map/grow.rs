@@ -15,9 +15,7 @@ use super::observe::FinishedGrowth;
 use super::raw::RawMap;
 use super::stats::GrowthKind;
 use super::table::Table;
-use super::tophash::{
-    is_evacuated, BUCKET_SLOTS, EVACUATED_EMPTY, EVACUATED_X, EVACUATED_Y, MIN_TOPHASH,
-};
+use super::tophash::is_evacuated;
 
 /// How far one advance of the evacuation mark may scan, as in Go's
 /// `advanceEvacuationMark`, so no single write scans the whole old array.
@@ -67,8 +65,9 @@ pub(crate) struct Evacuation<K, V> {
     pub(crate) started: Instant,
     pub(crate) entries_at_start: usize,
     pub(crate) helping_writes: u64,
-    /// Time spent evacuating (measured only during a growth: one clock
-    /// read per helping write).
+    /// Time spent evacuating, measured only for an observed (registered)
+    /// map, the only one whose finished growths report it: two clock reads
+    /// per helping write would otherwise cost every insert during a growth.
     pub(crate) work: Duration,
     /// Whether `complete_growth` finished the work rather than writes.
     pub(crate) completed_explicitly: bool,
@@ -97,7 +96,7 @@ impl<K, V> Evacuation<K, V> {
     pub(crate) fn unevacuated(&self, hash: u64) -> Option<usize> {
         let index = hash as usize & self.old.mask();
         // Below the mark the old chunk may already be freed: never read it.
-        if index < self.mark || is_evacuated(self.old.tophash(index)[0]) {
+        if index < self.mark || is_evacuated(self.old.first_tophash(index)) {
             None
         } else {
             Some(index)
@@ -124,6 +123,8 @@ impl<K, V> RawMap<K, V> {
 
     /// Swaps in a new, unmaterialised bucket array and keeps the old one for
     /// incremental evacuation (Go's `hashGrow`). O(chunks), not O(buckets).
+    #[cold]
+    #[inline(never)]
     pub(crate) fn start_growth(&mut self, kind: GrowthKind) {
         debug_assert!(self.growth.is_none(), "a growth is already in progress");
         let log2 = self.table.log2;
@@ -154,19 +155,20 @@ impl<K, V> RawMap<K, V> {
 
     /// Go's `growWork`: evacuate the old bucket `hash` maps to, then the one
     /// at the mark. At most two old buckets per write.
+    #[inline(never)]
     pub(crate) fn grow_work(&mut self, hash: u64, hasher: &impl Fn(&K) -> u64) {
         let Some(growth) = &mut self.growth else {
             return;
         };
         growth.helping_writes += 1;
-        let started = Instant::now();
+        let started = self.observed.observer.is_some().then(Instant::now);
         let index = hash as usize & growth.old.mask();
         let mut done = self.evacuate(index, hasher);
         if !done {
             let mark = self.growth.as_ref().map_or(0, |g| g.mark);
             done = self.evacuate(mark, hasher);
         }
-        if let Some(growth) = &mut self.growth {
+        if let (Some(started), Some(growth)) = (started, &mut self.growth) {
             growth.work += started.elapsed();
         }
         if done {
@@ -211,62 +213,20 @@ impl<K, V> RawMap<K, V> {
             .as_mut()
             .expect("invariant: evacuate runs only during a growth");
         let old = &mut growth.old;
-        if index >= growth.mark && !is_evacuated(old.tophash(index)[0]) {
+        if index >= growth.mark && !is_evacuated(old.first_tophash(index)) {
             // Phase 1 runs the user's Hash impl and changes nothing, so a
             // panic there leaves the bucket whole and still findable.
             scratch.clear();
-            let head = old.bucket(index);
-            scratch.reserve(BUCKET_SLOTS);
-            let mut entries = &head.slots.entries;
-            let mut cursor = head.slots.overflow.as_deref();
-            loop {
-                for (key, _) in entries.iter().flatten() {
-                    scratch.push(hasher(key));
-                }
-                let Some(bucket) = cursor else { break };
-                entries = &bucket.slots.entries;
-                cursor = bucket.slots.overflow.as_deref();
-            }
+            old.chain_hashes(index, hasher, scratch);
             // Phase 2 runs no user code. Destination chunks are materialised
             // for every bucket this one maps to, whether or not it receives an
             // entry, so later lookups and writes there find it.
-            let new_mask = table.mask();
-            let x = index & new_mask;
+            let x = index & table.mask();
             table.materialize(x);
             if growth.kind == GrowthKind::Double {
                 table.materialize(x + old.buckets());
             }
-            let mut hashes = scratch.iter().copied();
-            let mut next_hash = || {
-                hashes
-                    .next()
-                    .expect("invariant: one recorded hash per evacuated entry")
-            };
-            let head = old.bucket_mut(index);
-            let mut chain = head.slots.overflow.take();
-            let mut markers = [EVACUATED_EMPTY; 8];
-            for (slot, marker) in markers.iter_mut().enumerate() {
-                if let Some((key, value)) = head.slots.entries[slot].take() {
-                    let dest = next_hash() as usize & new_mask;
-                    *marker = if dest == x { EVACUATED_X } else { EVACUATED_Y };
-                    debug_assert!(head.tophash[slot] >= MIN_TOPHASH);
-                    table.push(dest, head.tophash[slot], key, value);
-                }
-            }
-            *head.tophash = markers;
-            let mut chain_len = 0;
-            while let Some(mut bucket) = chain {
-                chain_len += 1;
-                for slot in 0..bucket.slots.entries.len() {
-                    if let Some((key, value)) = bucket.slots.entries[slot].take() {
-                        let dest = next_hash() as usize & new_mask;
-                        table.push(dest, bucket.tophash[slot], key, value);
-                    }
-                }
-                chain = bucket.slots.overflow.take();
-            }
-            old.overflow_buckets -= chain_len;
-            old.chain_changed(chain_len, 0);
+            old.evacuate_into(index, scratch, table);
             growth.evacuated += 1;
             counters.evacuated_buckets += 1;
         }
@@ -276,7 +236,7 @@ impl<K, V> RawMap<K, V> {
             growth.mark += 1;
             while growth.mark < end
                 && growth.mark != stop
-                && is_evacuated(old.tophash(growth.mark)[0])
+                && is_evacuated(old.first_tophash(growth.mark))
             {
                 growth.mark += 1;
             }
@@ -286,12 +246,14 @@ impl<K, V> RawMap<K, V> {
     }
 
     /// Drops the old array and records the growth.
+    #[cold]
     fn finish_growth(&mut self) {
-        let growth = self
+        let mut growth = self
             .growth
             .take()
             .expect("invariant: finish_growth runs only during a growth");
         debug_assert_eq!(growth.evacuated, growth.old.buckets());
+        growth.old.forget_evacuated_arena();
         self.record_finished(&growth);
     }
 

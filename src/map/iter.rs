@@ -4,41 +4,24 @@
 //! every live entry is yielded exactly once at any point of an evacuation.
 
 use std::fmt;
-use std::iter::{Chain, Flatten, FusedIterator};
+use std::iter::{Chain, FusedIterator};
 use std::marker::PhantomData;
-use std::slice;
-use std::vec;
 
-use super::table::{Chunk, Slots, Table};
-
-/// Every head bucket of the current array, then of the old one.
-type Heads<'a, K, V> = Flatten<Chain<slice::Iter<'a, Chunk<K, V>>, slice::Iter<'a, Chunk<K, V>>>>;
-type HeadsMut<'a, K, V> =
-    Flatten<Chain<slice::IterMut<'a, Chunk<K, V>>, slice::IterMut<'a, Chunk<K, V>>>>;
-
-pub(crate) fn heads<'a, K, V>(
-    table: &'a Table<K, V>,
-    old: Option<&'a Table<K, V>>,
-) -> Heads<'a, K, V> {
-    let old: &[Chunk<K, V>] = old.map_or(&[], Table::chunks);
-    table.chunks().iter().chain(old.iter()).flatten()
-}
+use super::table::{IntoEntries, RawIter, RawIterMut, Table};
 
 /// An iterator over a map's entries, as `(&K, &V)`. Created by
 /// [`InstrumentedMap::iter`](crate::InstrumentedMap::iter).
 pub struct Iter<'a, K, V> {
-    heads: Heads<'a, K, V>,
-    bucket: Option<&'a Slots<K, V>>,
-    slots: slice::Iter<'a, Option<(K, V)>>,
+    entries: Chain<RawIter<'a, K, V>, RawIter<'a, K, V>>,
     remaining: usize,
 }
 
 impl<'a, K, V> Iter<'a, K, V> {
     pub(crate) fn new(table: &'a Table<K, V>, old: Option<&'a Table<K, V>>, len: usize) -> Self {
         Iter {
-            heads: heads(table, old),
-            bucket: None,
-            slots: [].iter(),
+            entries: table
+                .iter()
+                .chain(old.map_or_else(RawIter::empty, Table::iter)),
             remaining: len,
         }
     }
@@ -47,9 +30,7 @@ impl<'a, K, V> Iter<'a, K, V> {
 impl<K, V> Clone for Iter<'_, K, V> {
     fn clone(&self) -> Self {
         Iter {
-            heads: self.heads.clone(),
-            bucket: self.bucket,
-            slots: self.slots.clone(),
+            entries: self.entries.clone(),
             remaining: self.remaining,
         }
     }
@@ -60,21 +41,22 @@ impl<'a, K, V> Iterator for Iter<'a, K, V> {
 
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if let Some((key, value)) = self.slots.by_ref().flatten().next() {
-                self.remaining -= 1;
-                return Some((key, value));
-            }
-            if self.remaining == 0 {
-                return None;
-            }
-            let next = match self.bucket.and_then(|b| b.overflow.as_deref()) {
-                Some(overflow) => &overflow.slots,
-                None => self.heads.next()?,
-            };
-            self.bucket = Some(next);
-            self.slots = next.entries.iter();
+        if self.remaining == 0 {
+            return None;
         }
+        let (key, value) = self.entries.next()?;
+        self.remaining -= 1;
+        Some((key, value))
+    }
+
+    /// Every entry not yet yielded lies in what `entries` has left, so
+    /// folding over all of it yields exactly those.
+    fn fold<B, F>(self, init: B, mut f: F) -> B
+    where
+        F: FnMut(B, Self::Item) -> B,
+    {
+        self.entries
+            .fold(init, |acc, (key, value)| f(acc, (key, value)))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -94,9 +76,7 @@ impl<K: fmt::Debug, V: fmt::Debug> fmt::Debug for Iter<'_, K, V> {
 /// An iterator over a map's entries, as `(&K, &mut V)`. Created by
 /// [`InstrumentedMap::iter_mut`](crate::InstrumentedMap::iter_mut).
 pub struct IterMut<'a, K, V> {
-    heads: HeadsMut<'a, K, V>,
-    overflow: Option<&'a mut Slots<K, V>>,
-    slots: slice::IterMut<'a, Option<(K, V)>>,
+    entries: Chain<RawIterMut<'a, K, V>, RawIterMut<'a, K, V>>,
     remaining: usize,
 }
 
@@ -106,18 +86,10 @@ impl<'a, K, V> IterMut<'a, K, V> {
         old: Option<&'a mut Table<K, V>>,
         len: usize,
     ) -> Self {
-        let old: &mut [Chunk<K, V>] = match old {
-            Some(old) => old.chunks_mut(),
-            None => &mut [],
-        };
         IterMut {
-            heads: table
-                .chunks_mut()
+            entries: table
                 .iter_mut()
-                .chain(old.iter_mut())
-                .flatten(),
-            overflow: None,
-            slots: [].iter_mut(),
+                .chain(old.map_or_else(RawIterMut::empty, Table::iter_mut)),
             remaining: len,
         }
     }
@@ -128,22 +100,12 @@ impl<'a, K, V> Iterator for IterMut<'a, K, V> {
 
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if let Some((key, value)) = self.slots.by_ref().flatten().next() {
-                self.remaining -= 1;
-                return Some((&*key, value));
-            }
-            if self.remaining == 0 {
-                return None;
-            }
-            let next = match self.overflow.take() {
-                Some(overflow) => overflow,
-                None => self.heads.next()?,
-            };
-            let Slots { entries, overflow } = next;
-            self.slots = entries.iter_mut();
-            self.overflow = overflow.as_deref_mut().map(|bucket| &mut bucket.slots);
+        if self.remaining == 0 {
+            return None;
         }
+        let entry = self.entries.next()?;
+        self.remaining -= 1;
+        Some(entry)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -165,24 +127,16 @@ impl<K, V> fmt::Debug for IterMut<'_, K, V> {
 /// An owning iterator over a map's entries. Created by
 /// [`InstrumentedMap::into_iter`](crate::InstrumentedMap#impl-IntoIterator-for-InstrumentedMap<K,+V,+S>).
 pub struct IntoIter<K, V> {
-    chunks: vec::IntoIter<Chunk<K, V>>,
-    buckets: vec::IntoIter<Slots<K, V>>,
-    current: Option<Slots<K, V>>,
-    slot: usize,
+    current: IntoEntries<K, V>,
+    old: Option<IntoEntries<K, V>>,
     remaining: usize,
 }
 
 impl<K, V> IntoIter<K, V> {
     pub(crate) fn new(table: Table<K, V>, old: Option<Table<K, V>>, len: usize) -> Self {
-        let mut chunks = table.into_chunks();
-        if let Some(old) = old {
-            chunks.extend(old.into_chunks());
-        }
         IntoIter {
-            chunks: chunks.into_iter(),
-            buckets: Vec::new().into_iter(),
-            current: None,
-            slot: 0,
+            current: table.into_entries(),
+            old: old.map(Table::into_entries),
             remaining: len,
         }
     }
@@ -192,30 +146,15 @@ impl<K, V> Iterator for IntoIter<K, V> {
     type Item = (K, V);
 
     fn next(&mut self) -> Option<(K, V)> {
-        loop {
-            if let Some(bucket) = &mut self.current {
-                while self.slot < bucket.entries.len() {
-                    let slot = self.slot;
-                    self.slot += 1;
-                    if let Some(entry) = bucket.entries[slot].take() {
-                        self.remaining -= 1;
-                        return Some(entry);
-                    }
-                }
-                self.current = bucket.overflow.take().map(|overflow| overflow.slots);
-                self.slot = 0;
-                if self.current.is_some() {
-                    continue;
-                }
-            }
-            if self.remaining == 0 {
-                return None;
-            }
-            match self.buckets.next() {
-                Some(bucket) => self.current = Some(bucket),
-                None => self.buckets = self.chunks.next()?.slots.into_vec().into_iter(),
-            }
+        if self.remaining == 0 {
+            return None;
         }
+        let entry = match self.current.next() {
+            Some(entry) => entry,
+            None => self.old.as_mut()?.next()?,
+        };
+        self.remaining -= 1;
+        Some(entry)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -278,6 +217,10 @@ macro_rules! projection {
             #[inline]
             fn next(&mut self) -> Option<$item> {
                 self.inner.next().map(|($k, $v)| $out)
+            }
+
+            fn fold<B, G: FnMut(B, $item) -> B>(self, init: B, mut g: G) -> B {
+                self.inner.fold(init, |acc, ($k, $v)| g(acc, $out))
             }
 
             fn size_hint(&self) -> (usize, Option<usize>) {

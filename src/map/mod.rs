@@ -3,7 +3,8 @@
 //!
 //! Layers, from the bottom:
 //! - `tophash`: tophash bytes and eight-at-a-time matching;
-//! - `table`: buckets, overflow chains, chunked bucket arrays;
+//! - `table`: buckets, overflow chains, chunked bucket arrays (the crate's
+//!   only `unsafe` code, behind a safe API);
 //! - `grow`: when growth starts and the incremental evacuation;
 //! - `raw`: a map driven by precomputed hashes, with the counters;
 //! - this module: the safe, std-shaped [`InstrumentedMap`].
@@ -20,6 +21,9 @@ mod iter;
 mod observe;
 mod raw;
 mod stats;
+// The crate's one module with `unsafe` code: `MaybeUninit` slots whose
+// occupancy is the tophash byte, behind a safe API (invariants at its top).
+#[allow(unsafe_code)]
 mod table;
 mod tophash;
 

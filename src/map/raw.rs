@@ -7,8 +7,8 @@ use std::mem;
 use super::grow::{log2_for_capacity, Evacuation};
 use super::observe::Observed;
 use super::stats::{Growth, GrowthKind, MapStats, PerKind};
-use super::table::{Chunk, Probe, Slot, Table, Tophash};
-use super::tophash::{tophash, EMPTY_ONE};
+use super::table::{Probe, Slot, Table};
+use super::tophash::tophash;
 
 /// Lifetime counters. Plain integers bumped by the map's single owner: no
 /// atomics and no shared writes on the hot path.
@@ -121,11 +121,13 @@ impl<K, V> RawMap<K, V> {
         if self.len == 0 {
             return None;
         }
-        let (table, index) = match self.growth.as_ref().map(|g| (g, g.unevacuated(hash))) {
-            Some((growth, Some(index))) => (&growth.old, index),
-            _ => (&self.table, hash as usize & self.table.mask()),
-        };
-        table.get(index, tophash(hash), eq)
+        if let Some(growth) = &self.growth {
+            if let Some(index) = growth.unevacuated(hash) {
+                return growth.old.get(index, tophash(hash), eq);
+            }
+        }
+        self.table
+            .get(hash as usize & self.table.mask(), tophash(hash), eq)
     }
 
     #[inline]
@@ -149,7 +151,7 @@ impl<K, V> RawMap<K, V> {
     #[inline]
     fn prepare_write(&mut self, hash: u64, hasher: &impl Fn(&K) -> u64) {
         if !self.table.is_allocated() {
-            self.table = Table::new(0, true);
+            self.allocate();
         }
         if self.shrink_target.is_some() {
             self.start_queued_shrink();
@@ -158,6 +160,11 @@ impl<K, V> RawMap<K, V> {
         if self.helped {
             self.grow_work(hash, hasher);
         }
+    }
+
+    #[cold]
+    fn allocate(&mut self) {
+        self.table = Table::new(0, true);
     }
 
     /// Counts a finished write, publishing every `publish_every` writes, so
@@ -213,6 +220,7 @@ impl<K, V> RawMap<K, V> {
     /// Stores a key known to be absent, whose chain `probe_for_write` just
     /// scanned. Starts a growth first if this new key needs one (Go's
     /// `mapassign`: only new keys, only when not already growing).
+    #[inline]
     pub(crate) fn insert_absent(
         &mut self,
         hash: u64,
@@ -294,11 +302,17 @@ impl<K, V> RawMap<K, V> {
         self.counters.removes += self.len as u64;
         self.len = 0;
         self.over_limit = false;
-        drop(self.abandon_growth());
-        if self.table.is_allocated() {
-            self.table = Table::new(self.table.log2, true);
-        }
+        let old = self.abandon_growth();
+        let table = if self.table.is_allocated() {
+            let log2 = self.table.log2;
+            mem::replace(&mut self.table, Table::new(log2, true))
+        } else {
+            Table::unallocated()
+        };
         self.publish();
+        // The entries are dropped last, with the map already empty: a
+        // panicking `Drop` leaks the entries after it and nothing else.
+        drop((table, old));
     }
 
     /// Empties the map and hands its arrays to the caller (drain, into_iter).
@@ -323,36 +337,9 @@ impl<K, V> RawMap<K, V> {
             counters,
             ..
         } = self;
-        let tables = std::iter::once(table).chain(growth.as_mut().map(|g| &mut g.old));
-        for table in tables {
-            for chunk in table.chunks_mut() {
-                let Chunk { tophash, slots } = chunk;
-                for (head_tophash, head) in tophash.iter_mut().zip(slots.iter_mut()) {
-                    let mut removed = false;
-                    let mut visit = |tophash: &mut Tophash, entries: &mut [Option<(K, V)>]| {
-                        for (i, slot) in entries.iter_mut().enumerate() {
-                            if let Some((key, value)) = slot {
-                                if !keep(key, value) {
-                                    *slot = None;
-                                    tophash[i] = EMPTY_ONE;
-                                    *len -= 1;
-                                    counters.removes += 1;
-                                    removed = true;
-                                }
-                            }
-                        }
-                    };
-                    visit(head_tophash, &mut head.entries);
-                    let mut cursor = head.overflow.as_deref_mut();
-                    while let Some(bucket) = cursor {
-                        visit(&mut bucket.tophash, &mut bucket.slots.entries);
-                        cursor = bucket.slots.overflow.as_deref_mut();
-                    }
-                    if removed {
-                        head.refresh_free_markers(head_tophash);
-                    }
-                }
-            }
+        table.retain(&mut keep, len, &mut counters.removes);
+        if let Some(growth) = growth {
+            growth.old.retain(&mut keep, len, &mut counters.removes);
         }
         if self.len <= self.max_entries {
             self.over_limit = false;

@@ -1,7 +1,60 @@
 //! The storage layer: buckets of eight slots with their tophash bytes,
 //! overflow chains, and a bucket array that is materialised chunk by chunk.
 //!
-//! Every invariant of the layout lives here:
+//! This is the crate's only module with `unsafe` code (`#![deny(unsafe_code)]`
+//! at the crate root, allowed here alone). Slots are `MaybeUninit<(K, V)>`
+//! and the tophash byte says whether a slot holds an entry, the way
+//! hashbrown's control bytes do: a `u64 -> u64` slot is 16 bytes instead
+//! of an `Option`'s 24, chunks are allocated without initialising their
+//! slots, and a probe checks no discriminant. The API is safe: no argument,
+//! stale [`Slot`] or panicking user code (`Hash`, `Eq`, `Clone`, `Drop`, a
+//! `retain` predicate) makes it read an uninitialised slot or drop an entry
+//! twice.
+//!
+//! # Safety invariants
+//!
+//! Every `unsafe` block below relies on these. Nothing outside this module
+//! can break them: tophash bytes and slots are private, and every write of
+//! either happens here.
+//!
+//! 1. **Occupancy.** A slot is initialised exactly when its tophash byte
+//!    is *full* (`>= MIN_TOPHASH`). A store writes the slot, then marks
+//!    the byte full; a removal marks the byte free (`< MIN_TOPHASH`), then
+//!    moves the entry out or drops it. A panic anywhere in between (a
+//!    user's `Drop`, an allocation failure) leaves at worst an initialised
+//!    slot marked free, a leak; never a full byte over an uninitialised or
+//!    moved-out slot, which would be a double drop or a read of
+//!    uninitialised memory.
+//! 2. **Where entries live.** Only in the head buckets of materialised
+//!    chunks and in arena buckets below `arena_len`. Every other tophash
+//!    byte is free (chunks and arena blocks are created with every byte
+//!    `EMPTY_REST`, and an evacuated chain is emptied before it is
+//!    unlinked). Iteration, `Clone` and `Drop` visit exactly these buckets.
+//! 3. **Matching.** Slots are read only at positions yielded by
+//!    `match_full` (full bytes, by definition) or by
+//!    `match_tophash(bytes, top)` with `top` first raised to at least
+//!    `MIN_TOPHASH` (exact matches only: `tophash::zero_bytes` has no false
+//!    positives), so only at full bytes, of the same bucket the slots
+//!    belong to.
+//! 4. **Slots from outside.** A [`Slot`] is only a position. Its byte is
+//!    checked full (one predictable branch) before its slot is touched, so
+//!    a stale `Slot` panics instead of reading a freed slot.
+//! 5. **Tophash bytes and links are always initialised**: only entry slots
+//!    are ever uninitialised.
+//! 6. **Chunk slices.** A chunk's `tophash`, `links` and `entries` slices
+//!    always have the same length, `2^chunk_shift` or 0 (not
+//!    materialised): they are only ever created together, by
+//!    `Chunk::new` and `Chunk::unmaterialized`. So a bucket index in
+//!    bounds of a chunk's `tophash` (checked) is in bounds of the other
+//!    two (unchecked).
+//!
+//! `Drop` drops every full slot, marking each free first, so a panicking
+//! `Drop` of one entry leaks the entries after it and drops none twice.
+//! `Clone` gives the copy the source's structure with every byte free and
+//! marks a byte full only once its clone is written, so a panicking `Clone`
+//! drops exactly the entries cloned so far, with the partial copy.
+//!
+//! The layout invariants, which finding entries relies on:
 //! - a slot holds an entry exactly when its tophash is `>= MIN_TOPHASH`;
 //! - `EMPTY_REST` at a position means every later position of the chain is
 //!   free, so scans may stop there (Go's `emptyRest`);
@@ -10,200 +63,211 @@
 //!   of `2^B` buckets costs one small write per chunk and never touches the
 //!   buckets themselves. The evacuation code materialises a destination
 //!   chunk before it writes to it and frees an old chunk once the
-//!   evacuation mark has passed it, which is what bounds the work of a write.
+//!   evacuation mark has passed it, which is what bounds the work of a write;
+//! - overflow buckets live in the table's own arena, allocated in blocks of
+//!   `2^block_shift` buckets, and are linked by index (`Link`: 0 for none,
+//!   `k + 1` for arena bucket `k`). A bucket handed out is never given back
+//!   before the table is dropped, as in Go (deletes never free overflow
+//!   buckets; a same-size growth compacts them into a new table). Arena
+//!   buckets past `arena_len` are unused; an evacuated chain's overflow
+//!   buckets are emptied and unlinked;
+//! - every entry lives in exactly one place: a head bucket of a materialised
+//!   chunk or an arena bucket below `arena_len`.
 //!
 //! Layout: within a chunk the tophash bytes of all buckets are stored
-//! contiguously, apart from the entries (the way hashbrown keeps its control
-//! bytes apart from its slots). A miss, and the first step of every hit,
-//! then reads 8 bytes per bucket from a dense array instead of a cache line
-//! of a 200-byte bucket. Overflow buckets keep their tophash next to their
-//! entries, as in Go.
+//! contiguously, then the overflow links, then the entries (the way
+//! hashbrown keeps its control bytes apart from its slots). A miss, and the
+//! first step of every hit, then reads 8 bytes per bucket from a dense
+//! array instead of a cache line of a bucket; the link is read only when
+//! the bucket is full (its last tophash is not `EMPTY_REST`). Overflow
+//! buckets keep their tophash and link next to their entries, as in Go.
 
-use std::mem;
+use std::iter::Zip;
+use std::mem::MaybeUninit;
+use std::{array, mem, slice};
 
-use super::tophash::{match_free, match_tophash, BUCKET_SLOTS, EMPTY_ONE, EMPTY_REST, MIN_TOPHASH};
+use super::tophash::{
+    match_free, match_full, match_tophash, SlotMask, BUCKET_SLOTS, EMPTY_ONE, EMPTY_REST,
+    EVACUATED_EMPTY, EVACUATED_X, EVACUATED_Y, MIN_TOPHASH,
+};
 
-/// Target size of one materialised chunk. Small enough that creating one
-/// costs a few microseconds, large enough that the chunk-pointer array stays
-/// a few kilobytes for tables of millions of buckets.
+/// Target size of one materialised chunk, and the largest overflow block.
+/// Small enough that creating one costs a few microseconds, large enough
+/// that the chunk-pointer array stays a few kilobytes for tables of
+/// millions of buckets.
 const CHUNK_BYTES: usize = 64 * 1024;
 
 /// A bucket's eight tophash bytes.
 pub(crate) type Tophash = [u8; BUCKET_SLOTS];
 
-/// A bucket's eight entries and the link to its overflow chain.
-pub(crate) struct Slots<K, V> {
-    pub(crate) entries: [Option<(K, V)>; BUCKET_SLOTS],
-    pub(crate) overflow: Option<Box<Overflow<K, V>>>,
+/// An overflow bucket's place in the arena: 0 for none, `k + 1` for arena
+/// bucket `k`.
+type Link = u32;
+const NO_LINK: Link = 0;
+
+/// One slot's storage: initialised exactly when its tophash byte is full
+/// (invariant 1).
+type Cell<K, V> = MaybeUninit<(K, V)>;
+
+/// A bucket's eight entries.
+type Entries<K, V> = [Cell<K, V>; BUCKET_SLOTS];
+
+const fn empty_entries<K, V>() -> Entries<K, V> {
+    [const { MaybeUninit::uninit() }; BUCKET_SLOTS]
 }
 
-/// An overflow bucket: tophash bytes and slots together, as in Go.
-pub(crate) struct Overflow<K, V> {
-    pub(crate) tophash: Tophash,
-    pub(crate) slots: Slots<K, V>,
-}
-
-impl<K, V> Slots<K, V> {
-    pub(crate) const fn empty() -> Self {
-        Slots {
-            entries: [const { None }; BUCKET_SLOTS],
-            overflow: None,
-        }
-    }
-
-    /// Rewrites the free markers of the chain headed by (`tophash`, `self`)
-    /// after slots were emptied without [`Table::take`] (by `retain`): free
-    /// slots after the last entry become `EMPTY_REST`, the others `EMPTY_ONE`.
-    pub(crate) fn refresh_free_markers(&mut self, tophash: &mut Tophash) {
-        let mut chain: Vec<&mut Tophash> = vec![tophash];
-        let mut cursor = self.overflow.as_deref_mut();
-        while let Some(bucket) = cursor {
-            chain.push(&mut bucket.tophash);
-            cursor = bucket.slots.overflow.as_deref_mut();
-        }
-        let mut rest = true;
-        for tophash in chain.iter_mut().rev() {
-            for byte in tophash.iter_mut().rev() {
-                if *byte >= MIN_TOPHASH {
-                    rest = false;
-                } else {
-                    *byte = if rest { EMPTY_REST } else { EMPTY_ONE };
-                }
-            }
-        }
-    }
-}
-
-impl<K, V> Drop for Slots<K, V> {
-    /// Unlinks the overflow chain iteratively: a colliding hasher makes
-    /// chains of `n / 8` buckets, and recursive drop glue would overflow the
-    /// stack.
-    fn drop(&mut self) {
-        let mut next = self.overflow.take();
-        while let Some(mut bucket) = next {
-            next = bucket.slots.overflow.take();
-        }
-    }
-}
-
-impl<K: Clone, V: Clone> Clone for Slots<K, V> {
-    /// Clones the chain iteratively, for the same reason as `drop`.
-    fn clone(&self) -> Self {
-        let mut head = Slots {
-            entries: self.entries.clone(),
-            overflow: None,
-        };
-        let mut tail = &mut head;
-        let mut source = self.overflow.as_deref();
-        while let Some(bucket) = source {
-            let copy = Overflow {
-                tophash: bucket.tophash,
-                slots: Slots {
-                    entries: bucket.slots.entries.clone(),
-                    overflow: None,
-                },
-            };
-            tail = &mut tail.overflow.insert(Box::new(copy)).slots;
-            source = bucket.slots.overflow.as_deref();
-        }
-        head
-    }
-}
-
-/// `2^chunk_shift` buckets: their tophash bytes, then their slots. Both
-/// slices are empty while the chunk is not materialised.
-pub(crate) struct Chunk<K, V> {
-    pub(crate) tophash: Box<[Tophash]>,
-    pub(crate) slots: Box<[Slots<K, V>]>,
+/// `2^chunk_shift` buckets: their tophash bytes, overflow links and
+/// entries. Every slice is empty while the chunk is not materialised.
+struct Chunk<K, V> {
+    tophash: Box<[Tophash]>,
+    links: Box<[Link]>,
+    entries: Box<[Entries<K, V>]>,
 }
 
 impl<K, V> Chunk<K, V> {
     fn unmaterialized() -> Self {
         Chunk {
             tophash: Box::default(),
-            slots: Box::default(),
+            links: Box::default(),
+            entries: Box::default(),
         }
     }
 
     fn new(len: usize) -> Self {
         Chunk {
             tophash: vec![[EMPTY_REST; BUCKET_SLOTS]; len].into_boxed_slice(),
-            slots: (0..len).map(|_| Slots::empty()).collect(),
+            links: vec![NO_LINK; len].into_boxed_slice(),
+            entries: (0..len).map(|_| empty_entries()).collect(),
         }
     }
 
-    pub(crate) fn is_materialized(&self) -> bool {
-        !self.slots.is_empty()
+    fn is_materialized(&self) -> bool {
+        !self.tophash.is_empty()
     }
 }
 
-impl<K: Clone, V: Clone> Clone for Chunk<K, V> {
-    fn clone(&self) -> Self {
-        Chunk {
-            tophash: self.tophash.clone(),
-            slots: self.slots.clone(),
-        }
+/// An overflow bucket: tophash bytes, link and entries together, as in Go.
+struct OverflowBucket<K, V> {
+    tophash: Tophash,
+    link: Link,
+    entries: Entries<K, V>,
+}
+
+impl<K, V> OverflowBucket<K, V> {
+    fn block(len: usize) -> Box<[Self]> {
+        (0..len)
+            .map(|_| OverflowBucket {
+                tophash: [EMPTY_REST; BUCKET_SLOTS],
+                link: NO_LINK,
+                entries: empty_entries(),
+            })
+            .collect()
     }
 }
 
-/// A bucket, seen through its tophash bytes and its slots.
-pub(crate) struct BucketRef<'a, K, V> {
-    pub(crate) tophash: &'a Tophash,
-    pub(crate) slots: &'a Slots<K, V>,
-}
-
-impl<K, V> Clone for BucketRef<'_, K, V> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<K, V> Copy for BucketRef<'_, K, V> {}
-
-impl<'a, K, V> BucketRef<'a, K, V> {
-    #[inline]
-    fn next(self) -> Option<Self> {
-        if self.tophash[BUCKET_SLOTS - 1] == EMPTY_REST {
-            // Nothing later in the chain holds an entry.
-            return None;
-        }
-        self.slots.overflow.as_deref().map(|bucket| BucketRef {
-            tophash: &bucket.tophash,
-            slots: &bucket.slots,
-        })
-    }
-
-    #[inline]
-    fn find(self, top: u8, eq: &mut impl FnMut(&K) -> bool) -> Option<usize> {
-        match_tophash(self.tophash, top)
-            .find(|&i| matches!(&self.slots.entries[i], Some(entry) if eq(&entry.0)))
-    }
-}
-
+/// A bucket, shared: its tophash bytes, the link to the next bucket of its
+/// chain, its entries.
+type Bucket<'a, K, V> = (&'a Tophash, &'a Link, &'a Entries<K, V>);
 /// A bucket, mutably.
-pub(crate) struct BucketMut<'a, K, V> {
-    pub(crate) tophash: &'a mut Tophash,
-    pub(crate) slots: &'a mut Slots<K, V>,
+type BucketMut<'a, K, V> = (&'a mut Tophash, &'a mut Link, &'a mut Entries<K, V>);
+
+/// The entry in slot `i`.
+///
+/// # Safety
+/// The slot's tophash byte is full.
+#[inline]
+unsafe fn slot_ref<K, V>(entries: &Entries<K, V>, i: usize) -> &(K, V) {
+    // SAFETY: a full byte means an initialised slot (invariant 1); the
+    // caller vouches for the byte.
+    unsafe { entries[i].assume_init_ref() }
 }
 
-impl<'a, K, V> BucketMut<'a, K, V> {
-    /// The next bucket of the chain, whether or not it holds entries.
-    #[inline]
-    fn into_overflow(self) -> Option<Self> {
-        self.slots.overflow.as_deref_mut().map(|bucket| BucketMut {
-            tophash: &mut bucket.tophash,
-            slots: &mut bucket.slots,
-        })
+/// The entry in slot `i`, mutably.
+///
+/// # Safety
+/// The slot's tophash byte is full.
+#[inline]
+unsafe fn slot_mut<K, V>(entries: &mut Entries<K, V>, i: usize) -> &mut (K, V) {
+    // SAFETY: as for `slot_ref`.
+    unsafe { entries[i].assume_init_mut() }
+}
+
+/// Stores an entry in free slot `i`; the caller marks its byte full next.
+#[inline]
+fn slot_write<K, V>(entries: &mut Entries<K, V>, i: usize, entry: (K, V)) {
+    entries[i].write(entry);
+}
+
+/// Moves the entry out of slot `i`.
+///
+/// # Safety
+/// The slot's byte was full until the caller just marked it free, and
+/// nothing moved the entry out since.
+#[inline]
+unsafe fn slot_take<K, V>(entries: &mut Entries<K, V>, i: usize) -> (K, V) {
+    // SAFETY: initialised (the byte was full, invariant 1) and now marked
+    // free, so nothing reads or drops it again: this read is its one move.
+    unsafe { entries[i].assume_init_read() }
+}
+
+/// The entry in a slot, mutably.
+///
+/// # Safety
+/// The slot's tophash byte is full.
+#[inline]
+unsafe fn slot_in_place<K, V>(cell: &mut Cell<K, V>) -> &mut (K, V) {
+    // SAFETY: as for `slot_ref`.
+    unsafe { cell.assume_init_mut() }
+}
+
+/// Drops the entry in slot `i`.
+///
+/// # Safety
+/// As for [`slot_take`].
+#[inline]
+unsafe fn slot_drop<K, V>(entries: &mut Entries<K, V>, i: usize) {
+    // SAFETY: as for `slot_take`: this is the entry's one drop.
+    unsafe { entries[i].assume_init_drop() }
+}
+
+/// Gives an empty bucket of a table's copy the structure of `bucket` and a
+/// clone of each of its entries. Every byte is copied free first and set
+/// full only once its clone is written, so a panicking `Clone` leaves the
+/// copy holding exactly the entries cloned so far (invariant 1).
+fn clone_bucket<K: Clone, V: Clone>(
+    (tophash, link, entries): Bucket<'_, K, V>,
+    (copy_tophash, copy_link, copy_entries): BucketMut<'_, K, V>,
+) {
+    let full = match_full(tophash);
+    *copy_link = *link;
+    *copy_tophash = *tophash;
+    for i in full {
+        copy_tophash[i] = EMPTY_ONE;
+    }
+    for i in full {
+        // SAFETY: `i` is full in `tophash` (invariant 3).
+        let entry = unsafe { slot_ref(entries, i) };
+        slot_write(copy_entries, i, entry.clone());
+        copy_tophash[i] = tophash[i];
     }
 }
 
-/// Where an entry sits: a bucket, how many overflow links down its chain,
-/// and the slot within that bucket.
+/// Drops every entry of a bucket, marking each slot free first.
+fn drop_bucket<K, V>(tophash: &mut Tophash, entries: &mut Entries<K, V>) {
+    for i in match_full(tophash) {
+        tophash[i] = EMPTY_ONE;
+        // SAFETY: byte `i` was full (invariant 3) and is now free.
+        unsafe { slot_drop(entries, i) };
+    }
+}
+
+/// Where an entry sits: its chain's head bucket, the bucket of the chain
+/// (`link`: the head itself, or an arena bucket), and the slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Slot {
     pub(crate) bucket: usize,
-    pub(crate) depth: usize,
-    pub(crate) index: usize,
+    link: Link,
+    index: usize,
 }
 
 /// The result of probing a chain for a key that is about to be written.
@@ -215,10 +279,9 @@ pub(crate) enum Probe {
     Vacant(Option<Slot>),
 }
 
-/// The largest `chunk_shift` for this bucket size (see [`CHUNK_BYTES`]).
-fn max_chunk_shift<K, V>() -> u8 {
-    let size = mem::size_of::<Slots<K, V>>() + mem::size_of::<Tophash>();
-    let mut shift = 4u8;
+/// The largest shift with `size << shift <= CHUNK_BYTES`, at most 16.
+fn max_shift(size: usize) -> u8 {
+    let mut shift = 0u8;
     while shift < 16 && (size << (shift + 1)) <= CHUNK_BYTES {
         shift += 1;
     }
@@ -239,8 +302,15 @@ pub(crate) fn max_load(log2: u8) -> usize {
 pub(crate) struct Table<K, V> {
     pub(crate) log2: u8,
     chunk_shift: u8,
+    block_shift: u8,
     chunks: Vec<Chunk<K, V>>,
     materialized: usize,
+    /// The overflow arena.
+    blocks: Vec<Box<[OverflowBucket<K, V>]>>,
+    /// Arena buckets handed out.
+    arena_len: usize,
+    /// Overflow buckets linked into a chain (arena buckets of evacuated
+    /// chains no longer count).
     pub(crate) overflow_buckets: usize,
     /// Entries this array holds before inserting another new key doubles
     /// it: Go's `overLoadFactor` threshold, precomputed.
@@ -252,14 +322,86 @@ pub(crate) struct Table<K, V> {
 
 impl<K: Clone, V: Clone> Clone for Table<K, V> {
     fn clone(&self) -> Self {
-        Table {
+        let chunk_len = 1usize << self.chunk_shift;
+        let mut copy = Table {
             log2: self.log2,
             chunk_shift: self.chunk_shift,
-            chunks: self.chunks.clone(),
+            block_shift: self.block_shift,
+            chunks: self
+                .chunks
+                .iter()
+                .map(|chunk| {
+                    if chunk.is_materialized() {
+                        Chunk::new(chunk_len)
+                    } else {
+                        Chunk::unmaterialized()
+                    }
+                })
+                .collect(),
             materialized: self.materialized,
+            blocks: self
+                .blocks
+                .iter()
+                .map(|_| OverflowBucket::block(1 << self.block_shift))
+                .collect(),
+            arena_len: self.arena_len,
             overflow_buckets: self.overflow_buckets,
             max_load: self.max_load,
             chains: self.chains.clone(),
+        };
+        // `copy` is a valid table holding no entry yet: if a clone panics,
+        // dropping it drops exactly what was cloned so far.
+        for (chunk, copy_chunk) in self.chunks.iter().zip(copy.chunks.iter_mut()) {
+            let buckets = chunk
+                .tophash
+                .iter()
+                .zip(chunk.links.iter())
+                .zip(chunk.entries.iter());
+            let copies = copy_chunk
+                .tophash
+                .iter_mut()
+                .zip(copy_chunk.links.iter_mut())
+                .zip(copy_chunk.entries.iter_mut());
+            for (((tophash, link), entries), ((copy_tophash, copy_link), copy_entries)) in
+                buckets.zip(copies)
+            {
+                clone_bucket(
+                    (tophash, link, entries),
+                    (copy_tophash, copy_link, copy_entries),
+                );
+            }
+        }
+        let arena = self.blocks.iter().flat_map(|block| block.iter());
+        let copies = copy.blocks.iter_mut().flat_map(|block| block.iter_mut());
+        for (bucket, copy_bucket) in arena.zip(copies).take(self.arena_len) {
+            clone_bucket(
+                (&bucket.tophash, &bucket.link, &bucket.entries),
+                (
+                    &mut copy_bucket.tophash,
+                    &mut copy_bucket.link,
+                    &mut copy_bucket.entries,
+                ),
+            );
+        }
+        copy
+    }
+}
+
+impl<K, V> Drop for Table<K, V> {
+    /// Drops every entry where invariant 2 says entries live.
+    fn drop(&mut self) {
+        if !mem::needs_drop::<(K, V)>() {
+            return;
+        }
+        for chunk in &mut self.chunks {
+            for (tophash, entries) in chunk.tophash.iter_mut().zip(chunk.entries.iter_mut()) {
+                drop_bucket(tophash, entries);
+            }
+        }
+        let arena_len = self.arena_len;
+        let arena = self.blocks.iter_mut().flat_map(|block| block.iter_mut());
+        for bucket in arena.take(arena_len) {
+            drop_bucket(&mut bucket.tophash, &mut bucket.entries);
         }
     }
 }
@@ -270,8 +412,11 @@ impl<K, V> Table<K, V> {
         Table {
             log2: 0,
             chunk_shift: 0,
+            block_shift: 0,
             chunks: Vec::new(),
             materialized: 0,
+            blocks: Vec::new(),
+            arena_len: 0,
             overflow_buckets: 0,
             max_load: 0,
             chains: Vec::new(),
@@ -281,7 +426,9 @@ impl<K, V> Table<K, V> {
     /// A table of `2^log2` buckets. With `materialize` false no bucket is
     /// created yet; see the module docs.
     pub(crate) fn new(log2: u8, materialize: bool) -> Self {
-        let chunk_shift = log2.min(max_chunk_shift::<K, V>());
+        let bucket =
+            mem::size_of::<Tophash>() + mem::size_of::<Link>() + mem::size_of::<Entries<K, V>>();
+        let chunk_shift = log2.min(max_shift(bucket).max(4));
         let chunk_count = 1usize << (log2 - chunk_shift);
         let chunk_len = 1usize << chunk_shift;
         let chunks = (0..chunk_count)
@@ -293,11 +440,19 @@ impl<K, V> Table<K, V> {
                 }
             })
             .collect();
+        // About one overflow bucket per eight buckets per block: a table at
+        // full load has about one per five (Poisson(6.5) above 8).
+        let block_shift = log2
+            .saturating_sub(3)
+            .min(max_shift(mem::size_of::<OverflowBucket<K, V>>()));
         Table {
             log2,
             chunk_shift,
+            block_shift,
             chunks,
             materialized: if materialize { chunk_count } else { 0 },
+            blocks: Vec::new(),
+            arena_len: 0,
             overflow_buckets: 0,
             max_load: max_load(log2),
             chains: Vec::new(),
@@ -324,44 +479,88 @@ impl<K, V> Table<K, V> {
         (1 << self.chunk_shift) - 1
     }
 
-    /// Bucket `index`'s tophash bytes.
-    #[inline]
-    pub(crate) fn tophash(&self, index: usize) -> &Tophash {
-        &self.chunks[index >> self.chunk_shift].tophash[index & self.chunk_mask()]
-    }
-
-    #[inline]
-    pub(crate) fn bucket(&self, index: usize) -> BucketRef<'_, K, V> {
+    #[inline(always)]
+    fn head(&self, index: usize) -> Bucket<'_, K, V> {
         let chunk = &self.chunks[index >> self.chunk_shift];
         let i = index & self.chunk_mask();
-        BucketRef {
-            tophash: &chunk.tophash[i],
-            slots: &chunk.slots[i],
+        // Bounds-checked once: the chunk is materialised and `i` in range.
+        let tophash = &chunk.tophash[i];
+        // SAFETY: a chunk's three slices have the same length (invariant
+        // 6), and `i` is in bounds of `tophash`.
+        unsafe {
+            (
+                tophash,
+                chunk.links.get_unchecked(i),
+                chunk.entries.get_unchecked(i),
+            )
+        }
+    }
+
+    #[inline(always)]
+    fn head_mut(&mut self, index: usize) -> BucketMut<'_, K, V> {
+        let i = index & self.chunk_mask();
+        let chunk = &mut self.chunks[index >> self.chunk_shift];
+        let tophash = &mut chunk.tophash[i];
+        // SAFETY: as in `head` (invariant 6).
+        unsafe {
+            (
+                tophash,
+                chunk.links.get_unchecked_mut(i),
+                chunk.entries.get_unchecked_mut(i),
+            )
         }
     }
 
     #[inline]
-    pub(crate) fn bucket_mut(&mut self, index: usize) -> BucketMut<'_, K, V> {
-        let i = index & self.chunk_mask();
-        let chunk = &mut self.chunks[index >> self.chunk_shift];
-        BucketMut {
-            tophash: &mut chunk.tophash[i],
-            slots: &mut chunk.slots[i],
+    fn overflow(&self, link: Link) -> Bucket<'_, K, V> {
+        let k = link as usize - 1;
+        let bucket = &self.blocks[k >> self.block_shift][k & ((1 << self.block_shift) - 1)];
+        (&bucket.tophash, &bucket.link, &bucket.entries)
+    }
+
+    #[inline]
+    fn overflow_mut(&mut self, link: Link) -> BucketMut<'_, K, V> {
+        let k = link as usize - 1;
+        let mask = (1 << self.block_shift) - 1;
+        let bucket = &mut self.blocks[k >> self.block_shift][k & mask];
+        (&mut bucket.tophash, &mut bucket.link, &mut bucket.entries)
+    }
+
+    /// Bucket `link` of head `index`'s chain (`NO_LINK`: the head).
+    #[inline]
+    fn at(&self, index: usize, link: Link) -> Bucket<'_, K, V> {
+        if link == NO_LINK {
+            self.head(index)
+        } else {
+            self.overflow(link)
         }
     }
 
-    /// The chunks, for iteration. Chunks that are not materialised or were
-    /// freed hold empty slices.
-    pub(crate) fn chunks(&self) -> &[Chunk<K, V>] {
-        &self.chunks
+    #[inline]
+    fn at_mut(&mut self, index: usize, link: Link) -> BucketMut<'_, K, V> {
+        if link == NO_LINK {
+            self.head_mut(index)
+        } else {
+            self.overflow_mut(link)
+        }
     }
 
-    pub(crate) fn chunks_mut(&mut self) -> &mut [Chunk<K, V>] {
-        &mut self.chunks
+    /// The link after bucket `link` of head `index`'s chain, if the chain
+    /// may hold entries past it (Go stops at `emptyRest`).
+    #[inline]
+    fn next_link(tophash: &Tophash, link: &Link) -> Option<Link> {
+        if tophash[BUCKET_SLOTS - 1] == EMPTY_REST || *link == NO_LINK {
+            None
+        } else {
+            Some(*link)
+        }
     }
 
-    pub(crate) fn into_chunks(mut self) -> Vec<Chunk<K, V>> {
-        mem::take(&mut self.chunks)
+    /// The first tophash byte of bucket `index`: tells whether it was
+    /// evacuated.
+    #[inline]
+    pub(crate) fn first_tophash(&self, index: usize) -> u8 {
+        self.head(index).0[0]
     }
 
     /// Creates the chunk holding bucket `index` if it does not exist yet.
@@ -389,12 +588,23 @@ impl<K, V> Table<K, V> {
         chunk
     }
 
-    /// Heap bytes held by the bucket arrays, overflow buckets and bookkeeping.
+    /// Called once every bucket has been evacuated: each evacuated chain
+    /// was emptied, so the arena holds no entry and dropping the table need
+    /// not scan it (one write would otherwise pay for a scan of every
+    /// overflow bucket of the old array). Were an entry left, it would
+    /// leak: it is never read.
+    pub(crate) fn forget_evacuated_arena(&mut self) {
+        self.arena_len = 0;
+    }
+
+    /// Heap bytes held by the bucket arrays, overflow blocks and bookkeeping.
     pub(crate) fn heap_bytes(&self) -> usize {
-        let bucket = mem::size_of::<Slots<K, V>>() + mem::size_of::<Tophash>();
+        let bucket =
+            mem::size_of::<Tophash>() + mem::size_of::<Link>() + mem::size_of::<Entries<K, V>>();
         (self.materialized << self.chunk_shift) * bucket
-            + self.overflow_buckets * mem::size_of::<Overflow<K, V>>()
+            + (self.blocks.len() << self.block_shift) * mem::size_of::<OverflowBucket<K, V>>()
             + self.chunks.capacity() * mem::size_of::<Chunk<K, V>>()
+            + self.blocks.capacity() * mem::size_of::<Box<[OverflowBucket<K, V>]>>()
             + self.chains.capacity() * mem::size_of::<usize>()
     }
 
@@ -404,7 +614,7 @@ impl<K, V> Table<K, V> {
     }
 
     /// Records that a chain went from `from` to `to` overflow buckets.
-    pub(crate) fn chain_changed(&mut self, from: usize, to: usize) {
+    fn chain_changed(&mut self, from: usize, to: usize) {
         if from > 0 {
             self.chains[from] -= 1;
         }
@@ -416,20 +626,40 @@ impl<K, V> Table<K, V> {
         }
     }
 
+    /// Hands out an empty arena bucket (Go's `newoverflow`).
+    #[cold]
+    fn new_overflow(&mut self) -> Link {
+        let k = self.arena_len;
+        if k >> self.block_shift == self.blocks.len() {
+            self.blocks
+                .push(OverflowBucket::block(1 << self.block_shift));
+        }
+        self.arena_len += 1;
+        self.overflow_buckets += 1;
+        Link::try_from(k + 1).expect("invariant: fewer than 2^32 overflow buckets per table")
+    }
+
     /// The entry for `top` in bucket `index`'s chain that `eq` accepts.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn get(
         &self,
         index: usize,
         top: u8,
         mut eq: impl FnMut(&K) -> bool,
     ) -> Option<&(K, V)> {
-        let mut bucket = self.bucket(index);
+        // Invariant 3: a full `top` matches only full bytes.
+        let top = top.max(MIN_TOPHASH);
+        let (mut tophash, mut link, mut entries) = self.head(index);
         loop {
-            if let Some(i) = bucket.find(top, &mut eq) {
-                return bucket.slots.entries[i].as_ref();
+            for i in match_tophash(tophash, top) {
+                // SAFETY: byte `i` equals the full `top` (invariant 3).
+                let entry = unsafe { slot_ref(entries, i) };
+                if eq(&entry.0) {
+                    return Some(entry);
+                }
             }
-            bucket = bucket.next()?;
+            let next = Self::next_link(tophash, link)?;
+            (tophash, link, entries) = self.overflow(next);
         }
     }
 
@@ -439,32 +669,18 @@ impl<K, V> Table<K, V> {
         &mut self,
         index: usize,
         top: u8,
-        mut eq: impl FnMut(&K) -> bool,
+        eq: impl FnMut(&K) -> bool,
     ) -> Option<&mut (K, V)> {
-        let slot = self.find(index, top, &mut eq)?;
+        let slot = self.find(index, top, eq)?;
         Some(self.entry_mut(slot))
     }
 
     /// Where the key `eq` accepts sits, if present.
     #[inline]
-    pub(crate) fn find(
-        &self,
-        index: usize,
-        top: u8,
-        mut eq: impl FnMut(&K) -> bool,
-    ) -> Option<Slot> {
-        let mut bucket = self.bucket(index);
-        let mut depth = 0;
-        loop {
-            if let Some(i) = bucket.find(top, &mut eq) {
-                return Some(Slot {
-                    bucket: index,
-                    depth,
-                    index: i,
-                });
-            }
-            bucket = bucket.next()?;
-            depth += 1;
+    pub(crate) fn find(&self, index: usize, top: u8, eq: impl FnMut(&K) -> bool) -> Option<Slot> {
+        match self.probe(index, top, eq) {
+            Probe::Found(slot) => Some(slot),
+            Probe::Vacant(_) => None,
         }
     }
 
@@ -472,64 +688,55 @@ impl<K, V> Table<K, V> {
     /// the way in case it is absent (Go's `mapassign` scan).
     #[inline]
     pub(crate) fn probe(&self, index: usize, top: u8, mut eq: impl FnMut(&K) -> bool) -> Probe {
-        let mut bucket = self.bucket(index);
-        let mut depth = 0;
+        // Invariant 3: a full `top` matches only full bytes.
+        let top = top.max(MIN_TOPHASH);
+        let (mut tophash, mut next, mut entries) = self.head(index);
+        let mut link = NO_LINK;
         let mut free = None;
         loop {
-            if let Some(i) = bucket.find(top, &mut eq) {
-                return Probe::Found(Slot {
-                    bucket: index,
-                    depth,
-                    index: i,
-                });
+            for i in match_tophash(tophash, top) {
+                // SAFETY: byte `i` equals the full `top` (invariant 3).
+                if eq(&unsafe { slot_ref(entries, i) }.0) {
+                    return Probe::Found(Slot {
+                        bucket: index,
+                        link,
+                        index: i,
+                    });
+                }
             }
             if free.is_none() {
-                free = match_free(bucket.tophash).lowest().map(|i| Slot {
+                free = match_free(tophash).lowest().map(|i| Slot {
                     bucket: index,
-                    depth,
+                    link,
                     index: i,
                 });
             }
-            match bucket.next() {
-                Some(next) => {
-                    bucket = next;
-                    depth += 1;
-                }
-                None => return Probe::Vacant(free),
-            }
+            let Some(after) = Self::next_link(tophash, next) else {
+                return Probe::Vacant(free);
+            };
+            link = after;
+            (tophash, next, entries) = self.overflow(link);
         }
-    }
-
-    #[inline]
-    fn bucket_at_mut(&mut self, slot: Slot) -> BucketMut<'_, K, V> {
-        let mut bucket = self.bucket_mut(slot.bucket);
-        for _ in 0..slot.depth {
-            bucket = bucket
-                .into_overflow()
-                .expect("invariant: a Slot's depth lies within its overflow chain");
-        }
-        bucket
     }
 
     pub(crate) fn entry(&self, slot: Slot) -> &(K, V) {
-        let mut slots =
-            &self.chunks[slot.bucket >> self.chunk_shift].slots[slot.bucket & self.chunk_mask()];
-        for _ in 0..slot.depth {
-            slots = &slots
-                .overflow
-                .as_deref()
-                .expect("invariant: a Slot's depth lies within its overflow chain")
-                .slots;
-        }
-        slots.entries[slot.index]
-            .as_ref()
-            .expect("invariant: a found Slot holds an entry")
+        let (tophash, _, entries) = self.at(slot.bucket, slot.link);
+        assert!(
+            tophash[slot.index] >= MIN_TOPHASH,
+            "invariant: a found Slot holds an entry"
+        );
+        // SAFETY: the byte was just checked full (invariant 4).
+        unsafe { slot_ref(entries, slot.index) }
     }
 
     pub(crate) fn entry_mut(&mut self, slot: Slot) -> &mut (K, V) {
-        self.bucket_at_mut(slot).slots.entries[slot.index]
-            .as_mut()
-            .expect("invariant: a found Slot holds an entry")
+        let (tophash, _, entries) = self.at_mut(slot.bucket, slot.link);
+        assert!(
+            tophash[slot.index] >= MIN_TOPHASH,
+            "invariant: a found Slot holds an entry"
+        );
+        // SAFETY: the byte was just checked full (invariant 4).
+        unsafe { slot_mut(entries, slot.index) }
     }
 
     /// Stores an entry in `free`, or in a new overflow bucket when the chain
@@ -545,9 +752,12 @@ impl<K, V> Table<K, V> {
     ) -> Slot {
         match free {
             Some(slot) => {
-                let bucket = self.bucket_at_mut(slot);
-                bucket.tophash[slot.index] = top;
-                bucket.slots.entries[slot.index] = Some((key, value));
+                let (tophash, _, entries) = self.at_mut(slot.bucket, slot.link);
+                // Storing over a full slot would lose its entry without
+                // dropping it: a logic error (a leak), never unsound.
+                debug_assert!(tophash[slot.index] < MIN_TOPHASH);
+                slot_write(entries, slot.index, (key, value));
+                tophash[slot.index] = top.max(MIN_TOPHASH);
                 slot
             }
             None => self.push(index, top, key, value),
@@ -559,115 +769,591 @@ impl<K, V> Table<K, V> {
     /// chain is full.
     #[inline]
     pub(crate) fn push(&mut self, index: usize, top: u8, key: K, value: V) -> Slot {
-        debug_assert!(top >= MIN_TOPHASH);
-        let i = index & self.chunk_mask();
-        let chunk = &mut self.chunks[index >> self.chunk_shift];
-        let mut bucket = BucketMut {
-            tophash: &mut chunk.tophash[i],
-            slots: &mut chunk.slots[i],
-        };
+        let mut link = NO_LINK;
         let mut depth = 0;
         loop {
-            if let Some(slot) = match_free(bucket.tophash).lowest() {
-                bucket.tophash[slot] = top;
-                bucket.slots.entries[slot] = Some((key, value));
+            let (tophash, next, entries) = self.at_mut(index, link);
+            if let Some(i) = match_free(tophash).lowest() {
+                slot_write(entries, i, (key, value));
+                tophash[i] = top.max(MIN_TOPHASH);
                 return Slot {
                     bucket: index,
-                    depth,
-                    index: slot,
+                    link,
+                    index: i,
                 };
             }
-            if bucket.slots.overflow.is_none() {
-                // The chain is full: Go's `newoverflow`.
-                self.overflow_buckets += 1;
-                if depth > 0 {
-                    self.chains[depth] -= 1;
-                }
-                if self.chains.len() <= depth + 1 {
-                    self.chains.resize(depth + 2, 0);
-                }
-                self.chains[depth + 1] += 1;
-                let mut tophash = [EMPTY_REST; BUCKET_SLOTS];
-                tophash[0] = top;
-                let mut slots = Slots::empty();
-                slots.entries[0] = Some((key, value));
-                bucket.slots.overflow = Some(Box::new(Overflow { tophash, slots }));
-                return Slot {
-                    bucket: index,
-                    depth: depth + 1,
-                    index: 0,
-                };
+            if *next == NO_LINK {
+                return self.push_overflow(index, link, depth, top, key, value);
             }
-            bucket = bucket
-                .into_overflow()
-                .expect("invariant: checked is_some just above");
+            link = *next;
             depth += 1;
+        }
+    }
+
+    /// Appends an overflow bucket after `last` (at `depth` in the chain)
+    /// and stores the entry in its first slot.
+    #[cold]
+    fn push_overflow(
+        &mut self,
+        index: usize,
+        last: Link,
+        depth: usize,
+        top: u8,
+        key: K,
+        value: V,
+    ) -> Slot {
+        let link = self.new_overflow();
+        self.chain_changed(depth, depth + 1);
+        let (tophash, _, entries) = self.overflow_mut(link);
+        slot_write(entries, 0, (key, value));
+        tophash[0] = top.max(MIN_TOPHASH);
+        *self.at_mut(index, last).1 = link;
+        Slot {
+            bucket: index,
+            link,
+            index: 0,
         }
     }
 
     /// Takes the entry out of `slot`, keeping the `EMPTY_REST` markers exact
     /// the way Go's `mapdelete` does.
     pub(crate) fn take(&mut self, slot: Slot) -> (K, V) {
-        let head = self.bucket_mut(slot.bucket);
-        if slot.depth == 0 && head.slots.overflow.is_none() {
-            let entry = head.slots.entries[slot.index]
-                .take()
-                .expect("invariant: a found Slot holds an entry");
-            mark_free(&mut [head.tophash], slot.index);
-            return entry;
-        }
-        let entry = self.bucket_at_mut(slot).slots.entries[slot.index]
-            .take()
-            .expect("invariant: a found Slot holds an entry");
-        // A chain: gather its tophash arrays to walk back across buckets.
-        let head = self.bucket_mut(slot.bucket);
-        let mut chain: Vec<&mut Tophash> = vec![head.tophash];
-        let mut cursor = head.slots.overflow.as_deref_mut();
-        while let Some(bucket) = cursor {
-            chain.push(&mut bucket.tophash);
-            cursor = bucket.slots.overflow.as_deref_mut();
-        }
-        mark_free(&mut chain, slot.depth * BUCKET_SLOTS + slot.index);
+        let (tophash, _, entries) = self.at_mut(slot.bucket, slot.link);
+        assert!(
+            tophash[slot.index] >= MIN_TOPHASH,
+            "invariant: a found Slot holds an entry"
+        );
+        tophash[slot.index] = EMPTY_ONE;
+        // SAFETY: the byte was full (checked above) and is now free.
+        let entry = unsafe { slot_take(entries, slot.index) };
+        self.mark_rest(slot);
         entry
     }
-}
 
-impl<'a, K, V> IntoIterator for &'a Chunk<K, V> {
-    type Item = &'a Slots<K, V>;
-    type IntoIter = std::slice::Iter<'a, Slots<K, V>>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        self.slots.iter()
-    }
-}
-
-impl<'a, K, V> IntoIterator for &'a mut Chunk<K, V> {
-    type Item = &'a mut Slots<K, V>;
-    type IntoIter = std::slice::IterMut<'a, Slots<K, V>>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        self.slots.iter_mut()
-    }
-}
-
-/// Marks position `pos` of a chain's tophash arrays free, then turns the run
-/// of free slots that now ends the chain into `EMPTY_REST` (Go's `mapdelete`).
-fn mark_free(chain: &mut [&mut Tophash], mut pos: usize) {
-    let at = |chain: &[&mut Tophash], p: usize| chain[p / BUCKET_SLOTS][p % BUCKET_SLOTS];
-    chain[pos / BUCKET_SLOTS][pos % BUCKET_SLOTS] = EMPTY_ONE;
-    let total = chain.len() * BUCKET_SLOTS;
-    if pos + 1 < total && at(chain, pos + 1) != EMPTY_REST {
-        return;
-    }
-    loop {
-        chain[pos / BUCKET_SLOTS][pos % BUCKET_SLOTS] = EMPTY_REST;
-        if pos == 0 {
-            break;
+    /// After `slot` was freed: when nothing later in its chain holds an
+    /// entry, turns the run of free slots that now ends the chain into
+    /// `EMPTY_REST` (the end of Go's `mapdelete`), walking back across
+    /// buckets without allocating.
+    fn mark_rest(&mut self, slot: Slot) {
+        let Slot {
+            bucket,
+            mut link,
+            index: mut i,
+        } = slot;
+        let (tophash, &next, _) = self.at(bucket, link);
+        if i == BUCKET_SLOTS - 1 {
+            if next != NO_LINK && self.overflow(next).0[0] != EMPTY_REST {
+                return;
+            }
+        } else if tophash[i + 1] != EMPTY_REST {
+            return;
         }
-        pos -= 1;
-        if at(chain, pos) != EMPTY_ONE {
-            break;
+        loop {
+            self.at_mut(bucket, link).0[i] = EMPTY_REST;
+            if i == 0 {
+                if link == NO_LINK {
+                    return;
+                }
+                // Step back to the bucket whose link is `link`.
+                let mut prev = NO_LINK;
+                loop {
+                    let next = *self.at(bucket, prev).1;
+                    if next == link {
+                        break;
+                    }
+                    prev = next;
+                }
+                link = prev;
+                i = BUCKET_SLOTS - 1;
+            } else {
+                i -= 1;
+            }
+            if self.at(bucket, link).0[i] != EMPTY_ONE {
+                return;
+            }
         }
+    }
+
+    /// Appends the hash of every key of bucket `index`'s chain to `hashes`,
+    /// in the order [`Table::evacuate_into`] moves them. Runs the user's
+    /// `Hash` and changes nothing, so a panic leaves the chain whole.
+    pub(crate) fn chain_hashes(
+        &self,
+        index: usize,
+        hasher: impl Fn(&K) -> u64,
+        hashes: &mut Vec<u64>,
+    ) {
+        let (mut tophash, mut link, mut entries) = self.head(index);
+        loop {
+            for i in match_full(tophash) {
+                // SAFETY: `i` comes from `match_full` (invariant 3).
+                hashes.push(hasher(&unsafe { slot_ref(entries, i) }.0));
+            }
+            if *link == NO_LINK {
+                return;
+            }
+            (tophash, link, entries) = self.overflow(*link);
+        }
+    }
+
+    /// Where the next entry evacuated into bucket `index` goes: after the
+    /// last entry of its chain. In a doubling or a same-size growth the
+    /// destination is still empty (every write evacuates its key's old
+    /// bucket before it writes); in a halving the second old bucket's
+    /// entries follow the first's, as Go's `evacDst` appends.
+    #[inline]
+    fn appender(&self, index: usize) -> Appender {
+        // After the last full slot of the chain: every later position is
+        // free and `EMPTY_REST`, so filling them keeps the markers exact.
+        let mut at = Appender {
+            index,
+            link: NO_LINK,
+            depth: 0,
+            slot: 0,
+        };
+        let (mut tophash, mut next, _) = self.head(index);
+        if tophash[0] == EMPTY_REST {
+            // The whole chain is empty: the usual case.
+            return at;
+        }
+        let (mut link, mut depth) = (NO_LINK, 0);
+        loop {
+            if let Some(i) = match_full(tophash).highest() {
+                at = Appender {
+                    index,
+                    link,
+                    depth,
+                    slot: i + 1,
+                };
+            }
+            if *next == NO_LINK {
+                return at;
+            }
+            link = *next;
+            depth += 1;
+            (tophash, next, _) = self.overflow(link);
+        }
+    }
+
+    /// Stores an entry at `to` and moves it on. The caller knows the key is
+    /// absent.
+    #[inline(always)]
+    fn append(&mut self, to: &mut Appender, top: u8, entry: (K, V)) {
+        if to.slot == BUCKET_SLOTS {
+            let next = *self.at(to.index, to.link).1;
+            let link = if next != NO_LINK {
+                next
+            } else {
+                let link = self.new_overflow();
+                self.chain_changed(to.depth, to.depth + 1);
+                *self.at_mut(to.index, to.link).1 = link;
+                link
+            };
+            to.link = link;
+            to.depth += 1;
+            to.slot = 0;
+        }
+        let (tophash, _, entries) = self.at_mut(to.index, to.link);
+        slot_write(entries, to.slot, entry);
+        tophash[to.slot] = top.max(MIN_TOPHASH);
+        to.slot += 1;
+    }
+
+    /// Moves every entry of bucket `index`'s chain into `dest` (Go's
+    /// `evacuate`), the `n`-th entry to bucket `hashes[n] & dest.mask()`,
+    /// and marks the head bucket evacuated: `EVACUATED_X` for entries that
+    /// stayed at `index & dest.mask()`, `EVACUATED_Y` for the others,
+    /// `EVACUATED_EMPTY` for free slots. Runs no user code. The chain's
+    /// overflow buckets are emptied and unlinked.
+    pub(crate) fn evacuate_into(&mut self, index: usize, hashes: &[u64], dest: &mut Table<K, V>) {
+        let new_mask = dest.mask();
+        let x = index & new_mask;
+        // Every destination is `x` or `y` (`y` only in a doubling).
+        let y = x | (new_mask & !self.mask());
+        let mut to_x = dest.appender(x);
+        let mut to_y = if y == x { None } else { Some(dest.appender(y)) };
+        let mut hashes = hashes.iter();
+        let mut moves = |dest: &mut Table<K, V>, top: u8, entry: (K, V)| -> u8 {
+            let hash = *hashes
+                .next()
+                .expect("invariant: one recorded hash per evacuated entry");
+            match &mut to_y {
+                Some(to_y) if hash as usize & new_mask != x => {
+                    dest.append(to_y, top, entry);
+                    EVACUATED_Y
+                }
+                _ => {
+                    dest.append(&mut to_x, top, entry);
+                    EVACUATED_X
+                }
+            }
+        };
+        let (tophash, next, entries) = self.head_mut(index);
+        let mut markers = [EVACUATED_EMPTY; BUCKET_SLOTS];
+        for i in match_full(tophash) {
+            let top = tophash[i];
+            tophash[i] = EVACUATED_EMPTY;
+            // SAFETY: byte `i` was full (`match_full`) and is now free.
+            markers[i] = moves(dest, top, unsafe { slot_take(entries, i) });
+        }
+        *tophash = markers;
+        let mut link = mem::replace(next, NO_LINK);
+        let mut chain_len = 0;
+        while link != NO_LINK {
+            chain_len += 1;
+            let (tophash, next, entries) = self.overflow_mut(link);
+            for i in match_full(tophash) {
+                let top = tophash[i];
+                tophash[i] = EMPTY_REST;
+                // SAFETY: byte `i` was full (`match_full`) and is now free.
+                moves(dest, top, unsafe { slot_take(entries, i) });
+            }
+            *tophash = [EMPTY_REST; BUCKET_SLOTS];
+            link = mem::replace(next, NO_LINK);
+        }
+        self.overflow_buckets -= chain_len;
+        self.chain_changed(chain_len, 0);
+    }
+
+    /// Keeps the entries `keep` accepts; every removal decrements `len` and
+    /// increments `removes` before the entry is dropped. A panic in `keep`
+    /// (or in a drop) leaves every visited rejected entry removed and the
+    /// rest in place, with `len` exact.
+    pub(crate) fn retain(
+        &mut self,
+        keep: &mut impl FnMut(&K, &mut V) -> bool,
+        len: &mut usize,
+        removes: &mut u64,
+    ) {
+        for index in 0..self.chunks.len() << self.chunk_shift {
+            if !self.chunks[index >> self.chunk_shift].is_materialized() {
+                continue;
+            }
+            let mut removed = false;
+            let mut link = NO_LINK;
+            loop {
+                let (tophash, next, entries) = self.at_mut(index, link);
+                for i in match_full(tophash) {
+                    // SAFETY: `i` comes from `match_full` (invariant 3);
+                    // `keep` cannot reach the table to change it meanwhile.
+                    let (key, value) = unsafe { slot_mut(entries, i) };
+                    if !keep(key, value) {
+                        tophash[i] = EMPTY_ONE;
+                        *len -= 1;
+                        *removes += 1;
+                        removed = true;
+                        // SAFETY: byte `i` was full and is now free.
+                        unsafe { slot_drop(entries, i) };
+                    }
+                }
+                if *next == NO_LINK {
+                    break;
+                }
+                link = *next;
+            }
+            if removed {
+                self.refresh_free_markers(index);
+            }
+        }
+    }
+
+    /// Rewrites the free markers of bucket `index`'s chain after slots were
+    /// emptied without [`Table::take`]: free slots after the last entry
+    /// become `EMPTY_REST`, the others `EMPTY_ONE`. Two passes, no
+    /// allocation.
+    fn refresh_free_markers(&mut self, index: usize) {
+        let mut last = None;
+        let mut link = NO_LINK;
+        let mut position = 0usize;
+        loop {
+            let (tophash, &next, _) = self.at(index, link);
+            if let Some(i) = match_full(tophash).highest() {
+                last = Some(position + i);
+            }
+            position += BUCKET_SLOTS;
+            if next == NO_LINK {
+                break;
+            }
+            link = next;
+        }
+        let mut link = NO_LINK;
+        let mut position = 0usize;
+        loop {
+            let (tophash, next, _) = self.at_mut(index, link);
+            for (i, byte) in tophash.iter_mut().enumerate() {
+                if *byte < MIN_TOPHASH {
+                    let rest = last.is_none_or(|last| position + i > last);
+                    *byte = if rest { EMPTY_REST } else { EMPTY_ONE };
+                }
+            }
+            position += BUCKET_SLOTS;
+            if *next == NO_LINK {
+                break;
+            }
+            link = *next;
+        }
+    }
+
+    /// Every entry, shared.
+    pub(crate) fn iter(&self) -> RawIter<'_, K, V> {
+        RawIter {
+            chunks: self.chunks.iter(),
+            tophash: [].iter(),
+            entries: [].iter(),
+            blocks: self.blocks.iter(),
+            arena: [].iter(),
+            arena_left: self.arena_len,
+            current: None,
+            full: SlotMask::EMPTY,
+        }
+    }
+
+    /// Every entry, with its value mutable.
+    pub(crate) fn iter_mut(&mut self) -> RawIterMut<'_, K, V> {
+        RawIterMut {
+            chunks: self.chunks.iter_mut(),
+            tophash: [].iter(),
+            entries: [].iter_mut(),
+            blocks: self.blocks.iter_mut(),
+            arena: [].iter_mut(),
+            arena_left: self.arena_len,
+            current: [EMPTY_REST; BUCKET_SLOTS].into_iter().zip([].iter_mut()),
+        }
+    }
+
+    /// Consumes the table, yielding every entry.
+    pub(crate) fn into_entries(self) -> IntoEntries<K, V> {
+        IntoEntries {
+            table: self,
+            position: 0,
+        }
+    }
+
+    /// Takes out the first entry at or after bucket `position` (heads of
+    /// every chunk, then arena buckets), moving `position` to its bucket.
+    fn take_next(&mut self, position: &mut usize) -> Option<(K, V)> {
+        let heads = self.chunks.len() << self.chunk_shift;
+        loop {
+            let p = *position;
+            let (tophash, _, entries) = if p < heads {
+                if !self.chunks[p >> self.chunk_shift].is_materialized() {
+                    *position = (p | self.chunk_mask()) + 1;
+                    continue;
+                }
+                self.head_mut(p)
+            } else if p - heads < self.arena_len {
+                self.overflow_mut(Link::try_from(p - heads + 1).ok()?)
+            } else {
+                return None;
+            };
+            if let Some(i) = match_full(tophash).lowest() {
+                tophash[i] = EMPTY_ONE;
+                // SAFETY: byte `i` was full (`match_full`) and is now free.
+                return Some(unsafe { slot_take(entries, i) });
+            }
+            *position += 1;
+        }
+    }
+}
+
+/// Where [`Table::append`] stores next: slot `slot` of bucket `link` of
+/// head `index`'s chain, `depth` overflow buckets down.
+struct Appender {
+    index: usize,
+    link: Link,
+    depth: usize,
+    slot: usize,
+}
+
+/// Every entry of a table, shared: the head buckets of every materialised
+/// chunk, then the arena. Created by [`Table::iter`].
+pub(crate) struct RawIter<'a, K, V> {
+    chunks: slice::Iter<'a, Chunk<K, V>>,
+    tophash: slice::Iter<'a, Tophash>,
+    entries: slice::Iter<'a, Entries<K, V>>,
+    blocks: slice::Iter<'a, Box<[OverflowBucket<K, V>]>>,
+    arena: slice::Iter<'a, OverflowBucket<K, V>>,
+    arena_left: usize,
+    current: Option<&'a Entries<K, V>>,
+    full: SlotMask,
+}
+
+impl<K, V> Clone for RawIter<'_, K, V> {
+    fn clone(&self) -> Self {
+        RawIter {
+            chunks: self.chunks.clone(),
+            tophash: self.tophash.clone(),
+            entries: self.entries.clone(),
+            blocks: self.blocks.clone(),
+            arena: self.arena.clone(),
+            arena_left: self.arena_left,
+            current: self.current,
+            full: self.full,
+        }
+    }
+}
+
+impl<K, V> RawIter<'_, K, V> {
+    /// An iterator over nothing.
+    pub(crate) fn empty() -> Self {
+        RawIter {
+            chunks: [].iter(),
+            tophash: [].iter(),
+            entries: [].iter(),
+            blocks: [].iter(),
+            arena: [].iter(),
+            arena_left: 0,
+            current: None,
+            full: SlotMask::EMPTY,
+        }
+    }
+}
+
+impl<'a, K, V> Iterator for RawIter<'a, K, V> {
+    type Item = &'a (K, V);
+
+    #[inline]
+    fn next(&mut self) -> Option<&'a (K, V)> {
+        loop {
+            if let (Some(i), Some(entries)) = (self.full.next(), self.current) {
+                // SAFETY: `full` is `match_full` of `current`'s own bytes,
+                // which cannot change while the table is borrowed.
+                return Some(unsafe { slot_ref(entries, i) });
+            }
+            if let (Some(tophash), Some(entries)) = (self.tophash.next(), self.entries.next()) {
+                self.full = match_full(tophash);
+                self.current = Some(entries);
+            } else if let Some(chunk) = self.chunks.next() {
+                self.tophash = chunk.tophash.iter();
+                self.entries = chunk.entries.iter();
+            } else if self.arena_left == 0 {
+                return None;
+            } else if let Some(bucket) = self.arena.next() {
+                self.arena_left -= 1;
+                self.full = match_full(&bucket.tophash);
+                self.current = Some(&bucket.entries);
+            } else {
+                self.arena = self.blocks.next()?.iter();
+            }
+        }
+    }
+
+    /// Internal iteration (what `sum`, `for_each` and `count` use): plain
+    /// loops over the buckets, without the state machine of `next`.
+    fn fold<B, F>(self, init: B, mut f: F) -> B
+    where
+        F: FnMut(B, &'a (K, V)) -> B,
+    {
+        let RawIter {
+            chunks,
+            tophash,
+            entries,
+            blocks,
+            arena,
+            arena_left,
+            current,
+            full,
+        } = self;
+        let mut visit = |acc: B, full: SlotMask, entries: &'a Entries<K, V>| {
+            full.fold(acc, |acc, i| {
+                // SAFETY: `full` is `match_full` of the bytes of the bucket
+                // `entries` belongs to, which cannot change while the table
+                // is borrowed (invariant 3).
+                f(acc, unsafe { slot_ref(entries, i) })
+            })
+        };
+        let mut acc = init;
+        if let Some(entries) = current {
+            acc = visit(acc, full, entries);
+        }
+        for (bytes, bucket) in tophash.zip(entries) {
+            acc = visit(acc, match_full(bytes), bucket);
+        }
+        for chunk in chunks {
+            for (bytes, bucket) in chunk.tophash.iter().zip(chunk.entries.iter()) {
+                acc = visit(acc, match_full(bytes), bucket);
+            }
+        }
+        let rest = arena.chain(blocks.flat_map(|block| block.iter()));
+        for bucket in rest.take(arena_left) {
+            acc = visit(acc, match_full(&bucket.tophash), &bucket.entries);
+        }
+        acc
+    }
+}
+
+/// Every entry of a table, with mutable values. Created by
+/// [`Table::iter_mut`].
+pub(crate) struct RawIterMut<'a, K, V> {
+    chunks: slice::IterMut<'a, Chunk<K, V>>,
+    tophash: slice::Iter<'a, Tophash>,
+    entries: slice::IterMut<'a, Entries<K, V>>,
+    blocks: slice::IterMut<'a, Box<[OverflowBucket<K, V>]>>,
+    arena: slice::IterMut<'a, OverflowBucket<K, V>>,
+    arena_left: usize,
+    /// The current bucket's tophash bytes, with its slots.
+    current: Zip<array::IntoIter<u8, BUCKET_SLOTS>, slice::IterMut<'a, Cell<K, V>>>,
+}
+
+impl<K, V> RawIterMut<'_, K, V> {
+    /// An iterator over nothing.
+    pub(crate) fn empty() -> Self {
+        RawIterMut {
+            chunks: [].iter_mut(),
+            tophash: [].iter(),
+            entries: [].iter_mut(),
+            blocks: [].iter_mut(),
+            arena: [].iter_mut(),
+            arena_left: 0,
+            current: [EMPTY_REST; BUCKET_SLOTS].into_iter().zip([].iter_mut()),
+        }
+    }
+}
+
+impl<'a, K, V> Iterator for RawIterMut<'a, K, V> {
+    type Item = (&'a K, &'a mut V);
+
+    #[inline]
+    fn next(&mut self) -> Option<(&'a K, &'a mut V)> {
+        loop {
+            for (top, slot) in self.current.by_ref() {
+                if top >= MIN_TOPHASH {
+                    // SAFETY: `top` is this slot's own byte, copied when
+                    // its bucket was reached; the table is borrowed by this
+                    // iterator, so the byte still holds (invariant 1).
+                    let (key, value) = unsafe { slot_in_place(slot) };
+                    return Some((&*key, value));
+                }
+            }
+            if let (Some(tophash), Some(entries)) = (self.tophash.next(), self.entries.next()) {
+                self.current = (*tophash).into_iter().zip(entries.iter_mut());
+            } else if let Some(chunk) = self.chunks.next() {
+                self.tophash = chunk.tophash.iter();
+                self.entries = chunk.entries.iter_mut();
+            } else if self.arena_left == 0 {
+                return None;
+            } else if let Some(bucket) = self.arena.next() {
+                self.arena_left -= 1;
+                self.current = bucket.tophash.into_iter().zip(bucket.entries.iter_mut());
+            } else {
+                self.arena = self.blocks.next()?.iter_mut();
+            }
+        }
+    }
+}
+
+/// Every entry of a table, by value. Entries not taken are dropped with
+/// the table. Created by [`Table::into_entries`].
+pub(crate) struct IntoEntries<K, V> {
+    table: Table<K, V>,
+    position: usize,
+}
+
+impl<K, V> Iterator for IntoEntries<K, V> {
+    type Item = (K, V);
+
+    fn next(&mut self) -> Option<(K, V)> {
+        self.table.take_next(&mut self.position)
     }
 }
 
@@ -676,21 +1362,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn mark_free_turns_trailing_run_into_empty_rest() {
-        let mut a = [
-            5u8, EMPTY_ONE, 6, 7, EMPTY_REST, EMPTY_REST, EMPTY_REST, EMPTY_REST,
-        ];
-        mark_free(&mut [&mut a], 3);
-        assert_eq!(a, [5, EMPTY_ONE, 6, EMPTY_REST, 0, 0, 0, 0]);
-        mark_free(&mut [&mut a], 2);
-        assert_eq!(a, [5, 0, 0, 0, 0, 0, 0, 0]);
-        let mut b = [5u8; 8];
-        let mut c = [6u8, 0, 0, 0, 0, 0, 0, 0];
-        mark_free(&mut [&mut b, &mut c], 7);
-        assert_eq!(b[7], EMPTY_ONE, "a later bucket still holds an entry");
-        mark_free(&mut [&mut b, &mut c], 8);
-        assert_eq!(c, [0; 8]);
-        assert_eq!(b[7], EMPTY_REST);
+    fn take_turns_trailing_run_into_empty_rest() {
+        let mut t: Table<u64, u64> = Table::new(0, true);
+        let slots: Vec<Slot> = (0..8u64).map(|k| t.push(0, MIN_TOPHASH, k, k)).collect();
+        t.take(slots[3]);
+        assert_eq!(t.head(0).0[3], EMPTY_ONE);
+        for k in (4..8).rev() {
+            t.take(slots[k]);
+        }
+        assert_eq!(&t.head(0).0[3..], &[EMPTY_REST; 5]);
+        // A chain: freeing the last entry of the overflow bucket walks back
+        // into the head bucket.
+        let mut t: Table<u64, u64> = Table::new(0, true);
+        let slots: Vec<Slot> = (0..9u64).map(|k| t.push(0, MIN_TOPHASH, k, k)).collect();
+        t.take(slots[7]);
+        assert_eq!(t.head(0).0[7], EMPTY_ONE, "a later bucket holds an entry");
+        t.take(slots[8]);
+        assert_eq!(t.head(0).0[7], EMPTY_REST);
+        assert_eq!(*t.overflow(slots[8].link).0, [EMPTY_REST; 8]);
     }
 
     #[test]
@@ -713,11 +1402,37 @@ mod tests {
         assert_eq!(t.overflow_buckets, 2);
         assert_eq!(t.max_chain(), 2);
         let slot = t.find(0, MIN_TOPHASH, |k| *k == 19).unwrap();
-        assert_eq!(slot.depth, 2);
+        assert_ne!(slot.link, NO_LINK);
         assert_eq!(t.take(slot), (19, 19));
         assert!(t.find(0, MIN_TOPHASH, |k| *k == 19).is_none());
         let slot = t.find(0, MIN_TOPHASH, |k| *k == 3).unwrap();
         assert_eq!(t.take(slot), (3, 3));
-        assert_eq!(t.bucket(0).tophash[3], EMPTY_ONE);
+        assert_eq!(t.head(0).0[3], EMPTY_ONE);
+        assert_eq!(t.iter().count(), 18);
+        assert_eq!(t.into_entries().count(), 18);
+    }
+
+    #[test]
+    fn evacuation_moves_a_whole_chain() {
+        let mut old: Table<u64, u64> = Table::new(0, true);
+        for k in 0..20u64 {
+            old.push(0, MIN_TOPHASH + k as u8, k, k);
+        }
+        let mut hashes = Vec::new();
+        old.chain_hashes(0, |&k| k, &mut hashes);
+        let mut new: Table<u64, u64> = Table::new(1, true);
+        old.evacuate_into(0, &hashes, &mut new);
+        assert_eq!(old.overflow_buckets, 0);
+        assert_eq!(old.iter().count(), 0);
+        assert_eq!(new.iter().count(), 20);
+        for k in 0..20u64 {
+            let index = k as usize & 1;
+            assert_eq!(
+                new.get(index, MIN_TOPHASH + k as u8, |&q| q == k),
+                Some(&(k, k))
+            );
+        }
+        let first = old.first_tophash(0);
+        assert!(first == EVACUATED_X || first == EVACUATED_Y);
     }
 }

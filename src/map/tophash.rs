@@ -49,6 +49,19 @@ pub(crate) fn is_evacuated(first: u8) -> bool {
 pub(crate) struct SlotMask(u64);
 
 impl SlotMask {
+    /// No slot.
+    pub(crate) const EMPTY: SlotMask = SlotMask(0);
+
+    /// The highest slot in the set.
+    #[inline]
+    pub(crate) fn highest(self) -> Option<usize> {
+        if self.0 == 0 {
+            None
+        } else {
+            Some(7 - self.0.leading_zeros() as usize / 8)
+        }
+    }
+
     /// The lowest slot in the set.
     #[inline]
     pub(crate) fn lowest(self) -> Option<usize> {
@@ -93,6 +106,17 @@ pub(crate) fn match_free(tophash: &[u8; BUCKET_SLOTS]) -> SlotMask {
     zero_bytes(u64::from_le_bytes(*tophash) & !LO)
 }
 
+/// The slots that hold an entry: tophash `>= MIN_TOPHASH`. A byte below
+/// 0x80 is at least 5 exactly when adding 0x7b to it sets its high bit,
+/// and the sum stays below 0x100, so no carry crosses into the next byte;
+/// bytes at or above 0x80 qualify through their own high bit.
+#[inline]
+pub(crate) fn match_full(tophash: &[u8; BUCKET_SLOTS]) -> SlotMask {
+    const ADD: u64 = LO * (0x80 - MIN_TOPHASH as u64);
+    let word = u64::from_le_bytes(*tophash);
+    SlotMask((((word & LOW7).wrapping_add(ADD)) | word) & HI)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +149,9 @@ mod tests {
                 assert_eq!(match_tophash(&word, a).collect::<Vec<_>>(), expect);
                 let free: Vec<usize> = (0..8).filter(|&i| word[i] <= EMPTY_ONE).collect();
                 assert_eq!(match_free(&word).collect::<Vec<_>>(), free);
+                let full: Vec<usize> = (0..8).filter(|&i| word[i] >= MIN_TOPHASH).collect();
+                assert_eq!(match_full(&word).collect::<Vec<_>>(), full);
+                assert_eq!(match_full(&word).highest(), full.last().copied());
             }
         }
     }
