@@ -1,0 +1,359 @@
+//! The sidecar's memory under the worst case its default limits allow
+//! (issue 13, "a bounded exposition"): every source slot taken
+//! (`--max-sources`, 100), each source sending the largest report the
+//! sidecar accepts (the body limit, the maps-per-report limit, the
+//! per-source label budget, 16 labels per map with the longest names and
+//! values), then 4 concurrent scrapes of `/metrics`. The real `mapscope
+//! sidecar` binary on loopback; its peak resident set (`VmHWM` from
+//! `/proc/PID/status`) must stay within 128 MiB, and every scrape must be
+//! answered in full.
+//!
+//! Runs only with `MAPSCOPE_REQUIRE_E2E=1` (it sends ~100 MiB of reports
+//! and takes tens of seconds); otherwise it prints a loud SKIPPED line.
+//! Linux only (it reads `/proc`). A watchdog kills the sidecar if its RSS
+//! passes 1 GiB, so a regression fails the test instead of the machine.
+//!
+//! The measured figures are printed (`--nocapture`) and recorded in
+//! `docs/benchmarks.md` ("Scrape").
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use common::{e2e_required, start_mapscope, MapscopeProcess};
+use mapscope::ingest::protocol::{
+    KindCounts, KindSeconds, Report, ReportedCounters, ReportedMap, ReportedMisuseKind,
+    ReportedStats, SourceInfo,
+};
+use mapscope::ingest::Limits;
+use mapscope::registry::{MAX_LABELS, MAX_VALUE_CHARS};
+
+/// The budget the issue sets for the sidecar's resident set.
+const RSS_BUDGET: u64 = 128 * 1024 * 1024;
+
+/// Past this the watchdog kills the sidecar: the test has failed, and the
+/// machine is spared the rest.
+const RSS_KILL: u64 = 1024 * 1024 * 1024;
+
+/// Concurrent scrapes.
+const SCRAPES: usize = 4;
+
+/// A `/proc/PID/status` field in bytes (`VmRSS`, `VmHWM`).
+fn status_bytes(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let kib: u64 = line[field.len()..]
+        .trim_start_matches(':')
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+/// Polls the sidecar's RSS until stopped; kills it past [`RSS_KILL`].
+struct Watchdog {
+    stop: Arc<AtomicBool>,
+    killed: Arc<AtomicBool>,
+    max_rss: Arc<AtomicU64>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Watchdog {
+    fn start(pid: u32) -> Watchdog {
+        let stop = Arc::new(AtomicBool::new(false));
+        let killed = Arc::new(AtomicBool::new(false));
+        let max_rss = Arc::new(AtomicU64::new(0));
+        let thread = {
+            let (stop, killed, max_rss) = (stop.clone(), killed.clone(), max_rss.clone());
+            thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let Some(rss) = status_bytes(pid, "VmRSS") else {
+                        return;
+                    };
+                    max_rss.fetch_max(rss, Ordering::Relaxed);
+                    if rss > RSS_KILL {
+                        killed.store(true, Ordering::Relaxed);
+                        let _ = std::process::Command::new("kill")
+                            .args(["-KILL", &pid.to_string()])
+                            .status();
+                        return;
+                    }
+                    thread::sleep(Duration::from_millis(10));
+                }
+            })
+        };
+        Watchdog {
+            stop,
+            killed,
+            max_rss,
+            thread: Some(thread),
+        }
+    }
+
+    fn check(&self) {
+        assert!(
+            !self.killed.load(Ordering::Relaxed),
+            "the sidecar's RSS passed {} MiB: killed",
+            RSS_KILL >> 20
+        );
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A string of exactly `chars` characters, unique by `tag`, made of
+/// characters the text format writes as is.
+fn padded(tag: &str, chars: usize) -> String {
+    let mut s = String::with_capacity(chars);
+    s.push_str(tag);
+    while s.len() < chars {
+        s.push('x');
+    }
+    s.truncate(chars);
+    s
+}
+
+/// One map of the worst case: the longest name, the most labels with the
+/// longest names and values, the client misuse kinds counted. (A reported
+/// map has every per-map series whatever it counts.)
+fn worst_map(source: usize, index: usize) -> ReportedMap {
+    let labels: BTreeMap<String, String> = (0..MAX_LABELS)
+        .map(|l| {
+            (
+                padded(&format!("label_{l:02}_"), MAX_VALUE_CHARS),
+                padded(&format!("{source}-{index}-{l}-"), MAX_VALUE_CHARS),
+            )
+        })
+        .collect();
+    ReportedMap {
+        name: padded(&format!("map_{index:04}_"), MAX_VALUE_CHARS),
+        labels,
+        stats: ReportedStats {
+            entries: 123_456,
+            peak_entries: 234_567,
+            buckets: 32_768,
+            overflow_buckets: 17,
+            memory_bytes: 7_340_032,
+            max_overflow_chain: 2,
+            evacuation: None,
+        },
+        counters: ReportedCounters {
+            growths: KindCounts {
+                double: 12,
+                same_size: 1,
+                shrink: 0,
+            },
+            growth_seconds: KindSeconds {
+                double: 0.123_456_789,
+                same_size: 0.000_321,
+                shrink: 0.0,
+            },
+            evacuated_buckets: 32_767,
+            inserts: 9_876_543,
+            updates: 1_234_567,
+            removes: 9_753_087,
+            misuse: [
+                ReportedMisuseKind::NilMapWrite,
+                ReportedMisuseKind::ConcurrentWrite,
+                ReportedMisuseKind::IterateWhileMutating,
+            ]
+            .into_iter()
+            .map(|kind| (kind, 1))
+            .collect(),
+        },
+    }
+}
+
+fn report(source: usize, seq: u64, maps: usize) -> Report {
+    Report {
+        source: SourceInfo {
+            app: padded(&format!("app{source:03}-"), 64),
+            instance: padded(&format!("pod-{source:03}-"), 64),
+            language: Some("test".into()),
+            sdk: None,
+            started_at: None,
+        },
+        seq,
+        sent_at: None,
+        interval_seconds: None,
+        maps: (0..maps).map(|i| worst_map(source, i)).collect(),
+        events: Vec::new(),
+    }
+}
+
+fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(300))
+        .build()
+        .expect("build the HTTP client")
+}
+
+/// Posts a report; the status and the answer's body.
+fn post(client: &reqwest::blocking::Client, url: &str, report: &Report) -> (u16, String) {
+    let body = serde_json::to_vec(report).expect("a report serialises");
+    let response = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    let status = response.status().as_u16();
+    (status, response.text().unwrap_or_default())
+}
+
+/// The most worst-case maps one report of source 0 may carry: the largest
+/// count the sidecar accepts, found by bisection against the sidecar
+/// itself (so the test follows whatever limits are the defaults). Leaves
+/// source 0 holding that report.
+fn largest_accepted(client: &reqwest::blocking::Client, url: &str, seq: &mut u64) -> usize {
+    let (mut ok, mut too_many) = (0, Limits::default().max_maps_per_source + 1);
+    let mut last_refusal = String::new();
+    while too_many - ok > 1 {
+        let mid = (ok + too_many) / 2;
+        *seq += 1;
+        let (status, body) = post(client, url, &report(0, *seq, mid));
+        match status {
+            200 => ok = mid,
+            400 | 413 => {
+                too_many = mid;
+                last_refusal = body;
+            }
+            other => panic!("{mid} maps: unexpected {other}: {body}"),
+        }
+    }
+    assert!(ok > 0, "not even one map is accepted: {last_refusal}");
+    eprintln!("exposition_budget: one map over: {last_refusal}");
+    *seq += 1;
+    let (status, body) = post(client, url, &report(0, *seq, ok));
+    assert_eq!(status, 200, "{body}");
+    ok
+}
+
+/// One scrape as Prometheus makes it (gzip); the decompressed size, and
+/// whether the text ended with every source counted.
+fn scrape(url: &str) -> (usize, bool) {
+    let client = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .gzip(true)
+        .timeout(Duration::from_secs(300))
+        .build()
+        .expect("build the HTTP client");
+    let mut response = client
+        .get(url)
+        .send()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    assert_eq!(response.status(), 200, "GET {url}");
+    // Streamed: the test keeps only the tail, not four copies of the text.
+    let (mut size, mut tail, mut chunk) = (0, Vec::new(), vec![0; 1 << 16]);
+    loop {
+        let n = response
+            .read(&mut chunk)
+            .unwrap_or_else(|e| panic!("GET {url}: reading the body: {e}"));
+        if n == 0 {
+            break;
+        }
+        size += n;
+        tail.extend_from_slice(&chunk[..n]);
+        if tail.len() > 1 << 20 {
+            tail.drain(..tail.len() - (1 << 19));
+        }
+    }
+    let tail = String::from_utf8_lossy(&tail);
+    (size, tail.contains("\nmapscope_sources 100\n"))
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+#[test]
+fn worst_case_reports_and_concurrent_scrapes_stay_within_the_memory_budget() {
+    if !e2e_required() {
+        eprintln!(
+            "SKIPPED worst_case_reports_and_concurrent_scrapes_stay_within_the_memory_budget: \
+             set MAPSCOPE_REQUIRE_E2E=1 to run it (a real sidecar, ~100 MiB of reports)"
+        );
+        return;
+    }
+    assert!(
+        std::path::Path::new("/proc/self/status").exists(),
+        "MAPSCOPE_REQUIRE_E2E=1 needs Linux /proc to read the sidecar's RSS"
+    );
+    let sidecar: MapscopeProcess = start_mapscope(&[
+        "sidecar",
+        "--listen",
+        "127.0.0.1:0",
+        "--ingest-listen",
+        "127.0.0.1:0",
+    ]);
+    let pid = sidecar.pid();
+    let watchdog = Watchdog::start(pid);
+    let ingest = sidecar.ingest_url();
+    let client = client();
+    let sources = Limits::default().max_sources;
+
+    let mut seq = 0;
+    let maps = largest_accepted(&client, &ingest, &mut seq);
+    let body_bytes = serde_json::to_vec(&report(0, seq, maps)).unwrap().len();
+    for source in 1..sources {
+        watchdog.check();
+        let (status, body) = post(&client, &ingest, &report(source, 1, maps));
+        assert_eq!(status, 200, "source {source}: {body}");
+    }
+    watchdog.check();
+    let after_ingest = status_bytes(pid, "VmRSS").expect("the sidecar's VmRSS");
+    let peak_ingest = status_bytes(pid, "VmHWM").expect("the sidecar's VmHWM");
+
+    let metrics = sidecar.url("metrics");
+    let scrapes: Vec<(usize, bool)> = thread::scope(|s| {
+        let handles: Vec<_> = (0..SCRAPES).map(|_| s.spawn(|| scrape(&metrics))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a scrape thread panicked"))
+            .collect()
+    });
+    watchdog.check();
+    let peak = status_bytes(pid, "VmHWM").expect("the sidecar's VmHWM");
+    let after = status_bytes(pid, "VmRSS").expect("the sidecar's VmRSS");
+    eprintln!(
+        "exposition_budget: {sources} sources x {maps} maps of {MAX_LABELS} labels \
+         ({body_bytes} B per report, {} reported maps); exposition {} B; \
+         RSS after ingest {:.1} MiB (peak {:.1}); {SCRAPES} concurrent scrapes: \
+         peak RSS (VmHWM) {:.1} MiB, RSS after {:.1} MiB, watchdog max {:.1} MiB",
+        sources * maps,
+        scrapes[0].0,
+        mib(after_ingest),
+        mib(peak_ingest),
+        mib(peak),
+        mib(after),
+        mib(watchdog.max_rss.load(Ordering::Relaxed)),
+    );
+    for (i, (size, complete)) in scrapes.iter().enumerate() {
+        assert!(
+            *complete,
+            "scrape {i} ({size} B) does not end with all {sources} sources"
+        );
+        assert_eq!(*size, scrapes[0].0, "scrape {i} differs in size");
+    }
+    assert!(
+        peak <= RSS_BUDGET,
+        "the sidecar peaked at {:.1} MiB (VmHWM), over the {} MiB budget",
+        mib(peak),
+        RSS_BUDGET >> 20
+    );
+}
