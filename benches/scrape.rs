@@ -10,7 +10,9 @@
 //!   client asking for gzip, as Prometheus does (`Accept-Encoding: gzip`),
 //!   through the router the binary serves: render on a blocking thread,
 //!   gzip by `CompressionLayer`, transfer, and the client's decompression;
-//! - `sidecar/http/4`: four such scrapes started together, timed until the
+//! - `sidecar/http/identity/1`: the same without compression (a client
+//!   that sends no `Accept-Encoding`): render and transfer only;
+//! - `sidecar/http/4`: four gzip scrapes started together, timed until the
 //!   last one is answered: what N concurrent scrapes cost against one.
 //!
 //! Target: `/metrics` for 10,000 reported maps ≤ 100 ms (issue 13).
@@ -165,10 +167,17 @@ fn benches(c: &mut Criterion, test: bool) {
         .gzip(true)
         .build()
         .expect("HTTP client");
+    let identity = reqwest::blocking::Client::builder()
+        .no_gzip()
+        .build()
+        .expect("HTTP client");
     let mut group = c.benchmark_group("sidecar/http");
     group.sample_size(10);
     group.bench_function(BenchmarkId::from_parameter(1), |b| {
         b.iter(|| black_box(scrape(&client, &url)))
+    });
+    group.bench_function(BenchmarkId::new("identity", 1), |b| {
+        b.iter(|| black_box(scrape(&identity, &url)))
     });
     group.bench_function(BenchmarkId::from_parameter(4), |b| {
         b.iter(|| {
