@@ -161,17 +161,17 @@ impl MapscopeCollector {
     /// ```
     /// use mapscope::export::prometheus::MapscopeCollector;
     /// let collector = MapscopeCollector::new(mapscope::Registry::new());
-    /// let text = collector.render_shared().unwrap();
-    /// assert!(text.starts_with(b"# HELP "));
+    /// let shared = collector.render_shared().unwrap();
+    /// assert!(shared.text.starts_with(b"# HELP "));
     /// ```
-    pub fn render_shared(&self) -> Result<Bytes, RenderFailed> {
+    pub fn render_shared(&self) -> Result<SharedText, RenderFailed> {
         self.render_shared_with(|| self.registry.snapshot())
     }
 
     fn render_shared_with(
         &self,
         observe: impl FnOnce() -> RegistrySnapshot,
-    ) -> Result<Bytes, RenderFailed> {
+    ) -> Result<SharedText, RenderFailed> {
         let flight = &self.flight;
         let mut state = lock(&flight.state);
         if state.rendering {
@@ -184,30 +184,58 @@ impl MapscopeCollector {
                     .unwrap_or_else(PoisonError::into_inner);
             }
             state.waiting -= 1;
-            return state.last.clone().ok_or(RenderFailed);
+            let render = state.generation;
+            return state
+                .last
+                .clone()
+                .map(|text| SharedText { text, render })
+                .ok_or(RenderFailed);
         }
         state.rendering = true;
         let mut out = reclaim(state.last.take(), state.last_len);
         drop(state);
-        // Ends the flight even if rendering panics, so waiters never hang.
-        struct Landing<'a>(&'a Flight, Option<Bytes>);
-        impl Drop for Landing<'_> {
+        // Ends the flight if rendering panics, so waiters never hang.
+        struct Abandon<'a>(Option<&'a Flight>);
+        impl Drop for Abandon<'_> {
             fn drop(&mut self) {
-                let mut state = lock(&self.0.state);
-                state.rendering = false;
-                state.generation += 1;
-                state.last_len = self.1.as_ref().map_or(state.last_len, Bytes::len);
-                state.last = self.1.take();
-                self.0.finished.notify_all();
+                if let Some(flight) = self.0 {
+                    flight.land(None);
+                }
             }
         }
-        let mut landing = Landing(flight, None);
+        let mut abandon = Abandon(Some(flight));
         write_text(&observe(), &mut out);
+        abandon.0 = None;
         let text = Bytes::from(out.into_bytes());
-        landing.1 = Some(text.clone());
-        drop(landing);
-        Ok(text)
+        let render = flight.land(Some(text.clone()));
+        Ok(SharedText { text, render })
     }
+}
+
+impl Flight {
+    /// Ends the render in progress with its text (`None`: it panicked),
+    /// wakes its waiters, and returns its number.
+    fn land(&self, text: Option<Bytes>) -> u64 {
+        let mut state = lock(&self.state);
+        state.rendering = false;
+        state.generation += 1;
+        state.last_len = text.as_ref().map_or(state.last_len, Bytes::len);
+        state.last = text;
+        self.finished.notify_all();
+        state.generation
+    }
+}
+
+/// The text of a [`MapscopeCollector::render_shared`] call.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SharedText {
+    /// The exposition.
+    pub text: Bytes,
+    /// Which render made it (renders are numbered from 1): callers that
+    /// shared a render get the same number, so a transport can encode the
+    /// text once per render (the HTTP router's gzip does).
+    pub render: u64,
 }
 
 fn lock(state: &Mutex<FlightState>) -> MutexGuard<'_, FlightState> {
@@ -672,7 +700,10 @@ mod tests {
         collector: &MapscopeCollector,
         callers: usize,
         observe: impl Fn() -> RegistrySnapshot + Sync,
-    ) -> (Vec<std::thread::Result<Result<Bytes, RenderFailed>>>, usize) {
+    ) -> (
+        Vec<std::thread::Result<Result<SharedText, RenderFailed>>>,
+        usize,
+    ) {
         use std::sync::atomic::{AtomicUsize, Ordering};
         use std::time::{Duration, Instant};
         let observations = AtomicUsize::new(0);
@@ -710,29 +741,36 @@ mod tests {
         let collector = MapscopeCollector::new(registry.clone());
         let (results, observations) = overlapping_renders(&collector, 4, || registry.snapshot());
         assert_eq!(observations, 1, "four overlapping scrapes, one observation");
-        let texts: Vec<Bytes> = results
+        let shared: Vec<SharedText> = results
             .into_iter()
             .map(|r| r.expect("no panic").expect("rendered"))
             .collect();
-        for text in &texts {
-            assert_eq!(text.as_ptr(), texts[0].as_ptr(), "one copy of the text");
+        for one in &shared {
+            assert_eq!(
+                one.text.as_ptr(),
+                shared[0].text.as_ptr(),
+                "one copy of the text"
+            );
+            assert_eq!(one.render, 1, "the first render, shared");
         }
-        assert_eq!(&texts[0][..], collector.render().as_bytes());
+        assert_eq!(&shared[0].text[..], collector.render().as_bytes());
     }
 
     #[test]
     fn a_render_reuses_the_last_buffer_once_nobody_holds_it() {
         let (registry, _map) = one_map_registry();
         let collector = MapscopeCollector::new(registry);
-        let first = collector.render_shared().unwrap();
+        let first = collector.render_shared().unwrap().text;
         // Still held (a response being sent): the next render cannot take it.
-        let second = collector.render_shared().unwrap();
+        let second = collector.render_shared().unwrap().text;
         assert_ne!(second.as_ptr(), first.as_ptr());
         assert_eq!(first, second);
         let last = second.as_ptr();
         drop((first, second));
         // Nobody holds the last one any more: the next render writes into it.
         let third = collector.render_shared().unwrap();
+        assert_eq!(third.render, 3);
+        let third = third.text;
         assert_eq!(third.as_ptr(), last, "the last buffer was reused");
         assert_eq!(&third[..], collector.render().as_bytes());
     }
@@ -788,11 +826,11 @@ mod tests {
         let (results, observations) = overlapping_renders(&collector, 4, || registry.snapshot());
         assert_eq!(observations, 1);
         for result in results {
-            let text = result.expect("no panic").expect("rendered");
+            let text = result.expect("no panic").expect("rendered").text;
             let text = std::str::from_utf8(&text).unwrap();
             assert!(text.contains(&counted), "{counted:?} missing");
         }
-        let again = collector.render_shared().unwrap();
+        let again = collector.render_shared().unwrap().text;
         assert!(std::str::from_utf8(&again).unwrap().contains(&counted));
         let fired = registry
             .events_since(0)

@@ -7,16 +7,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use tower_http::compression::{CompressionLayer, CompressionLevel};
+use tower_http::compression::CompressionLayer;
 
-use crate::export::prometheus::{MapscopeCollector, CONTENT_TYPE};
+use crate::export::prometheus::{MapscopeCollector, RenderFailed, CONTENT_TYPE};
 use crate::registry::Registry;
+use encoding::{accepts_gzip, GzipCache};
 
 mod api;
+mod encoding;
 mod landing;
 
 pub use api::{ApiCondition, ApiEvent, ApiMap, ApiSite, ApiSnapshot};
@@ -27,6 +29,7 @@ pub use api::{ApiCondition, ApiEvent, ApiMap, ApiSite, ApiSnapshot};
 pub struct HttpState {
     registry: Registry,
     collector: Arc<MapscopeCollector>,
+    gzip: Arc<GzipCache>,
     ready: Arc<AtomicBool>,
 }
 
@@ -36,6 +39,7 @@ impl HttpState {
     pub fn new(registry: Registry) -> Self {
         HttpState {
             collector: Arc::new(MapscopeCollector::new(registry.clone())),
+            gzip: Arc::default(),
             registry,
             ready: Arc::new(AtomicBool::new(true)),
         }
@@ -72,11 +76,7 @@ pub fn router_with(state: HttpState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/api/v1/maps", get(maps))
-        .layer(
-            CompressionLayer::new()
-                .gzip(true)
-                .quality(CompressionLevel::Fastest),
-        )
+        .layer(CompressionLayer::new().gzip(true))
         .with_state(state)
 }
 
@@ -96,12 +96,36 @@ pub async fn serve(addr: SocketAddr, registry: Registry) -> std::io::Result<()> 
 /// Rendering is synchronous and proportional to the number of maps: it
 /// runs on a blocking thread so it never stalls the async workers
 /// (metrics-rs saw 15 s stalls before moving rendering off them, PR #576).
-/// Concurrent scrapes share one render ([`MapscopeCollector::render_shared`]):
-/// N of them cost one observation, one rendering and one copy of the text.
-async fn metrics(State(state): State<HttpState>) -> Response {
+/// Concurrent scrapes share one render ([`MapscopeCollector::render_shared`])
+/// and, when they ask for gzip, its one encoding (`encoding.rs`): N of them
+/// cost one observation, one rendering and one compression.
+async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    let gzip = accepts_gzip(&headers).then(|| state.gzip.clone());
     let collector = state.collector.clone();
-    match tokio::task::spawn_blocking(move || collector.render_shared()).await {
-        Ok(Ok(body)) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response(),
+    let rendered = tokio::task::spawn_blocking(move || -> Result<_, RenderFailed> {
+        let shared = collector.render_shared()?;
+        Ok(match gzip {
+            Some(cache) => (cache.encode(&shared), true),
+            None => (shared.text, false),
+        })
+    })
+    .await;
+    match rendered {
+        Ok(Ok((body, gzipped))) => {
+            let mut response = ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response();
+            let headers = response.headers_mut();
+            headers.insert(
+                header::VARY,
+                header::HeaderValue::from_static("accept-encoding"),
+            );
+            if gzipped {
+                headers.insert(
+                    header::CONTENT_ENCODING,
+                    header::HeaderValue::from_static("gzip"),
+                );
+            }
+            response
+        }
         Ok(Err(error)) => {
             tracing::error!(%error, "rendering /metrics failed");
             (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n").into_response()
