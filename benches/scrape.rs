@@ -207,7 +207,10 @@ fn benches(c: &mut Criterion, test: bool) {
 }
 
 fn main() {
-    let test = std::env::args().any(|a| a == "--test");
+    // Criterion's test mode: `--test`, or run without `--bench` (as
+    // `cargo test --benches` runs it).
+    let args: Vec<String> = std::env::args().collect();
+    let test = args.iter().any(|a| a == "--test") || !args.iter().any(|a| a == "--bench");
     let mut c = Criterion::default().configure_from_args();
     benches(&mut c, test);
     c.final_summary();
