@@ -3,14 +3,20 @@
 //! prose names every growth kind, misuse kind, process-wide and ingest
 //! metric, and the histogram buckets.
 //!
-//! After changing the catalog, regenerate the table with
+//! `docs/catalog.json` is the catalog in a form other tools read: every
+//! metric's name, type, scope, labels and help, the labels of per-map
+//! series, and the engine constants the deploy kit draws (the load factor).
+//! `deploy/generate.py` builds every dashboard and alert query from it.
+//!
+//! After changing the catalog, regenerate both with
 //! `MAPSCOPE_BLESS_DOCS=1 cargo test --test docs`.
 
 use std::path::PathBuf;
 
-use mapscope::export::catalog::{markdown_table, Scope, CATALOG};
-use mapscope::export::prometheus::GROWTH_DURATION_BUCKETS;
+use mapscope::export::catalog::{markdown_table, Scope, CATALOG, LOAD_FACTOR};
+use mapscope::export::prometheus::{GROWTH_DURATION_BUCKETS, SOURCE_INSTANCE};
 use mapscope::{GrowthKind, MisuseKind};
+use serde_json::json;
 
 const BEGIN: &str = "<!-- BEGIN GENERATED METRICS TABLE -->\n";
 const END: &str = "<!-- END GENERATED METRICS TABLE -->";
@@ -18,6 +24,10 @@ const REGENERATE: &str = "regenerate it with `MAPSCOPE_BLESS_DOCS=1 cargo test -
 
 fn metrics_md() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/metrics.md")
+}
+
+fn blessing() -> bool {
+    std::env::var("MAPSCOPE_BLESS_DOCS").is_ok_and(|v| v.trim() == "1")
 }
 
 /// The text of `docs/metrics.md`, and the byte range between the markers.
@@ -43,7 +53,7 @@ fn metrics_table_matches_the_catalog() {
     if text[range.clone()] == generated {
         return;
     }
-    if std::env::var("MAPSCOPE_BLESS_DOCS").is_ok_and(|v| v.trim() == "1") {
+    if blessing() {
         let mut blessed = text.clone();
         blessed.replace_range(range, &generated);
         std::fs::write(metrics_md(), blessed).expect("write docs/metrics.md");
@@ -90,4 +100,48 @@ fn metrics_prose_names_every_kind_and_bucket() {
             def.name
         );
     }
+}
+
+/// `docs/catalog.json`: what `deploy/generate.py` may query.
+fn catalog_json() -> String {
+    let metrics: Vec<_> = CATALOG
+        .iter()
+        .map(|m| {
+            json!({
+                "name": m.name,
+                "type": m.kind.as_str(),
+                "scope": format!("{:?}", m.scope).to_lowercase(),
+                "labels": m.labels,
+                "help": m.help,
+            })
+        })
+        .collect();
+    let catalog = json!({
+        "comment": "GENERATED from src/export/catalog.rs by tests/docs.rs; \
+            regenerate with `MAPSCOPE_BLESS_DOCS=1 cargo test --test docs`.",
+        "map_labels": ["map", "source", SOURCE_INSTANCE],
+        "engine": { "load_factor": LOAD_FACTOR },
+        "metrics": metrics,
+    });
+    // UNWRAP: a serde_json::Value always serialises.
+    serde_json::to_string_pretty(&catalog).unwrap() + "\n"
+}
+
+#[test]
+fn catalog_json_matches_the_catalog() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/catalog.json");
+    let generated = catalog_json();
+    let current = std::fs::read_to_string(&path).unwrap_or_default();
+    if current == generated {
+        return;
+    }
+    if blessing() {
+        std::fs::write(&path, &generated).expect("write docs/catalog.json");
+        eprintln!("docs/catalog.json: regenerated from the catalog");
+        return;
+    }
+    panic!(
+        "docs/catalog.json is not what src/export/catalog.rs generates; {REGENERATE}\n\
+         --- generated\n{generated}"
+    );
 }

@@ -339,7 +339,7 @@ fn apply(map: &mut Map, model: &mut Model, op: &Op) -> Option<Site> {
                 }
                 *v = v.wrapping_add(1);
                 touched.push(k.0);
-                let keep = mix(k.0 ^ salt) % 3 != 0;
+                let keep = !mix(k.0 ^ salt).is_multiple_of(3);
                 if !keep {
                     rejected.push(k.0);
                 }
@@ -654,8 +654,8 @@ fn drive_growth_with_panics(mut sim: Sim, buckets: usize, eq: bool) -> Sites {
             2 => Op::Remove(7 << 48 | (i - 1)),
             _ => Op::EntryUpsert(existing, 1),
         };
-        panic_at_every_call(&mut sim, &op, eq, i % 8 == 0, &mut sites);
-        if i % 4 == 0 {
+        panic_at_every_call(&mut sim, &op, eq, i.is_multiple_of(8), &mut sites);
+        if i.is_multiple_of(4) {
             panic_at_every_call(&mut sim, &Op::Get(existing), eq, false, &mut sites);
         }
         i += 1;

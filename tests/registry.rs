@@ -911,7 +911,7 @@ fn snapshots_during_concurrent_writes_are_always_possible() {
                     let phase = (op / 10_000) % 2;
                     let key = rng.next() % 8_192;
                     for map in [&mut eager, &mut lazy] {
-                        if phase == 0 || rng.next() % 4 == 0 {
+                        if phase == 0 || rng.next().is_multiple_of(4) {
                             map.insert(key, op);
                         } else {
                             map.remove(&key);

@@ -44,7 +44,7 @@ pub(super) fn run(ingest: SocketAddr, tick: Duration, stop: &AtomicBool) {
         let mut events = Vec::new();
         // A low, steady rate: each kind every few reports.
         for (i, kind) in kinds.iter().enumerate() {
-            if (step + i as u64) % 3 == 0 {
+            if (step + i as u64).is_multiple_of(3) {
                 misuse[i] += 1;
                 event_seq += 1;
                 events.push(ReportedEvent {

@@ -233,7 +233,7 @@ fn step(s: &mut Scenarios, step: u64) {
     for i in 0..200 {
         let id = step * 200 + i;
         s.orders.insert(id % 8_000, id);
-        if id % 3 == 0 {
+        if id.is_multiple_of(3) {
             s.orders.remove(&((id + 4_000) % 8_000));
         }
     }
@@ -256,7 +256,7 @@ fn step(s: &mut Scenarios, step: u64) {
         }
     } else if cycle == 30 {
         s.user_cache.retain(|k, _| k % 20 == 0);
-    } else if cycle == 150 && round % 2 == 0 {
+    } else if cycle == 150 && round.is_multiple_of(2) {
         s.user_cache.shrink_to_fit();
         s.user_cache.complete_growth();
     } else if cycle == 199 {

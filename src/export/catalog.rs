@@ -16,7 +16,7 @@ use std::time::UNIX_EPOCH;
 
 use super::prometheus::{REVISION, VERSION};
 use crate::detect::MisuseKind;
-use crate::map::{map_stats, GrowthKind, MapStats, PerKind};
+use crate::map::{map_stats, GrowthKind, MapStats, PerKind, LOAD_FACTOR_DEN, LOAD_FACTOR_NUM};
 use crate::registry::{MapSnapshot, RegistrySnapshot, GROWTH_DURATION_BUCKETS};
 
 /// A Prometheus metric type.
@@ -361,6 +361,16 @@ fn source_last_report(snapshot: &RegistrySnapshot, emit: &mut Emit<'_>) {
     }
 }
 
+/// The engine's load factor: a doubling starts when the average bucket
+/// would hold more than this many entries (Go's `loadFactorNum /
+/// loadFactorDen`). `mapscope_map_load_factor` is read against it; the
+/// dashboards draw it as a threshold.
+///
+/// ```
+/// assert_eq!(mapscope::export::catalog::LOAD_FACTOR, 6.5);
+/// ```
+pub const LOAD_FACTOR: f64 = LOAD_FACTOR_NUM as f64 / LOAD_FACTOR_DEN as f64;
+
 /// The declaration named `name`, if any.
 pub fn find(name: &str) -> Option<&'static MetricDef> {
     CATALOG.iter().find(|m| m.name == name)
@@ -443,5 +453,14 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), CATALOG.len(), "a name is declared twice");
+    }
+
+    #[test]
+    fn load_factor_help_states_the_engine_constant() {
+        let help = find("mapscope_map_load_factor").expect("declared").help;
+        assert!(
+            help.contains(&format!("above {LOAD_FACTOR}.")),
+            "the help of mapscope_map_load_factor must say {LOAD_FACTOR}: {help}"
+        );
     }
 }

@@ -21,11 +21,20 @@ use super::tophash::is_evacuated;
 /// `advanceEvacuationMark`, so no single write scans the whole old array.
 const MARK_SCAN_LIMIT: usize = 1024;
 
+/// Go's load factor, `loadFactorNum / loadFactorDen` = 13 / 2: a doubling
+/// starts when the average bucket would hold more than 6.5 entries. The one
+/// definition: the growth trigger, [`Table`]'s `max_load` and the exported
+/// `catalog::LOAD_FACTOR` (dashboards, docs) all derive from it.
+pub(crate) const LOAD_FACTOR_NUM: usize = 13;
+/// The denominator of the load factor; see [`LOAD_FACTOR_NUM`].
+pub(crate) const LOAD_FACTOR_DEN: usize = 2;
+
 /// Go's `overLoadFactor`: more than 8 entries and more than 6.5 per bucket.
 /// `13 * (2^B / 2)` is Go's integer form of `6.5 * 2^B` (0 when `B == 0`).
 #[inline]
 pub(crate) fn over_load_factor(count: usize, log2: u8) -> bool {
-    count > 8 && (count as u128) > 13 * ((1u128 << log2) / 2)
+    count > 8
+        && (count as u128) > LOAD_FACTOR_NUM as u128 * ((1u128 << log2) / LOAD_FACTOR_DEN as u128)
 }
 
 /// Go's `tooManyOverflowBuckets`: as many overflow buckets as buckets.

@@ -28,6 +28,7 @@ mod table;
 mod tophash;
 
 pub use entry::{Entry, OccupiedEntry, VacantEntry};
+pub(crate) use grow::{LOAD_FACTOR_DEN, LOAD_FACTOR_NUM};
 pub use iter::{Drain, IntoIter, IntoKeys, IntoValues, Iter, IterMut, Keys, Values, ValuesMut};
 pub(crate) use stats::map_stats;
 pub use stats::{Growth, GrowthKind, MapStats, PerKind};

@@ -86,6 +86,7 @@ use std::iter::Zip;
 use std::mem::MaybeUninit;
 use std::{array, mem, slice};
 
+use super::grow::{LOAD_FACTOR_DEN, LOAD_FACTOR_NUM};
 use super::tophash::{
     match_free, match_full, match_tophash, SlotMask, BUCKET_SLOTS, EMPTY_ONE, EMPTY_REST,
     EVACUATED_EMPTY, EVACUATED_X, EVACUATED_Y, MIN_TOPHASH,
@@ -294,7 +295,7 @@ pub(crate) fn max_load(log2: u8) -> usize {
     if log2 == 0 {
         BUCKET_SLOTS
     } else {
-        13usize.saturating_mul(1 << (log2 - 1))
+        LOAD_FACTOR_NUM.saturating_mul((1usize << log2) / LOAD_FACTOR_DEN)
     }
 }
 
