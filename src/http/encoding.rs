@@ -18,11 +18,23 @@ use flate2::Compression;
 use crate::export::prometheus::SharedText;
 
 /// The gzip encoding of the latest render asked for.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(super) struct GzipCache {
     /// The render number and its encoding. The lock is held while
     /// encoding, so scrapes of one render encode it once.
     last: Mutex<Option<(u64, Bytes)>>,
+}
+
+/// The render number and size, not megabytes of bytes.
+impl std::fmt::Debug for GzipCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        let (render, bytes) = last.as_ref().map_or((0, 0), |(r, b)| (*r, b.len()));
+        f.debug_struct("GzipCache")
+            .field("render", &render)
+            .field("bytes", &bytes)
+            .finish()
+    }
 }
 
 impl GzipCache {
