@@ -28,7 +28,10 @@ pub(super) struct GzipCache {
 /// The render number and size, not megabytes of bytes.
 impl std::fmt::Debug for GzipCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        // try_lock: printing must not wait for an encoding in progress.
+        let Ok(last) = self.last.try_lock() else {
+            return f.write_str("GzipCache { encoding }");
+        };
         let (render, bytes) = last.as_ref().map_or((0, 0), |(r, b)| (*r, b.len()));
         f.debug_struct("GzipCache")
             .field("render", &render)
