@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::http::{router_with, HttpState};
-use crate::ingest::{CrashDir, IngestState, Limits, Sources};
+use crate::http::{router_with, serve_bounded, HttpState, ListenLimits};
+use crate::ingest::{BodyLimits, CrashDir, IngestState, Limits, Sources};
 use crate::registry::Registry;
 
 /// The default scrape listener: all interfaces, port 9847 (clear of
@@ -87,9 +87,15 @@ pub struct ServerArgs {
     /// Most reporting sources (app + instance) tracked (429 past it).
     #[arg(long, env = "MAPSCOPE_MAX_SOURCES", default_value_t = 100)]
     pub max_sources: usize,
-    /// Most maps in one report.
-    #[arg(long, env = "MAPSCOPE_MAX_MAPS_PER_SOURCE", default_value_t = 1000)]
+    /// Most maps in one report, so of one source: its series budget (36
+    /// series per map). 100 × the default --max-sources is the default
+    /// --max-maps.
+    #[arg(long, env = "MAPSCOPE_MAX_MAPS_PER_SOURCE", default_value_t = 100)]
     pub max_maps_per_source: usize,
+    /// Most label bytes in one report, so of one source: map names, label
+    /// names and values, and app and instance once per map.
+    #[arg(long, env = "MAPSCOPE_MAX_LABEL_BYTES_PER_SOURCE", default_value_t = 8 * 1024)]
+    pub max_label_bytes_per_source: usize,
     /// Most events in one report.
     #[arg(long, env = "MAPSCOPE_MAX_EVENTS_PER_REPORT", default_value_t = 1000)]
     pub max_events_per_report: usize,
@@ -105,6 +111,107 @@ pub struct ServerArgs {
     /// events and spans. Unset: off.
     #[arg(long, env = "MAPSCOPE_CRASH_DIR", value_parser = any_path)]
     pub crash_dir: Option<PathBuf>,
+    /// Timeouts and limits of both listeners.
+    #[command(flatten)]
+    pub listeners: ListenerArgs,
+}
+
+/// Bounds of both listeners (each listener has its own connections).
+#[derive(Debug, Clone, Args)]
+pub struct ListenerArgs {
+    /// Seconds a connection may take to send a request's headers, from its
+    /// opening or from the end of the previous response (so also the
+    /// keep-alive idle timeout); closed past it.
+    #[arg(long, env = "MAPSCOPE_HEADER_TIMEOUT", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout: u64,
+    /// Largest request line and headers, in bytes (431 past it).
+    #[arg(long, env = "MAPSCOPE_MAX_HEADER_BYTES", default_value_t = 8 * 1024, value_parser = clap::value_parser!(u64).range(1024..))]
+    pub max_header_bytes: u64,
+    /// Most open connections on each listener; more are closed at once.
+    #[arg(long, env = "MAPSCOPE_MAX_CONNECTIONS", default_value_t = 2048, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
+    /// Seconds an ingest request may take to send its whole body after its
+    /// headers (408 and closed past it).
+    #[arg(long, env = "MAPSCOPE_BODY_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout: u64,
+    /// After answering an ingest request without reading its body (401,
+    /// 413, 415, 404, 405), bytes of it read and discarded before closing,
+    /// so a client still sending it reads the answer.
+    #[arg(long, env = "MAPSCOPE_DRAIN_MAX_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub drain_max_bytes: u64,
+    /// Seconds spent at most discarding such a body.
+    #[arg(long, env = "MAPSCOPE_DRAIN_TIMEOUT", default_value_t = 10)]
+    pub drain_timeout: u64,
+}
+
+impl ListenerArgs {
+    fn listen_limits(&self) -> ListenLimits {
+        ListenLimits::default()
+            .header_timeout(Duration::from_secs(self.header_timeout))
+            .max_header_bytes(usize::try_from(self.max_header_bytes).unwrap_or(usize::MAX))
+            .max_connections(usize::try_from(self.max_connections).unwrap_or(usize::MAX))
+    }
+
+    fn body_limits(&self) -> BodyLimits {
+        BodyLimits::default()
+            .read_timeout(Duration::from_secs(self.body_timeout))
+            .drain_max_bytes(self.drain_max_bytes)
+            .drain_timeout(Duration::from_secs(self.drain_timeout))
+    }
+}
+
+/// Raises the soft limit on open files to the hard one, as Go's runtime
+/// does since 1.19: every connection is a descriptor, and container
+/// runtimes often start processes with a soft limit of 1,024, below what
+/// two listeners of `--max-connections` need (`needed`). Past the soft
+/// limit, accepting fails and every new connection, probes included,
+/// waits.
+#[cfg(unix)]
+fn raise_open_files_limit(needed: u64) {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let raised = match (limit.current, limit.maximum) {
+        (Some(current), maximum) if maximum.is_none_or(|max| max > current) => {
+            let wanted = Rlimit {
+                current: maximum,
+                maximum,
+            };
+            match setrlimit(Resource::Nofile, wanted) {
+                Ok(()) => maximum,
+                Err(_) => Some(current),
+            }
+        }
+        (current, _) => current,
+    };
+    if let Some(open_files) = raised.filter(|&n| n < needed) {
+        tracing::warn!(
+            open_files,
+            needed,
+            "the open-files limit is below what two listeners of --max-connections need: raise the limit (ulimit -n) or lower --max-connections (MAPSCOPE_MAX_CONNECTIONS)"
+        );
+    }
+}
+
+#[cfg(not(unix))]
+fn raise_open_files_limit(_needed: u64) {}
+
+/// Refuses an empty token: it would read as "no token" and leave ingest
+/// open while the operator believes it closed.
+fn check_token(token: Option<&str>, ingest_listen: SocketAddr) -> std::io::Result<()> {
+    match token {
+        Some("") => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "--ingest-token (MAPSCOPE_INGEST_TOKEN) is empty: set a non-empty token, or unset both to run without one",
+        )),
+        None if !ingest_listen.ip().is_loopback() => {
+            tracing::warn!(
+                %ingest_listen,
+                "ingest listens on a non-loopback address without a token: anyone who can reach it can report; set --ingest-token (MAPSCOPE_INGEST_TOKEN)"
+            );
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A path, the empty one included (clap's own path parser rejects it): an
@@ -205,6 +312,8 @@ fn run_server(args: ServerArgs, demo: Option<DemoArgs>) -> ExitCode {
 }
 
 async fn serve(args: ServerArgs, demo: Option<DemoArgs>) -> std::io::Result<()> {
+    check_token(args.ingest_token.as_deref(), args.ingest_listen)?;
+    raise_open_files_limit(2 * args.listeners.max_connections + 64);
     let registry = Registry::builder()
         .grace_period(Duration::from_secs(args.grace_period))
         .max_maps(args.max_maps)
@@ -214,6 +323,7 @@ async fn serve(args: ServerArgs, demo: Option<DemoArgs>) -> std::io::Result<()> 
         max_body_bytes: args.max_body_bytes,
         max_sources: args.max_sources,
         max_maps_per_source: args.max_maps_per_source,
+        max_label_bytes_per_source: args.max_label_bytes_per_source,
         max_events_per_report: args.max_events_per_report,
         source_ttl: Duration::from_secs(args.source_ttl),
         ..Limits::default()
@@ -283,15 +393,21 @@ async fn serve(args: ServerArgs, demo: Option<DemoArgs>) -> std::io::Result<()> 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let workload =
         demo.map(|demo| crate::demo::start(&registry, &demo, local, ingest_local, stop_rx.clone()));
-    let ingest_app = crate::ingest::router(IngestState::new(sources.clone(), args.ingest_token));
+    let listen_limits = args.listeners.listen_limits();
+    let ingest_app = crate::ingest::router(
+        IngestState::new(sources.clone(), args.ingest_token)
+            .body_limits(args.listeners.body_limits()),
+    );
     let mut ingest_stop = stop_rx.clone();
-    let ingest = tokio::spawn(async move {
-        axum::serve(ingest_listener, ingest_app)
-            .with_graceful_shutdown(async move {
+    let ingest = {
+        let limits = listen_limits.clone();
+        tokio::spawn(async move {
+            let stop = async move {
                 let _ = ingest_stop.wait_for(|stop| *stop).await;
-            })
-            .await
-    });
+            };
+            serve_bounded(ingest_listener, ingest_app, &limits, stop).await
+        })
+    };
     // The source lifecycle (TTL, stale, removal after the grace period) and
     // the crash files run on a timer, never during a scrape.
     if let Some(dir) = &crash_dir {
@@ -342,9 +458,7 @@ async fn serve(args: ServerArgs, demo: Option<DemoArgs>) -> std::io::Result<()> 
             let _ = stop_tx.send(true);
         }
     };
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    serve_bounded(listener, app, &listen_limits, shutdown).await?;
     let _ = ingest.await;
     let _ = sweeper.await;
     if let Some(workload) = workload {

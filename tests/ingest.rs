@@ -33,15 +33,15 @@ use std::time::{Duration, Instant};
 
 use axum::http::{header, HeaderMap, HeaderValue};
 use common::{
-    closed_port, mapscope_command, parse_exposition, serve_router, wait_bounded, Exposition,
-    Sample, TestServer, WAIT,
+    blocking_client as client, closed_port, mapscope_command, parse_exposition, poll,
+    scrape_blocking as scrape, serve_router, wait_bounded, Exposition, Sample, TestServer, WAIT,
 };
 use mapscope::export::prometheus::MapscopeCollector;
 use mapscope::http::{router_with, HttpState};
 use mapscope::ingest::protocol::{
     EventKind, KindCounts, KindSeconds, ReportStatus, ReportedCounters, ReportedEvacuation,
     ReportedEvent, ReportedGrowthKind, ReportedMap, ReportedMisuseKind, ReportedStats, SourceInfo,
-    Timestamp,
+    Timestamp, MAX_CLOCK_SKEW_SECONDS, MAX_SEQ_STEP,
 };
 use mapscope::ingest::{ErrorBody, IngestState, Limits, Report, ReportAccepted, Sources};
 use mapscope::registry::{ManualClock, RegistryBuilder, OVERFLOW_MAP};
@@ -97,27 +97,6 @@ impl Sidecar {
     fn metrics(&self) -> Exposition {
         scrape(&self.http.base_url())
     }
-}
-
-fn client() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .no_proxy()
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(WAIT)
-        .build()
-        .expect("build the blocking HTTP client")
-}
-
-/// GETs `{base}/metrics` and parses it strictly.
-fn scrape(base: &str) -> Exposition {
-    let url = format!("{}/metrics", base.trim_end_matches('/'));
-    let response = client()
-        .get(&url)
-        .send()
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    assert_eq!(response.status(), 200, "GET {url}");
-    let text = response.text().expect("read /metrics");
-    parse_exposition(&text).unwrap_or_else(|e| panic!("unparsable /metrics: {e}\n{text}"))
 }
 
 /// Like [`scrape`], but `None` when the server does not answer.
@@ -254,21 +233,6 @@ fn growth_event(seq: u64, map: &str, seconds: f64) -> ReportedEvent {
         trace_id: None,
         span_id: None,
         attributes: BTreeMap::new(),
-    }
-}
-
-/// Polls `check` every 50 ms until it returns `Some`, for at most `limit`.
-fn poll<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?}: {what}"
-        );
-        thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -1511,6 +1475,11 @@ const REASONS: &[&str] = &[
     "too_many_maps",
     "too_many_events",
     "too_many_sources",
+    "duplicate_label",
+    "started_at_in_future",
+    "seq_jump",
+    "counter_went_backwards",
+    "too_many_label_bytes",
 ];
 
 /// What the `field` of an error body must be.
@@ -1678,6 +1647,14 @@ fn limit_cases() -> Vec<Case> {
         e["at"] = json!("2026-11-22T10:00:01Z");
         e
     };
+    let label_heavy_maps: Vec<Value> = (0..MAX_MAPS)
+        .map(|i| {
+            let labels: serde_json::Map<String, Value> = (0..16)
+                .map(|l| (format!("l{l:02}"), json!("v".repeat(100))))
+                .collect();
+            json!({"name": format!("bad_{i}"), "labels": labels, "stats": {"entries": 1, "buckets": 1}})
+        })
+        .collect();
     let too_many_events: Vec<Value> = (1..=MAX_EVENTS as u64 + 1).map(event).collect();
     let misuse_event = |kind: Option<&str>| {
         let mut e = json!({"seq": 1, "kind": "misuse", "map": "bad_map"});
@@ -1954,6 +1931,38 @@ fn limit_cases() -> Vec<Case> {
             "reserved_label",
         )
         .field_prefix("events[0]"),
+        // Reports that cannot freeze a source (tests/report_rules.rs has
+        // each rule in full).
+        Case::raw(
+            "a label key twice",
+            replaced(
+                &text,
+                r#""tenant":"acme""#,
+                r#""tenant":"acme","tenant":"evil""#,
+            ),
+            400,
+            "duplicate_label",
+        )
+        .field("maps[0].labels.tenant"),
+        Case::bad(
+            "started_at in the future",
+            set("/source/started_at", json!("2099-01-01T00:00:00Z")),
+            400,
+            "started_at_in_future",
+        )
+        .field("source.started_at")
+        .limit(MAX_CLOCK_SKEW_SECONDS),
+        Case::bad("seq jump", set("/seq", json!(50_000_000)), 400, "seq_jump")
+            .field("seq")
+            .limit(MAX_SEQ_STEP),
+        Case::bad(
+            "label bytes over the per-source budget",
+            set("/maps", Value::Array(label_heavy_maps)),
+            400,
+            "too_many_label_bytes",
+        )
+        .field("maps")
+        .limit(Limits::default().max_label_bytes_per_source as u64),
         // Counts.
         Case::bad(
             "too many maps",
@@ -2116,8 +2125,24 @@ fn limit_cases() -> Vec<Case> {
                 v["maps"][0]["stats"]["entries"] = json!(u64::MAX);
             }),
         ),
-        Case::ok("content type with charset", with("delta", |_| {}))
-            .content_type(Some("application/json; charset=utf-8")),
+        // Counters never go down within a process (counter_went_backwards).
+        Case::ok(
+            "content type with charset",
+            with("delta", |v| {
+                v["maps"][0]["counters"]["inserts"] = json!(u64::MAX);
+            }),
+        )
+        .content_type(Some("application/json; charset=utf-8")),
+        // After delta's accepted reports: its counters only go up.
+        Case::bad(
+            "a counter going backwards",
+            with("delta", |v| {
+                v["maps"][0]["counters"]["inserts"] = json!(0);
+            }),
+            400,
+            "counter_went_backwards",
+        )
+        .field("maps[0].counters.inserts"),
     ];
     for case in &mut cases {
         if case.status == 200 {
@@ -2298,7 +2323,7 @@ fn accepted_edge_values_render_exactly() {
     let url = sidecar.report_url();
     let body = json!({
         "source": {"app": "édition", "instance": "pod-1", "future": 1},
-        "seq": u64::MAX,
+        "seq": mapscope::ingest::protocol::MAX_SEQ,
         "sent_at": "2026-11-22T10:00:00Z",
         "interval_seconds": 0.5,
         "maps": [{

@@ -185,3 +185,92 @@ fn rich_registry_exposition_passes_promtool() {
     assert_promtool_clean(&promtool, &text);
     drop(folded);
 }
+
+/// The widest label set the rules allow, on an in-process map and on a
+/// reported one: the most labels, names that look reserved but are not
+/// (`instance`, `job`, `quantile_x`, `le_`, `_`), 256-character values of
+/// 4-byte characters with quotes and backslashes, and a 256-character map
+/// name. promtool accepts it: no label the rules let through breaks the
+/// text format for any metric type.
+#[test]
+fn the_widest_label_set_the_rules_allow_passes_promtool() {
+    use mapscope::ingest::{Limits, Sources};
+    use mapscope::registry::{MAX_LABELS, MAX_VALUE_CHARS};
+
+    let Some(promtool) = require_program("promtool", INSTALL_HINT) else {
+        return;
+    };
+    let names = [
+        "instance",
+        "job",
+        "quantile_x",
+        "le_",
+        "_",
+        "kind_",
+        "source_x",
+        "map_",
+        "exported_instance",
+        "code",
+        "reason",
+        "result",
+        "name",
+        "Le",
+        "QUANTILE",
+    ];
+    let mut labels: Vec<(String, String)> = names
+        .iter()
+        .map(|n| {
+            (
+                n.to_string(),
+                format!("\"\\{}", "🛒".repeat(MAX_VALUE_CHARS - 2)),
+            )
+        })
+        .collect();
+    labels.push(("x".repeat(200), "é".repeat(MAX_VALUE_CHARS)));
+    assert_eq!(labels.len(), MAX_LABELS);
+    let map_name = format!(
+        "{}\"\\",
+        "заказ"
+            .repeat(50)
+            .chars()
+            .take(MAX_VALUE_CHARS - 2)
+            .collect::<String>()
+    );
+    let registry = Registry::new();
+    let mut local = labels
+        .iter()
+        .fold(
+            InstrumentedMap::<u64, u64>::builder(map_name.as_str()),
+            |b, (k, v)| b.label(k.as_str(), v.as_str()),
+        )
+        .register(&registry)
+        .expect("the widest labels are valid");
+    local.insert(1, 1);
+    local.publish();
+    let mut limits = Limits::default();
+    limits.max_label_bytes_per_source = 1 << 20;
+    let sources = Sources::new(&registry, limits);
+    let label_object: serde_json::Map<String, serde_json::Value> = labels
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone().into()))
+        .collect();
+    let report = serde_json::json!({
+        "source": {"app": "a".repeat(128), "instance": "ü".repeat(128)},
+        "seq": 1,
+        "maps": [{"name": map_name, "labels": label_object,
+                  "stats": {"entries": 3, "buckets": 1,
+                            "evacuation": {"kind": "double", "old_buckets": 1, "evacuated_old_buckets": 0}},
+                  "counters": {"inserts": 3, "growths": {"double": 1},
+                               "misuse": {"nil_map_write": 1, "concurrent_write": 1}}}],
+    });
+    sources
+        .apply(serde_json::from_value(report).expect("a report"))
+        .expect("the widest report is accepted");
+    let text = MapscopeCollector::new(registry).render();
+    assert!(
+        text.contains("source_instance=\"üüü"),
+        "the reported map is exposed"
+    );
+    assert_promtool_clean(&promtool, &text);
+    drop(local);
+}

@@ -462,8 +462,9 @@ fn schemathesis_finds_nothing_the_document_and_the_sidecar_disagree_on() {
     ) else {
         return;
     };
-    // Sources and body size are limits of the deployment, not of a report:
-    // generated reports come from thousands of sources, some large.
+    // Sources, body size and label bytes are limits of the deployment, not
+    // of a report: generated reports come from thousands of sources, some
+    // large.
     let sidecar = common::start_mapscope(&[
         "sidecar",
         "--listen",
@@ -473,6 +474,8 @@ fn schemathesis_finds_nothing_the_document_and_the_sidecar_disagree_on() {
         "--max-sources",
         "1000000",
         "--max-body-bytes",
+        "67108864",
+        "--max-label-bytes-per-source",
         "67108864",
     ]);
     let ingest = sidecar.ingest_url();

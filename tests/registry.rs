@@ -141,7 +141,7 @@ fn reserved_labels_are_rejected() {
     let registry = Registry::new();
     assert_eq!(
         RESERVED_LABELS,
-        ["map", "source", "source_instance", "kind", "le"]
+        ["map", "source", "source_instance", "kind", "le", "quantile"]
     );
     for name in RESERVED_LABELS {
         let err = register(&registry, "m", &[(name, "v")]).unwrap_err();

@@ -1,17 +1,24 @@
 //! The HTTP endpoint: `/metrics`, `/`, `/healthz`, `/readyz` and
 //! `/api/v1/maps`, as an axum [`Router`] an application merges into its
 //! own, or served by [`serve`] and the `mapscope` binary.
+//!
+//! [`serve`] and the binary serve it with [`serve_bounded`]: a header
+//! timeout (which is also the keep-alive idle timeout), a header size limit
+//! and a connection limit, given by [`ListenLimits`]. Every answer carries
+//! `X-Content-Type-Options: nosniff`; the HTML page also has a
+//! `Content-Security-Policy` that allows nothing but its own inline style.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use tower_http::compression::CompressionLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::export::prometheus::{MapscopeCollector, RenderFailed, CONTENT_TYPE};
 use crate::registry::Registry;
@@ -20,8 +27,10 @@ use encoding::{accepts_gzip, GzipCache};
 mod api;
 mod encoding;
 mod landing;
+mod listen;
 
 pub use api::{ApiCondition, ApiEvent, ApiMap, ApiSite, ApiSnapshot};
+pub use listen::{serve_bounded, ListenLimits};
 
 /// What the routes read: the registry, its collector, and whether the
 /// process is ready.
@@ -77,10 +86,22 @@ pub fn router_with(state: HttpState) -> Router {
         .route("/readyz", get(readyz))
         .route("/api/v1/maps", get(maps))
         .layer(CompressionLayer::new().gzip(true))
+        .layer(nosniff())
         .with_state(state)
 }
 
-/// Serves [`router`] on `addr` until the process is stopped.
+/// `X-Content-Type-Options: nosniff`: a browser takes each answer for the
+/// type it declares (a JSON error or the exposition never runs as HTML).
+pub(crate) fn nosniff() -> SetResponseHeaderLayer<HeaderValue> {
+    SetResponseHeaderLayer::overriding(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    )
+}
+
+/// Serves [`router`] on `addr` until the process is stopped, within the
+/// default [`ListenLimits`] (use [`serve_bounded`] to choose them or to
+/// stop gracefully).
 ///
 /// ```no_run
 /// # async fn run() -> std::io::Result<()> {
@@ -90,7 +111,13 @@ pub fn router_with(state: HttpState) -> Router {
 /// ```
 pub async fn serve(addr: SocketAddr, registry: Registry) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    axum::serve(listener, router(registry)).await
+    serve_bounded(
+        listener,
+        router(registry),
+        &ListenLimits::default(),
+        std::future::pending(),
+    )
+    .await
 }
 
 /// Rendering is synchronous and proportional to the number of maps: it
@@ -114,15 +141,9 @@ async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> Response
         Ok(Ok((body, gzipped))) => {
             let mut response = ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response();
             let headers = response.headers_mut();
-            headers.insert(
-                header::VARY,
-                header::HeaderValue::from_static("accept-encoding"),
-            );
+            headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
             if gzipped {
-                headers.insert(
-                    header::CONTENT_ENCODING,
-                    header::HeaderValue::from_static("gzip"),
-                );
+                headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
             }
             response
         }
@@ -147,7 +168,14 @@ async fn readyz(State(state): State<HttpState>) -> Response {
 
 async fn landing(State(state): State<HttpState>) -> Response {
     match tokio::task::spawn_blocking(move || landing::page(&state.registry.snapshot())).await {
-        Ok(page) => Html(page).into_response(),
+        Ok(page) => (
+            [(
+                header::CONTENT_SECURITY_POLICY,
+                landing::CONTENT_SECURITY_POLICY,
+            )],
+            Html(page),
+        )
+            .into_response(),
         Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n").into_response(),
     }
 }

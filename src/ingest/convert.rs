@@ -4,9 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::StatusCode;
+
 use super::protocol::{EventKind, Report, ReportedEvent, ReportedMap};
+use super::validate::Rejection;
 use crate::detect::MisuseKind;
-use crate::map::GrowthKind;
+use crate::map::{GrowthKind, MapStats};
 use crate::registry::{
     CodeSite, Event, GrowthFinished, MapId, MisuseEvent, ReportedRow, SourceReport,
 };
@@ -37,6 +40,41 @@ pub(crate) fn convert(
         maps,
         events,
     }
+}
+
+/// Counters are cumulative within one process: a count lower than the
+/// last one applied (`last`, per map of `converted`, from
+/// `Registry::last_reported`) would read as a reset in Prometheus. A 400
+/// naming the map and the counter; the source keeps its series.
+pub(crate) fn check_counters(
+    report: &Report,
+    converted: &SourceReport,
+    last: &[Option<(MapStats, [u64; MisuseKind::ALL.len()])>],
+) -> Result<(), Rejection> {
+    for (i, (row, last)) in converted.maps.iter().zip(last).enumerate() {
+        let Some((stats, misuse)) = last else {
+            continue;
+        };
+        let went_back = wire::counter_went_back(stats, &row.stats).or_else(|| {
+            MisuseKind::CLIENT
+                .into_iter()
+                .find(|kind| row.misuse[kind.index()] < misuse[kind.index()])
+                .map(|kind| format!("misuse.{kind}"))
+        });
+        if let Some(counter) = went_back {
+            let name = report.maps.get(i).map_or("", |m| m.name.as_str());
+            return Err(Rejection::new(
+                StatusCode::BAD_REQUEST,
+                "counter_went_backwards",
+                format!(
+                    "maps[{i}] ({name:?}): counters.{counter} is lower than in the last report applied from this process; counters are cumulative since the process started (a restarted process sends a new source.started_at)"
+                ),
+                Some(format!("maps[{i}].counters.{counter}")),
+                None,
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn sorted(labels: &std::collections::BTreeMap<String, String>) -> Arc<[(String, String)]> {

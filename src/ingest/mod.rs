@@ -23,13 +23,14 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
+use subtle::ConstantTimeEq;
 
+mod body;
 mod convert;
 pub mod crash;
 mod crash_dir;
@@ -39,6 +40,7 @@ pub mod protocol;
 mod sources;
 mod validate;
 
+pub use body::BodyLimits;
 pub use crash_dir::{CrashDir, CrashDirLimits, ScanSummary};
 pub use protocol::{
     ErrorBody, Report, ReportAccepted, ReportStatus, MAX_SECONDS, MAX_SOURCE_CHARS,
@@ -54,23 +56,44 @@ pub use crate::registry::IngestStats;
 pub struct IngestState {
     store: Arc<Sources>,
     token: Option<Arc<str>>,
+    body: BodyLimits,
 }
 
 impl IngestState {
     /// State over `sources`, requiring `Authorization: Bearer <token>` when
-    /// a token is given (the binary reads it from `MAPSCOPE_INGEST_TOKEN`).
+    /// a token is given (the binary reads it from `MAPSCOPE_INGEST_TOKEN`),
+    /// with the default [`BodyLimits`].
+    ///
+    /// An empty token is a token nothing matches: every request is then
+    /// refused (401), never let through. The binary refuses to start with
+    /// one.
     pub fn new(sources: Arc<Sources>, token: Option<String>) -> Self {
         IngestState {
             store: sources,
-            token: token.filter(|t| !t.is_empty()).map(Into::into),
+            token: token.map(Into::into),
+            body: BodyLimits::default(),
         }
+    }
+
+    /// Sets how request bodies are read and discarded.
+    #[must_use]
+    pub fn body_limits(mut self, limits: BodyLimits) -> Self {
+        self.body = limits;
+        self
     }
 }
 
-/// The ingest router: `POST /v1/report`.
+/// The ingest router: `POST /v1/report`. Every answer is JSON with an
+/// [`ErrorBody`] when it is an error (404 and 405 included) and is counted
+/// in `mapscope_ingest_requests_total`. Headers are checked before the
+/// body is read: a request without the token, with another content type,
+/// or announcing a body over the limit is answered without buffering it.
 pub fn router(state: IngestState) -> Router {
     Router::new()
         .route("/v1/report", post(report))
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found)
+        .layer(crate::http::nosniff())
         .with_state(state)
 }
 
@@ -89,7 +112,12 @@ pub fn handle(
     headers: &HeaderMap,
     body: &[u8],
 ) -> (StatusCode, String) {
-    let result = handle_inner(store, token, headers, body);
+    let result = check_headers(store, token, headers).and_then(|()| handle_body(store, body));
+    answer(store, result)
+}
+
+/// Counts the answer and renders it.
+fn answer(store: &Sources, result: Result<ReportAccepted, Rejection>) -> (StatusCode, String) {
     let (status, reason, body) = match result {
         Ok(accepted) => (
             StatusCode::OK,
@@ -107,27 +135,15 @@ pub fn handle(
     (status, body)
 }
 
-fn handle_inner(
+/// The checks a request's headers allow, in order: the token (401), the
+/// content type (415), and the announced `Content-Length` (413). They run
+/// before any of the body is read.
+fn check_headers(
     store: &Sources,
     token: Option<&str>,
     headers: &HeaderMap,
-    body: &[u8],
-) -> Result<ReportAccepted, Rejection> {
-    if let Some(token) = token {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(token) {
-            return Err(Rejection::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "missing or invalid bearer token: send Authorization: Bearer <MAPSCOPE_INGEST_TOKEN>",
-                Some("Authorization".into()),
-                None,
-            ));
-        }
-    }
+) -> Result<(), Rejection> {
+    authorize(token, headers)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -143,13 +159,74 @@ fn handle_inner(
         ));
     }
     let limit = store.limits().max_body_bytes;
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match announced {
+        Some(length) if length > limit as u64 => Err(too_large(
+            format!("the body is {length} bytes (Content-Length)"),
+            limit,
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn too_large(what: String, limit: usize) -> Rejection {
+    Rejection::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!(
+            "{what}; the limit is {limit} (--max-body-bytes): send fewer maps or events per report"
+        ),
+        None,
+        Some(limit as u64),
+    )
+}
+
+/// Checks `Authorization: Bearer <token>`. The credentials are compared in
+/// constant time, so how long a wrong guess takes tells nothing of the
+/// token (`subtle` returns early on a length mismatch only, and the length
+/// is no secret worth the name).
+fn authorize(token: Option<&str>, headers: &HeaderMap) -> Result<(), Rejection> {
+    let Some(token) = token else {
+        return Ok(());
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| bearer_credentials(v.as_bytes()));
+    if given.is_some_and(|given| bool::from(given.ct_eq(token.as_bytes()))) {
+        return Ok(());
+    }
+    Err(Rejection::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "missing or invalid bearer token: send Authorization: Bearer <MAPSCOPE_INGEST_TOKEN>",
+        Some("Authorization".into()),
+        None,
+    ))
+}
+
+/// The credentials of an `Authorization: Bearer <credentials>` value, if
+/// it is one. The scheme is case-insensitive (RFC 9110 section 11.1:
+/// `bearer` and `BEARER` are `Bearer`), one or more spaces follow it, and
+/// empty credentials are none.
+fn bearer_credentials(value: &[u8]) -> Option<&[u8]> {
+    let space = value.iter().position(|&b| b == b' ')?;
+    let (scheme, rest) = value.split_at(space);
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
+        return None;
+    }
+    let credentials = rest.trim_ascii();
+    (!credentials.is_empty()).then_some(credentials)
+}
+
+fn handle_body(store: &Sources, body: &[u8]) -> Result<ReportAccepted, Rejection> {
+    let limit = store.limits().max_body_bytes;
     if body.len() > limit {
-        return Err(Rejection::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("the body is {} bytes; the limit is {limit} (--max-body-bytes): send fewer maps or events per report", body.len()),
-            None,
-            Some(limit as u64),
+        return Err(too_large(
+            format!("the body is {} bytes", body.len()),
+            limit,
         ));
     }
     if body.is_empty() {
@@ -195,6 +272,8 @@ fn parse_rejection(error: serde_path_to_error::Error<serde_json::Error>) -> Reje
             .map_or(message.clone(), str::to_owned);
         let reason = if message.starts_with(protocol::UNKNOWN_VALUE) {
             "invalid_value"
+        } else if message.starts_with(protocol::DUPLICATE_LABEL) {
+            "duplicate_label"
         } else if message.starts_with(crate::timestamp::INVALID_TIMESTAMP) {
             "invalid_timestamp"
         } else {
@@ -212,41 +291,168 @@ fn parse_rejection(error: serde_path_to_error::Error<serde_json::Error>) -> Reje
 }
 
 async fn report(State(state): State<IngestState>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let limit = state.store.limits().max_body_bytes;
-    // Read one byte past the limit so an oversized body is told apart.
-    let bytes = match axum::body::to_bytes(Body::new(body), limit + 1).await {
+    let (parts, mut body) = request.into_parts();
+    let store = &state.store;
+    if let Err(rejection) = check_headers(store, state.token.as_deref(), &parts.headers) {
+        body::linger(&parts.headers, body, &state.body);
+        return json(answer(store, Err(rejection)));
+    }
+    let limit = store.limits().max_body_bytes;
+    let bytes = match body::read(&mut body, limit, state.body.read_timeout).await {
         Ok(bytes) => bytes,
-        Err(_) => {
+        Err(body::ReadError::TooLarge) => {
+            body::linger(&parts.headers, body, &state.body);
+            let rejection = too_large(format!("the body exceeds {limit} bytes"), limit);
+            return json(answer(store, Err(rejection)));
+        }
+        Err(body::ReadError::Malformed(error)) => {
             let rejection = Rejection::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                format!("the body exceeds {limit} bytes (--max-body-bytes): send fewer maps or events per report"),
+                StatusCode::BAD_REQUEST,
+                "malformed_body",
+                format!("the body's framing is invalid ({error}): send a Content-Length and that many bytes, or valid chunked encoding"),
                 None,
-                Some(limit as u64),
+                None,
             );
-            state
-                .store
-                .count_request(rejection.status, Some(rejection.reason));
-            let (status, body) = reject(rejection);
-            return json(status, body);
+            return closing(json(answer(store, Err(rejection))));
+        }
+        Err(body::ReadError::TimedOut) => {
+            let timeout = state.body.read_timeout;
+            let rejection = Rejection::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!("the body did not arrive within {} s (--body-timeout): send it at once after the headers", timeout.as_secs_f64()),
+                None,
+                Some(timeout.as_secs()),
+            );
+            return closing(json(answer(store, Err(rejection))));
         }
     };
     let store = state.store.clone();
-    let token = state.token.clone();
     let result = tokio::task::spawn_blocking(move || {
-        handle(&store, token.as_deref(), &parts.headers, &bytes)
+        let result = handle_body(&store, &bytes);
+        answer(&store, result)
     })
     .await;
     match result {
-        Ok((status, body)) => json(status, body),
-        Err(_) => json(
+        Ok(answer) => json(answer),
+        Err(_) => json((
             StatusCode::INTERNAL_SERVER_ERROR,
             r#"{"error":"internal error","field":null,"limit":null}"#.into(),
-        ),
+        )),
     }
 }
 
-fn json(status: StatusCode, body: String) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+/// 404 for any path but `/v1/report`, as JSON and counted like every
+/// other answer of the ingest listener.
+async fn not_found(State(state): State<IngestState>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    body::linger(&parts.headers, body, &state.body);
+    let rejection = Rejection::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!(
+            "no such endpoint: {} {}: reports go to POST /v1/report",
+            parts.method,
+            parts.uri.path()
+        ),
+        None,
+        None,
+    );
+    json(answer(&state.store, Err(rejection)))
+}
+
+/// 405 for `/v1/report` with another method than POST.
+async fn method_not_allowed(State(state): State<IngestState>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    body::linger(&parts.headers, body, &state.body);
+    let rejection = Rejection::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{} {}: reports are sent with POST",
+            parts.method,
+            parts.uri.path()
+        ),
+        None,
+        None,
+    );
+    let mut response = json(answer(&state.store, Err(rejection)));
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("POST"));
+    response
+}
+
+fn json((status, body): (StatusCode, String)) -> Response {
+    let mut response = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        // RFC 6750 section 3: a 401 names the scheme it wants.
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
+}
+
+/// Asks hyper to close the connection after this answer: what is left of
+/// the request cannot be read (broken framing, a client too slow).
+fn closing(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_authorization(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(value).expect("a header value"),
+        );
+        headers
+    }
+
+    #[test]
+    fn bearer_credentials_follow_rfc_9110() {
+        for (value, expected) in [
+            ("Bearer abc", Some(&b"abc"[..])),
+            ("bearer abc", Some(b"abc")),
+            ("BEARER abc", Some(b"abc")),
+            ("Bearer   abc", Some(b"abc")),
+            ("Bearer", None),
+            ("Bearer ", None),
+            ("Bearerabc", None),
+            ("Basic abc", None),
+            ("", None),
+        ] {
+            assert_eq!(bearer_credentials(value.as_bytes()), expected, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn an_empty_token_fails_closed() {
+        for value in ["Bearer ", "Bearer", "bearer x"] {
+            let headers = with_authorization(value);
+            assert!(authorize(Some(""), &headers).is_err(), "{value:?}");
+        }
+        assert!(authorize(Some(""), &HeaderMap::new()).is_err());
+    }
+
+    #[test]
+    fn the_token_must_match_whole() {
+        for value in ["Bearer s3cret", "bearer s3cret"] {
+            assert!(authorize(Some("s3cret"), &with_authorization(value)).is_ok());
+        }
+        for value in ["Bearer s3cre", "Bearer s3cretX", "Bearer S3CRET"] {
+            let rejection =
+                authorize(Some("s3cret"), &with_authorization(value)).expect_err("a wrong token");
+            assert_eq!(rejection.status, StatusCode::UNAUTHORIZED);
+            assert_eq!(rejection.body.field.as_deref(), Some("Authorization"));
+        }
+        assert!(authorize(None, &HeaderMap::new()).is_ok());
+    }
 }

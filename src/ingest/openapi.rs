@@ -25,13 +25,13 @@ use serde_json::{json, Value};
 
 use super::protocol::{
     ErrorBody, Report, ReportAccepted, ReportedMisuseKind, MAX_ATTRIBUTES, MAX_ATTRIBUTE_KEY_CHARS,
-    MAX_ATTRIBUTE_VALUE_CHARS, MAX_SECONDS, MAX_SOURCE_CHARS,
+    MAX_ATTRIBUTE_VALUE_CHARS, MAX_INTERVAL_SECONDS, MAX_SECONDS, MAX_SEQ, MAX_SOURCE_CHARS,
 };
 use super::{check, Limits};
 use crate::registry::{MAX_LABELS, MAX_VALUE_CHARS, OVERFLOW_MAP, RESERVED_LABELS};
 
 /// `--max-maps-per-source`'s default: the document's `maxItems` of `maps`.
-pub(super) const DEFAULT_MAX_MAPS_PER_SOURCE: usize = 1000;
+pub(super) const DEFAULT_MAX_MAPS_PER_SOURCE: usize = 100;
 /// `--max-events-per-report`'s default: the document's `maxItems` of `events`.
 pub(super) const DEFAULT_MAX_EVENTS_PER_REPORT: usize = 1000;
 
@@ -108,7 +108,7 @@ named_schema! {
     /// A map's own labels.
     Labels {
         "type": "object",
-        "description": "A map's own labels, at most 16. Names match [a-zA-Z_][a-zA-Z0-9_]*, do not start with `__`, and are not map, source, source_instance, kind or le (mapscope sets those); values are up to 256 characters without control characters. A map's name and labels identify it.",
+        "description": "A map's own labels, at most 16, each key once (a repeat is a 400 duplicate_label). Names match [a-zA-Z_][a-zA-Z0-9_]*, do not start with `__`, and are not map, source, source_instance, kind (mapscope sets those), le or quantile (the text format keeps them for histograms and summaries); values are up to 256 characters without control characters. A map's name and labels identify it. All labels of a report, with the map names, app and instance, count against --max-label-bytes-per-source.",
         "maxProperties": MAX_LABELS,
         "propertyNames": {"pattern": LABEL_NAME, "not": {"enum": RESERVED_LABELS}},
         "additionalProperties": {
@@ -161,6 +161,28 @@ named_schema! {
 }
 
 named_schema! {
+    /// `interval_seconds`.
+    IntervalSeconds {
+        "type": "number",
+        "format": "double",
+        "description": "How often the client reports, in seconds (not milliseconds): a finite number from 0 to 300.",
+        "minimum": 0,
+        "maximum": MAX_INTERVAL_SECONDS,
+    }
+}
+
+named_schema! {
+    /// A report's or an event's `seq`.
+    Seq {
+        "type": "integer",
+        "format": "uint64",
+        "description": "A sequence number from 0 to 2^53 - 1 (exact in every JSON parser). From one process it moves by at most 1000000 past the last one applied (a 400 seq_jump otherwise).",
+        "minimum": 0,
+        "maximum": MAX_SEQ,
+    }
+}
+
+named_schema! {
     /// A W3C trace id.
     TraceId {
         "type": "string",
@@ -206,7 +228,9 @@ pub(super) fn every_field_required(schema: &mut Schema) {
 /// Every `u64` says its upper bound: a generator that only knew
 /// `minimum: 0` would send numbers serde rejects.
 fn uint64_maximum(schema: &mut Schema) {
-    if schema.get("format").and_then(Value::as_str) == Some("uint64") {
+    if schema.get("format").and_then(Value::as_str) == Some("uint64")
+        && schema.get("maximum").is_none()
+    {
         schema.insert("maximum".into(), u64::MAX.into());
     }
 }
@@ -483,9 +507,19 @@ fn the_document_states_enums_formats_and_bounds() {
     // Timestamps, integers and seconds.
     let event = schema(&document, "ReportedEvent");
     assert_eq!(event["properties"]["at"]["format"], "date-time");
-    assert_eq!(event["properties"]["seq"]["maximum"], json!(u64::MAX));
-    assert_eq!(event["properties"]["seq"]["minimum"], 0);
+    assert_eq!(
+        event["properties"]["seq"]["$ref"],
+        "#/components/schemas/Seq"
+    );
+    assert_eq!(schema(&document, "Seq")["maximum"], json!(MAX_SEQ));
+    assert_eq!(schema(&document, "Seq")["minimum"], 0);
+    let inner = schema(&document, "ReportedStats");
+    assert_eq!(inner["properties"]["entries"]["maximum"], json!(u64::MAX));
     assert_eq!(schema(&document, "Seconds")["maximum"], json!(MAX_SECONDS));
+    assert_eq!(
+        schema(&document, "IntervalSeconds")["maximum"],
+        json!(MAX_INTERVAL_SECONDS)
+    );
     let source = schema(&document, "SourceInfo");
     assert_eq!(source["properties"]["started_at"]["format"], "date-time");
     assert_eq!(source["required"], json!(["app", "instance"]));

@@ -36,6 +36,32 @@ pub const MAX_SOURCE_CHARS: usize = 128;
 /// any real duration, far below what a `Duration` overflows at.
 pub const MAX_SECONDS: f64 = 1e9;
 
+/// Largest `interval_seconds`: a source that says it reports less often
+/// than every 5 minutes would hold its slot (3 intervals, see
+/// `--source-ttl`) for a quarter of an hour after it died. A client that
+/// sends milliseconds (`10000`) is told to send seconds instead of getting
+/// an 8-hour TTL.
+pub const MAX_INTERVAL_SECONDS: f64 = 300.0;
+
+/// Largest `seq` (a report's or an event's): 2^53 − 1, the largest integer
+/// every JSON parser reads exactly. Far above any real count (a report a
+/// millisecond for 285,000 years), and far enough below `u64::MAX` that no
+/// report can leave its source without a next `seq`.
+pub const MAX_SEQ: u64 = (1 << 53) - 1;
+
+/// Most a `seq` (a report's or an event's) may move past the last one
+/// applied from the same process: a bigger jump is a 400 `seq_jump`, so
+/// one bad report cannot make every later one a `duplicate`. A million
+/// reports is 11 days at one a second: more than a source stays known
+/// without reporting (`--source-ttl` plus the grace period).
+pub const MAX_SEQ_STEP: u64 = 1_000_000;
+
+/// How far in the future `source.started_at` may be, in seconds, on the
+/// sidecar's clock: clocks of two machines differ by that much at most
+/// under NTP. Further is a 400: a start time from the future would make
+/// the process's real reports look like late ones (`stale`).
+pub const MAX_CLOCK_SKEW_SECONDS: u64 = 300;
+
 /// Most attributes on one event.
 pub const MAX_ATTRIBUTES: usize = 32;
 
@@ -48,6 +74,73 @@ pub const MAX_ATTRIBUTE_VALUE_CHARS: usize = 1024;
 /// The start of the message of every unknown enum value: the ingest
 /// endpoint tells it (`invalid_value`) from a wrong JSON type (`schema`).
 pub(crate) const UNKNOWN_VALUE: &str = "unknown value ";
+
+/// The start of the message of a label given twice in one object: the
+/// ingest endpoint answers it `duplicate_label`.
+pub(crate) const DUPLICATE_LABEL: &str = "label given twice: ";
+
+/// A map's labels, read so that a key given twice is an error naming it
+/// (serde's maps keep the last value silently). The error is raised while
+/// the second value is read, so its path ends with the key
+/// (`maps[0].labels.tenant`).
+mod labels {
+    use std::collections::BTreeMap;
+    use std::fmt;
+
+    use serde::de::{DeserializeSeed, Error, MapAccess, Visitor};
+    use serde::Deserializer;
+
+    use super::DUPLICATE_LABEL;
+
+    struct Value<'a> {
+        key: &'a str,
+        duplicate: bool,
+    }
+
+    impl<'de> DeserializeSeed<'de> for Value<'_> {
+        type Value = String;
+
+        fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<String, D::Error> {
+            let value = <String as serde::Deserialize>::deserialize(deserializer)?;
+            if self.duplicate {
+                return Err(D::Error::custom(format_args!(
+                    "{DUPLICATE_LABEL}{:?} appears more than once: give each label once",
+                    self.key
+                )));
+            }
+            Ok(value)
+        }
+    }
+
+    struct LabelsVisitor;
+
+    impl<'de> Visitor<'de> for LabelsVisitor {
+        type Value = BTreeMap<String, String>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an object of label names to string values")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
+            let mut labels = BTreeMap::new();
+            while let Some(key) = access.next_key::<String>()? {
+                let duplicate = labels.contains_key(&key);
+                let value = access.next_value_seed(Value {
+                    key: &key,
+                    duplicate,
+                })?;
+                labels.insert(key, value);
+            }
+            Ok(labels)
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<BTreeMap<String, String>, D::Error> {
+        deserializer.deserialize_map(LabelsVisitor)
+    }
+}
 
 /// JSON integers as JSON Schema reads them: `1037`, and also `1037.0` and
 /// `1.037e3`, the same number written otherwise (serde's `u64` takes only
@@ -335,18 +428,23 @@ wire_enum!(ReportStatus);
 pub struct Report {
     /// Who is reporting.
     pub source: SourceInfo,
-    /// Increases by one per report from one process. A report whose `seq`
-    /// is not above the last applied one (same process) is a `duplicate`;
-    /// without `started_at`, a lower `seq` means the process restarted.
+    /// Increases by one per report from one process, at most
+    /// [`MAX_SEQ`]. A report whose `seq` is not above the last applied one
+    /// (same process) is a `duplicate`; one more than [`MAX_SEQ_STEP`]
+    /// above it is a 400 `seq_jump`. Without `started_at`, a lower `seq`,
+    /// or a `seq` of 1 again with other content, means the process
+    /// restarted.
     #[serde(deserialize_with = "integer::deserialize")]
+    #[cfg_attr(test, schemars(with = "openapi::Seq"))]
     pub seq: u64,
     /// When the client sent the report (RFC 3339); informational.
     #[serde(default)]
     pub sent_at: Option<Timestamp>,
-    /// How often the client reports, in seconds. The source goes stale
-    /// after the larger of `--source-ttl` and 3 intervals without a report.
+    /// How often the client reports, in seconds, at most
+    /// [`MAX_INTERVAL_SECONDS`]. The source goes stale after the larger of
+    /// `--source-ttl` and 3 intervals without a report.
     #[serde(default)]
-    #[cfg_attr(test, schemars(with = "Option<openapi::Seconds>"))]
+    #[cfg_attr(test, schemars(with = "Option<openapi::IntervalSeconds>"))]
     pub interval_seconds: Option<f64>,
     /// Every map's current stats and cumulative counters. Replaces the
     /// source's previous set of maps: a map left out is dropped (its last
@@ -392,8 +490,8 @@ pub struct ReportedMap {
     /// The `map` label.
     #[cfg_attr(test, schemars(with = "openapi::MapName"))]
     pub name: String,
-    /// The map's own labels.
-    #[serde(default)]
+    /// The map's own labels; a key given twice is a 400 `duplicate_label`.
+    #[serde(default, deserialize_with = "labels::deserialize")]
     #[cfg_attr(test, schemars(with = "openapi::Labels"))]
     pub labels: BTreeMap<String, String>,
     /// Current state.
@@ -512,10 +610,12 @@ pub struct ReportedCounters {
 #[cfg_attr(test, derive(schemars::JsonSchema))]
 #[cfg_attr(test, schemars(transform = openapi::misuse_needs_its_kind))]
 pub struct ReportedEvent {
-    /// Increases by one per event from one process; retries carry the same
-    /// number, and events whose `seq` the sidecar has seen from this
-    /// process are dropped.
+    /// Increases by one per event from one process, at most [`MAX_SEQ`];
+    /// retries carry the same number, and events whose `seq` the sidecar
+    /// has seen from this process are dropped. One more than
+    /// [`MAX_SEQ_STEP`] above the last seen is a 400 `seq_jump`.
     #[serde(deserialize_with = "integer::deserialize")]
+    #[cfg_attr(test, schemars(with = "openapi::Seq"))]
     pub seq: u64,
     /// What happened.
     pub kind: EventKind,
@@ -523,7 +623,7 @@ pub struct ReportedEvent {
     #[cfg_attr(test, schemars(with = "openapi::MapName"))]
     pub map: String,
     /// The map's labels (same rules as a reported map's `labels`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "labels::deserialize")]
     #[cfg_attr(test, schemars(with = "openapi::Labels"))]
     pub labels: BTreeMap<String, String>,
     /// When it happened (RFC 3339); for a growth, when it finished.

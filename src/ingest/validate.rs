@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 
 use super::protocol::{
     ErrorBody, EventKind, Report, MAX_ATTRIBUTES, MAX_ATTRIBUTE_KEY_CHARS,
-    MAX_ATTRIBUTE_VALUE_CHARS, MAX_SECONDS, MAX_SOURCE_CHARS,
+    MAX_ATTRIBUTE_VALUE_CHARS, MAX_INTERVAL_SECONDS, MAX_SECONDS, MAX_SEQ, MAX_SOURCE_CHARS,
 };
 use crate::registry::{validate, RegisterError, MAX_LABELS, MAX_VALUE_CHARS};
 
@@ -23,8 +23,19 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Most sources (app + instance) the sidecar tracks (429 past it). Default 100.
     pub max_sources: usize,
-    /// Most maps in one report (400 past it). Default 1,000.
+    /// Most maps in one report (400 past it), so most maps of one source:
+    /// its series budget (each reported map is 36 series). Default 100:
+    /// `--max-sources` × 100 is `--max-maps`' default 10,000, so the
+    /// default worst case folds nothing and stays in the measured budget
+    /// (docs/benchmarks.md).
     pub max_maps_per_source: usize,
+    /// Most label bytes in one report, so of one source: the map names,
+    /// each label as written (`,name="value"`), and the app and instance
+    /// once per map (what every series of a map repeats). 400 past it.
+    /// Default 8 KiB: 100 maps of 80 bytes each, 36 × 8 KiB ≈ 290 KiB of
+    /// exposition per source on top of the 345 KB its 100 maps cost
+    /// anyway (docs/benchmarks.md).
+    pub max_label_bytes_per_source: usize,
     /// Most events in one report (400 past it). Default 1,000.
     pub max_events_per_report: usize,
     /// A source that has not reported for this long (or 3 of its declared
@@ -39,7 +50,8 @@ impl Default for Limits {
         Limits {
             max_body_bytes: 1024 * 1024,
             max_sources: 100,
-            max_maps_per_source: 1000,
+            max_maps_per_source: 100,
+            max_label_bytes_per_source: 8 * 1024,
             max_events_per_report: 1000,
             source_ttl: Duration::from_secs(30),
         }
@@ -143,6 +155,43 @@ fn label_error(field: String, error: RegisterError) -> Rejection {
     )
 }
 
+/// What one label adds to a series besides its name and value: `,`, `=`
+/// and the two quotes of `,name="value"`.
+const LABEL_SYNTAX_BYTES: usize = 4;
+
+/// The label bytes a report costs: per map, its name, each label as the
+/// text format writes it (`,name="value"`), and the source's app and
+/// instance (the `source` and `source_instance` labels). Every series of
+/// the map repeats them, so the exposition grows by about 36 times this.
+pub(crate) fn label_bytes(report: &Report) -> usize {
+    let source = report.source.app.len() + report.source.instance.len();
+    report
+        .maps
+        .iter()
+        .map(|map| {
+            let labels: usize = map
+                .labels
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + LABEL_SYNTAX_BYTES)
+                .sum();
+            source + map.name.len() + labels
+        })
+        .sum()
+}
+
+fn check_seq(field: String, seq: u64) -> Result<(), Rejection> {
+    if seq > MAX_SEQ {
+        return Err(Rejection::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_value",
+            format!("{field} is {seq}; the largest is {MAX_SEQ} (2^53 - 1): start at 1 and add one per report or event"),
+            Some(field),
+            Some(MAX_SEQ),
+        ));
+    }
+    Ok(())
+}
+
 /// Validates a map's name and labels (the registry's one validation, as
 /// for `register`); returns the labels sorted. `at` is the JSON path of the
 /// object, `name_field` the key of its name in it.
@@ -183,8 +232,20 @@ pub fn check(report: &Report, limits: &Limits) -> Result<(), Rejection> {
         ));
     }
     check_text("source.instance", &report.source.instance, MAX_SOURCE_CHARS)?;
+    check_seq("seq".into(), report.seq)?;
     if let Some(interval) = report.interval_seconds {
         check_seconds("interval_seconds".into(), interval)?;
+        if interval > MAX_INTERVAL_SECONDS {
+            return Err(Rejection::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_number",
+                format!(
+                    "interval_seconds is {interval}; the largest is {MAX_INTERVAL_SECONDS}: send it in seconds, not milliseconds"
+                ),
+                Some("interval_seconds".into()),
+                Some(MAX_INTERVAL_SECONDS as u64),
+            ));
+        }
     }
     if report.maps.len() > limits.max_maps_per_source {
         return Err(Rejection::over(
@@ -242,8 +303,22 @@ pub fn check(report: &Report, limits: &Limits) -> Result<(), Rejection> {
             check_seconds(format!("{at}.counters.growth_seconds.{kind}"), value)?;
         }
     }
+    // After each map's own checks: a label too long is named as such.
+    let bytes = label_bytes(report);
+    if bytes > limits.max_label_bytes_per_source {
+        return Err(Rejection::over(
+            "too_many_label_bytes",
+            "maps",
+            limits.max_label_bytes_per_source,
+            format!(
+                "the maps of this report carry {bytes} label bytes (names, labels, app and instance, which every series of a map repeats); the limit is {} per source (--max-label-bytes-per-source): use fewer maps or shorter labels",
+                limits.max_label_bytes_per_source
+            ),
+        ));
+    }
     for (i, event) in report.events.iter().enumerate() {
         let at = format!("events[{i}]");
+        check_seq(format!("{at}.seq"), event.seq)?;
         check_map_id(&at, "map", &event.map, &event.labels)?;
         if let Some(duration) = event.duration_seconds {
             check_seconds(format!("{at}.duration_seconds"), duration)?;

@@ -1,10 +1,14 @@
 //! Registration errors and the validation of names and labels.
 
-/// Labels mapscope adds itself; a map may not set them. `source` and
-/// `source_instance` name the process that reported a map to the sidecar
-/// (`source_instance` rather than `instance`, which Prometheus sets on every
-/// series of a scrape target).
-pub const RESERVED_LABELS: [&str; 5] = ["map", "source", "source_instance", "kind", "le"];
+/// Labels a map may not set: the ones mapscope adds itself (`map`, `kind`,
+/// and `source` and `source_instance`, which name the process that
+/// reported a map to the sidecar; `source_instance` rather than
+/// `instance`, which Prometheus sets on every series of a scrape target),
+/// and the ones the text exposition format keeps for histograms (`le`) and
+/// summaries (`quantile`): `promtool check metrics` fails an exposition
+/// where another metric type carries them.
+pub const RESERVED_LABELS: [&str; 6] =
+    ["map", "source", "source_instance", "kind", "le", "quantile"];
 
 /// Most labels one map may carry.
 pub const MAX_LABELS: usize = 16;
@@ -33,7 +37,7 @@ pub enum RegisterError {
         name: String,
     },
     /// A label name mapscope sets itself.
-    #[error("label {name:?} is reserved (mapscope sets map, source, source_instance, kind and le itself): rename it, for example to \"{name}_name\"")]
+    #[error("label {name:?} is reserved (mapscope sets map, source, source_instance and kind itself; the Prometheus text format keeps le for histograms and quantile for summaries): rename it, for example to \"{name}_name\"")]
     ReservedLabel {
         /// The rejected label name.
         name: String,

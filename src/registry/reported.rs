@@ -183,6 +183,70 @@ impl Registry {
         }
     }
 
+    /// The stats and client misuse counts last applied for each map of
+    /// `report` (`None` for a map the table does not hold as a reported
+    /// row): what the ingest compares a report's counters with.
+    pub(crate) fn last_reported(
+        &self,
+        report: &SourceReport,
+    ) -> Vec<Option<(MapStats, [u64; MisuseKind::ALL.len()])>> {
+        let table = self.lock();
+        report
+            .maps
+            .iter()
+            .map(|map| {
+                let id = MapId::reported(
+                    map.name.clone(),
+                    map.labels.clone(),
+                    report.app.clone(),
+                    report.instance.clone(),
+                );
+                let r = table.row(table.find(&id)?)?;
+                if !matches!(r.writer, Writer::Reported) {
+                    return None;
+                }
+                Some((r.stats, r.client.map(|c| c.reported)))
+            })
+            .collect()
+    }
+
+    /// How many rows `report`'s source holds besides the maps of the
+    /// report: the maps it left out of an earlier report, kept for the
+    /// grace period. They count against the source's series budget, so a
+    /// source cannot grow its series by sending new maps in every report.
+    pub(crate) fn rows_held_besides(&self, report: &SourceReport) -> usize {
+        let (now, grace) = (self.now(), self.inner.config.grace_period);
+        let table = self.lock();
+        let key: SourceKey = (report.app.clone(), report.instance.clone());
+        let Some(source) = table.sources.get(&key) else {
+            return 0;
+        };
+        let listed: BTreeSet<u64> = report
+            .maps
+            .iter()
+            .filter_map(|map| {
+                table.find(&MapId::reported(
+                    map.name.clone(),
+                    map.labels.clone(),
+                    key.0.clone(),
+                    key.1.clone(),
+                ))
+            })
+            .collect();
+        source
+            .rows
+            .iter()
+            .filter(|row| !listed.contains(row))
+            .filter(|&&row| {
+                // A row past its grace goes at the next observation.
+                table.row(row).is_some_and(|r| {
+                    matches!(r.writer, Writer::Reported)
+                        && !matches!(r.lifecycle, Lifecycle::Dropped(at) if past_grace(at, now, grace))
+                })
+            })
+            .count()
+    }
+
     /// A source's report that changes nothing (a retry already applied) is
     /// still a sign of life: its last-report time moves, and a stale source
     /// is live again.

@@ -323,6 +323,10 @@ impl Table {
         self.keys.get(id).copied()
     }
 
+    pub(crate) fn row(&self, row: u64) -> Option<&Row> {
+        self.rows.get(&row)
+    }
+
     pub(crate) fn row_mut(&mut self, row: u64) -> Option<&mut Row> {
         self.rows.get_mut(&row)
     }

@@ -151,6 +151,44 @@ pub fn raw_client() -> reqwest::Client {
         .expect("build the HTTP client")
 }
 
+/// A blocking reqwest client for loopback tests: no proxy, bounded
+/// timeouts.
+pub fn blocking_client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .no_proxy()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(WAIT)
+        .build()
+        .expect("build the blocking HTTP client")
+}
+
+/// GETs `{base}/metrics` with a blocking client and parses it strictly.
+pub fn scrape_blocking(base: &str) -> Exposition {
+    let url = format!("{}/metrics", base.trim_end_matches('/'));
+    let response = blocking_client()
+        .get(&url)
+        .send()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    assert_eq!(response.status(), 200, "GET {url}");
+    let text = response.text().expect("read /metrics");
+    parse_exposition(&text).unwrap_or_else(|e| panic!("unparsable /metrics: {e}\n{text}"))
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, for at most `limit`.
+pub fn poll<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?}: {what}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// GETs `url` and returns the body, panicking on a non-200 answer.
 pub async fn get_text(url: &str) -> String {
     let response = client()

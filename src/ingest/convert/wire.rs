@@ -95,6 +95,38 @@ impl<W, T: Wire<W>> Wire<Option<W>> for Option<T> {
     }
 }
 
+/// A cumulative counter on the wire: which part of it is lower than
+/// before (`""` for a plain count, the growth kind for counts and seconds
+/// by kind).
+trait Cumulative {
+    fn went_back(&self, last: &Self) -> Option<&'static str>;
+}
+
+impl Cumulative for u64 {
+    fn went_back(&self, last: &Self) -> Option<&'static str> {
+        (self < last).then_some("")
+    }
+}
+
+macro_rules! cumulative_by_kind {
+    ($t:ty) => {
+        impl Cumulative for $t {
+            fn went_back(&self, last: &Self) -> Option<&'static str> {
+                [
+                    ("double", self.double < last.double),
+                    ("same_size", self.same_size < last.same_size),
+                    ("shrink", self.shrink < last.shrink),
+                ]
+                .into_iter()
+                .find_map(|(kind, lower)| lower.then_some(kind))
+            }
+        }
+    };
+}
+
+cumulative_by_kind!(KindCounts);
+cumulative_by_kind!(KindSeconds);
+
 /// The value of a stat protocol v1 does not carry.
 macro_rules! or_default {
     () => {
@@ -134,6 +166,19 @@ macro_rules! protocol_stats {
                     misuse: Default::default(),
                 }
             }
+        }
+
+        /// The first counter of `stats` lower than in `last`, as its path
+        /// under `counters` (`inserts`, `growths.double`).
+        pub(super) fn counter_went_back(last: &MapStats, stats: &MapStats) -> Option<String> {
+            let (last, now) = (ReportedCounters::from(last), ReportedCounters::from(stats));
+            $( $(
+                if let Some(part) = now.$cwire.went_back(&last.$cwire) {
+                    let name = stringify!($cwire);
+                    return Some(if part.is_empty() { name.to_owned() } else { format!("{name}.{part}") });
+                }
+            )? )*
+            None
         }
 
         /// The stats a client reported; derived stats recomputed.
