@@ -308,7 +308,7 @@ fn document() -> Document {
     let post = json!({
         "operationId": "report",
         "summary": "Report a source's maps and the events since its last report.",
-        "description": "Checks run in this order: body size (413), bearer token (401, when the sidecar has a token), Content-Type (415), JSON syntax, types, enums and timestamps (400), lengths, names, limits and rules across fields (400), sources (429). The first failure answers; nothing of a rejected report is applied. Unknown fields are ignored at every level.",
+        "description": "Checks run in this order, and the first failure answers. From the headers, before any byte of the body is read: bearer token (401, when the sidecar has a token), Content-Type (415), Content-Length over --max-body-bytes (413). Then, reading the body: framing (400 malformed_body), size of a chunked body (413), time (408 body_timeout). Then JSON syntax, types, enums and timestamps (400), lengths, names, limits and rules across fields (400), started_at in the future (400), sources (429), then the rules across reports (seq_jump, counter_went_backwards, 400). Nothing of a rejected report is applied. After an answer given without reading the body, the sidecar drains what the client still sends (up to --drain-max-bytes or --drain-timeout), so the client reads the answer. Unknown fields are ignored at every level. Other paths answer 404 and other methods 405, in the same JSON error shape.",
         "security": [{}, {"bearer": []}],
         "requestBody": {
             "required": true,
@@ -330,8 +330,12 @@ fn document() -> Document {
                 "The sidecar has a token (--ingest-token, MAPSCOPE_INGEST_TOKEN) and the request has no `Authorization: Bearer <token>` or a wrong one.",
                 json!({"error": "missing or invalid bearer token: send Authorization: Bearer <MAPSCOPE_INGEST_TOKEN>", "field": "Authorization", "limit": null}),
             ),
+            "408": error_response(
+                "The body did not arrive within --body-timeout (default 30 s); the connection is closed.",
+                json!({"error": "the body did not arrive within 30 s (--body-timeout): send it at once after the headers", "field": null, "limit": 30}),
+            ),
             "413": error_response(
-                "The body is larger than --max-body-bytes (default 1 MiB).",
+                "The body is larger than --max-body-bytes (default 1 MiB), by its Content-Length (answered before reading it) or as it is read (chunked).",
                 json!({"error": "the body exceeds 1048576 bytes (--max-body-bytes): send fewer maps or events per report", "field": null, "limit": 1048576}),
             ),
             "415": error_response(
