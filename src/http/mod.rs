@@ -13,17 +13,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use tower_http::compression::CompressionLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::export::prometheus::{MapscopeCollector, CONTENT_TYPE};
+use crate::export::prometheus::{MapscopeCollector, RenderFailed, CONTENT_TYPE};
 use crate::registry::Registry;
+use encoding::{accepts_gzip, GzipCache};
 
 mod api;
+mod encoding;
 mod landing;
 mod listen;
 
@@ -36,6 +38,7 @@ pub use listen::{serve_bounded, ListenLimits};
 pub struct HttpState {
     registry: Registry,
     collector: Arc<MapscopeCollector>,
+    gzip: Arc<GzipCache>,
     ready: Arc<AtomicBool>,
 }
 
@@ -45,6 +48,7 @@ impl HttpState {
     pub fn new(registry: Registry) -> Self {
         HttpState {
             collector: Arc::new(MapscopeCollector::new(registry.clone())),
+            gzip: Arc::default(),
             registry,
             ready: Arc::new(AtomicBool::new(true)),
         }
@@ -119,10 +123,34 @@ pub async fn serve(addr: SocketAddr, registry: Registry) -> std::io::Result<()> 
 /// Rendering is synchronous and proportional to the number of maps: it
 /// runs on a blocking thread so it never stalls the async workers
 /// (metrics-rs saw 15 s stalls before moving rendering off them, PR #576).
-async fn metrics(State(state): State<HttpState>) -> Response {
+/// Concurrent scrapes share one render ([`MapscopeCollector::render_shared`])
+/// and, when they ask for gzip, its one encoding (`encoding.rs`): N of them
+/// cost one observation, one rendering and one compression.
+async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    let gzip = accepts_gzip(&headers).then(|| state.gzip.clone());
     let collector = state.collector.clone();
-    match tokio::task::spawn_blocking(move || collector.render()).await {
-        Ok(body) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response(),
+    let rendered = tokio::task::spawn_blocking(move || -> Result<_, RenderFailed> {
+        let shared = collector.render_shared()?;
+        Ok(match gzip {
+            Some(cache) => (cache.encode(&shared), true),
+            None => (shared.text, false),
+        })
+    })
+    .await;
+    match rendered {
+        Ok(Ok((body, gzipped))) => {
+            let mut response = ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response();
+            let headers = response.headers_mut();
+            headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+            if gzipped {
+                headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            }
+            response
+        }
+        Ok(Err(error)) => {
+            tracing::error!(%error, "rendering /metrics failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n").into_response()
+        }
         Err(error) => {
             tracing::error!(%error, "rendering /metrics failed");
             (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n").into_response()
