@@ -73,6 +73,10 @@ pub(crate) struct ServerArgs {
     /// Log format.
     #[arg(long, env = "MAPSCOPE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub(crate) log_format: LogFormat,
+    /// Async worker threads; unset, one per CPU the process may use
+    /// (tokio's default, which honours the container's CPU quota).
+    #[arg(long, env = "MAPSCOPE_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub(crate) worker_threads: Option<u16>,
     /// Seconds a dropped map's final values, and a stale source's last
     /// ones, stay visible.
     #[arg(long, env = "MAPSCOPE_GRACE_PERIOD", default_value_t = 30)]
@@ -289,9 +293,13 @@ fn run_server(args: ServerArgs, demo: Option<DemoArgs>) -> ExitCode {
     init_logging(args.log_format);
     // Rendering and ingest run on blocking threads; a small pool bounds
     // memory under saturated ingest (each thread has its own stack and
-    // allocator arena) while two cores cannot use more anyway.
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // allocator arena). The async workers only move bytes and follow the
+    // machine unless told otherwise.
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = args.worker_threads {
+        builder.worker_threads(usize::from(threads));
+    }
+    let runtime = match builder
         .max_blocking_threads(8)
         .enable_all()
         .build()

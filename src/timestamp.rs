@@ -140,7 +140,7 @@ impl<'de> Deserialize<'de> for Timestamp {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "sidecar"))]
 impl schemars::JsonSchema for Timestamp {
     fn schema_name() -> std::borrow::Cow<'static, str> {
         "Timestamp".into()

@@ -14,6 +14,7 @@ use std::str::FromStr;
 /// assert!(MisuseKind::ConcurrentWrite.is_error());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum MisuseKind {
     /// Entries exceed `max_entries`, or grew window after window with no
     /// removes: a cache keyed by unique ids that is never pruned.

@@ -21,6 +21,7 @@ use crate::registry::{MapSnapshot, RegistrySnapshot, GROWTH_DURATION_BUCKETS};
 
 /// A Prometheus metric type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum MetricType {
     /// A value that goes up and down.
     Gauge,
@@ -43,6 +44,7 @@ impl MetricType {
 
 /// Which series a metric has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Scope {
     /// One series per map (`map`, the map's labels, and `source` and
     /// `source_instance` for maps ingested by the sidecar), plus the extra
@@ -78,6 +80,7 @@ pub struct HistogramSample<'a> {
 
 /// Where a metric's samples come from.
 #[derive(Clone, Copy)]
+#[non_exhaustive]
 pub enum Read {
     /// Each map's stats. Maps known only from their misuse have none and
     /// are skipped: zero-valued gauges would claim an empty map.

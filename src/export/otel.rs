@@ -58,6 +58,7 @@ pub const SCOPE: &str = "mapscope";
 
 /// OTLP transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Protocol {
     /// `http/protobuf` (the default).
     HttpProtobuf,

@@ -533,6 +533,7 @@ pub fn classify(log: &str) -> Classification {
 /// What became of one crash file pair: the `result` label of
 /// `mapscope_crash_files_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum CrashFileResult {
     /// A map crash, recorded as misuse.
     MapCrash,

@@ -39,6 +39,8 @@ pub mod protocol;
 mod sources;
 #[cfg(feature = "sidecar")]
 mod validate;
+// The reporter writes stats to the wire; only the sidecar reads them back.
+#[cfg_attr(not(feature = "sidecar"), allow(dead_code))]
 mod wire;
 
 #[cfg(feature = "sidecar")]

@@ -23,7 +23,8 @@ use crate::detect::MisuseKind;
 use crate::map::GrowthKind;
 pub use crate::timestamp::Timestamp;
 
-#[cfg(test)]
+// The OpenAPI document is generated, in the sidecar's tests, from these types.
+#[cfg(all(test, feature = "sidecar"))]
 use super::openapi;
 
 /// The protocol version this module implements.
@@ -238,8 +239,9 @@ macro_rules! wire_enum {
 
 /// A growth kind: `double`, `same_size` or `shrink`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[cfg_attr(test, derive(schemars::JsonSchema))]
+#[cfg_attr(all(test, feature = "sidecar"), derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ReportedGrowthKind {
     /// The bucket array doubled (Go's `overLoadFactor`).
     Double,
@@ -290,8 +292,9 @@ impl From<GrowthKind> for ReportedGrowthKind {
 /// `iterate_while_mutating`; the detector kinds are accepted and ignored,
 /// since the sidecar computes them from the stats itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[cfg_attr(test, derive(schemars::JsonSchema))]
+#[cfg_attr(all(test, feature = "sidecar"), derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ReportedMisuseKind {
     /// Past `max_entries`, or growing window after window with no removes.
     UnboundedGrowth,
@@ -368,8 +371,9 @@ impl From<MisuseKind> for ReportedMisuseKind {
 
 /// What an event is: a finished growth or a misuse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[cfg_attr(test, derive(schemars::JsonSchema))]
+#[cfg_attr(all(test, feature = "sidecar"), derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum EventKind {
     /// A finished growth.
     Growth,
@@ -394,8 +398,9 @@ wire_enum!(EventKind);
 
 /// What the sidecar did with a report it answered 200.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[cfg_attr(test, derive(schemars::JsonSchema))]
+#[cfg_attr(all(test, feature = "sidecar"), derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ReportStatus {
     /// Applied.
     Accepted,
@@ -424,7 +429,7 @@ wire_enum!(ReportStatus);
 
 /// One report: a source's maps and the events since its last report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(test, derive(schemars::JsonSchema))]
+#[cfg_attr(all(test, feature = "sidecar"), derive(schemars::JsonSchema))]
 pub struct Report {
     /// Who is reporting.
     pub source: SourceInfo,
@@ -435,7 +440,7 @@ pub struct Report {
     /// or a `seq` of 1 again with other content, means the process
     /// restarted.
     #[serde(deserialize_with = "integer::deserialize")]
-    #[cfg_attr(test, schemars(with = "openapi::Seq"))]
+    #[cfg_attr(all(test, feature = "sidecar"), schemars(with = "openapi::Seq"))]
     pub seq: u64,
     /// When the client sent the report (RFC 3339); informational.
     #[serde(default)]
@@ -444,31 +449,31 @@ pub struct Report {
     /// [`MAX_INTERVAL_SECONDS`]. The source goes stale after the larger of
     /// `--source-ttl` and 3 intervals without a report.
     #[serde(default)]
-    #[cfg_attr(test, schemars(with = "Option<openapi::IntervalSeconds>"))]
+    #[cfg_attr(all(test, feature = "sidecar"), schemars(with = "Option<openapi::IntervalSeconds>"))]
     pub interval_seconds: Option<f64>,
     /// Every map's current stats and cumulative counters. Replaces the
     /// source's previous set of maps: a map left out is dropped (its last
     /// values stay for the grace period). At most `--max-maps-per-source`
     /// (default 1000).
     #[serde(default)]
-    #[cfg_attr(test, schemars(length(max = openapi::DEFAULT_MAX_MAPS_PER_SOURCE), extend("x-mapscope-rule" = openapi::UNIQUE_MAPS)))]
+    #[cfg_attr(all(test, feature = "sidecar"), schemars(length(max = openapi::DEFAULT_MAX_MAPS_PER_SOURCE), extend("x-mapscope-rule" = openapi::UNIQUE_MAPS)))]
     pub maps: Vec<ReportedMap>,
     /// Events since the last acknowledged report. At most
     /// `--max-events-per-report` (default 1000).
     #[serde(default)]
-    #[cfg_attr(test, schemars(length(max = openapi::DEFAULT_MAX_EVENTS_PER_REPORT)))]
+    #[cfg_attr(all(test, feature = "sidecar"), schemars(length(max = openapi::DEFAULT_MAX_EVENTS_PER_REPORT)))]
     pub events: Vec<ReportedEvent>,
 }
 
 /// The reporting process. A source is the pair (`app`, `instance`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(test, derive(schemars::JsonSchema))]
+#[cfg_attr(all(test, feature = "sidecar"), derive(schemars::JsonSchema))]
 pub struct SourceInfo {
     /// The application's name: the `source` label.
-    #[cfg_attr(test, schemars(with = "openapi::App"))]
+    #[cfg_attr(all(test, feature = "sidecar"), schemars(with = "openapi::App"))]
     pub app: String,
     /// This process (pod name, `host:pid`): the `source_instance` label.
-    #[cfg_attr(test, schemars(with = "openapi::Instance"))]
+    #[cfg_attr(all(test, feature = "sidecar"), schemars(with = "openapi::Instance"))]
     pub instance: String,
     /// The client's language, for people.
     #[serde(default)]
@@ -485,14 +490,14 @@ pub struct SourceInfo {
 
 /// One map in a report, identified by its `name` and `labels`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(test, derive(schemars::JsonSchema))]
+#[cfg_attr(all(test, feature = "sidecar"), derive(schemars::JsonSchema))]
 pub struct ReportedMap {
     /// The `map` label.
-    #[cfg_attr(test, schemars(with = "openapi::MapName"))]
+    #[cfg_attr(all(test, feature = "sidecar"), schemars(with = "openapi::MapName"))]
     pub name: String,
     /// The map's own labels; a key given twice is a 400 `duplicate_label`.
     #[serde(default, deserialize_with = "labels::deserialize")]
-    #[cfg_attr(test, schemars(with = "openapi::Labels"))]
+    #[cfg_attr(all(test, feature = "sidecar"), schemars(with = "openapi::Labels"))]
     pub labels: BTreeMap<String, String>,
     /// Current state.
     pub stats: ReportedStats,
@@ -503,7 +508,7 @@ pub struct ReportedMap {
 
 /// A map's current state.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(test, derive(schemars::JsonSchema))]
+#[cfg_attr(all(test, feature = "sidecar"), derive(schemars::JsonSchema))]
 pub struct ReportedStats {
     /// Live entries.
     #[serde(deserialize_with = "integer::deserialize")]
@@ -530,8 +535,8 @@ pub struct ReportedStats {
 
 /// An evacuation (incremental growth) in progress.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(test, derive(schemars::JsonSchema))]
-#[cfg_attr(test, schemars(extend("x-mapscope-rule" = openapi::EVACUATED_AT_MOST_OLD)))]
+#[cfg_attr(all(test, feature = "sidecar"), derive(schemars::JsonSchema))]
+#[cfg_attr(all(test, feature = "sidecar"), schemars(extend("x-mapscope-rule" = openapi::EVACUATED_AT_MOST_OLD)))]
 pub struct ReportedEvacuation {
     /// The growth kind.
     pub kind: ReportedGrowthKind,
@@ -545,7 +550,7 @@ pub struct ReportedEvacuation {
 
 /// Counts by growth kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(test, derive(schemars::JsonSchema))]
+#[cfg_attr(all(test, feature = "sidecar"), derive(schemars::JsonSchema))]
 pub struct KindCounts {
     /// Doublings.
     #[serde(default, deserialize_with = "integer::deserialize")]
@@ -560,25 +565,25 @@ pub struct KindCounts {
 
 /// Wall seconds by growth kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(test, derive(schemars::JsonSchema))]
+#[cfg_attr(all(test, feature = "sidecar"), derive(schemars::JsonSchema))]
 pub struct KindSeconds {
     /// Doublings.
     #[serde(default)]
-    #[cfg_attr(test, schemars(with = "openapi::Seconds"))]
+    #[cfg_attr(all(test, feature = "sidecar"), schemars(with = "openapi::Seconds"))]
     pub double: f64,
     /// Same-size growths.
     #[serde(default)]
-    #[cfg_attr(test, schemars(with = "openapi::Seconds"))]
+    #[cfg_attr(all(test, feature = "sidecar"), schemars(with = "openapi::Seconds"))]
     pub same_size: f64,
     /// Halvings.
     #[serde(default)]
-    #[cfg_attr(test, schemars(with = "openapi::Seconds"))]
+    #[cfg_attr(all(test, feature = "sidecar"), schemars(with = "openapi::Seconds"))]
     pub shrink: f64,
 }
 
 /// Cumulative counters since the process started, all default 0.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(test, derive(schemars::JsonSchema))]
+#[cfg_attr(all(test, feature = "sidecar"), derive(schemars::JsonSchema))]
 pub struct ReportedCounters {
     /// Growths started, by kind.
     #[serde(default)]
@@ -601,36 +606,36 @@ pub struct ReportedCounters {
     /// Misuse events by kind. Only the client kinds are exported; the
     /// detector kinds are accepted and ignored.
     #[serde(default, deserialize_with = "integer::counts")]
-    #[cfg_attr(test, schemars(with = "openapi::MisuseCounts"))]
+    #[cfg_attr(all(test, feature = "sidecar"), schemars(with = "openapi::MisuseCounts"))]
     pub misuse: BTreeMap<ReportedMisuseKind, u64>,
 }
 
 /// An event: a finished growth or a misuse.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(test, derive(schemars::JsonSchema))]
-#[cfg_attr(test, schemars(transform = openapi::misuse_needs_its_kind))]
+#[cfg_attr(all(test, feature = "sidecar"), derive(schemars::JsonSchema))]
+#[cfg_attr(all(test, feature = "sidecar"), schemars(transform = openapi::misuse_needs_its_kind))]
 pub struct ReportedEvent {
     /// Increases by one per event from one process, at most [`MAX_SEQ`];
     /// retries carry the same number, and events whose `seq` the sidecar
     /// has seen from this process are dropped. One more than
     /// [`MAX_SEQ_STEP`] above the last seen is a 400 `seq_jump`.
     #[serde(deserialize_with = "integer::deserialize")]
-    #[cfg_attr(test, schemars(with = "openapi::Seq"))]
+    #[cfg_attr(all(test, feature = "sidecar"), schemars(with = "openapi::Seq"))]
     pub seq: u64,
     /// What happened.
     pub kind: EventKind,
     /// The map's name (same rules as a reported map's `name`).
-    #[cfg_attr(test, schemars(with = "openapi::MapName"))]
+    #[cfg_attr(all(test, feature = "sidecar"), schemars(with = "openapi::MapName"))]
     pub map: String,
     /// The map's labels (same rules as a reported map's `labels`).
     #[serde(default, deserialize_with = "labels::deserialize")]
-    #[cfg_attr(test, schemars(with = "openapi::Labels"))]
+    #[cfg_attr(all(test, feature = "sidecar"), schemars(with = "openapi::Labels"))]
     pub labels: BTreeMap<String, String>,
     /// When it happened (RFC 3339); for a growth, when it finished.
     pub at: Timestamp,
     /// For a growth: wall seconds from start to finish.
     #[serde(default)]
-    #[cfg_attr(test, schemars(with = "Option<openapi::Seconds>"))]
+    #[cfg_attr(all(test, feature = "sidecar"), schemars(with = "Option<openapi::Seconds>"))]
     pub duration_seconds: Option<f64>,
     /// For a growth: its kind (`double` when absent or null).
     #[serde(default)]
@@ -640,23 +645,23 @@ pub struct ReportedEvent {
     pub misuse_kind: Option<ReportedMisuseKind>,
     /// The trace the event belongs to (32 hex digits).
     #[serde(default)]
-    #[cfg_attr(test, schemars(with = "Option<openapi::TraceId>"))]
+    #[cfg_attr(all(test, feature = "sidecar"), schemars(with = "Option<openapi::TraceId>"))]
     pub trace_id: Option<String>,
     /// The span the event belongs to (16 hex digits).
     #[serde(default)]
-    #[cfg_attr(test, schemars(with = "Option<openapi::SpanId>"))]
+    #[cfg_attr(all(test, feature = "sidecar"), schemars(with = "Option<openapi::SpanId>"))]
     pub span_id: Option<String>,
     /// Free-form details (stack, goroutine, code site). `code.function`,
     /// `code.filepath` and `code.lineno` (a decimal line number), all
     /// three present, become the event's structured code site.
     #[serde(default)]
-    #[cfg_attr(test, schemars(with = "openapi::Attributes"))]
+    #[cfg_attr(all(test, feature = "sidecar"), schemars(with = "openapi::Attributes"))]
     pub attributes: BTreeMap<String, String>,
 }
 
 /// The body of a 200 answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(test, derive(schemars::JsonSchema))]
+#[cfg_attr(all(test, feature = "sidecar"), derive(schemars::JsonSchema))]
 pub struct ReportAccepted {
     /// What the sidecar did with the report.
     pub status: ReportStatus,
@@ -673,8 +678,8 @@ pub struct ReportAccepted {
 /// The body of every rejected request; `field` and `limit` are always
 /// present, null when they do not apply.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(test, derive(schemars::JsonSchema))]
-#[cfg_attr(test, schemars(transform = openapi::every_field_required))]
+#[cfg_attr(all(test, feature = "sidecar"), derive(schemars::JsonSchema))]
+#[cfg_attr(all(test, feature = "sidecar"), schemars(transform = openapi::every_field_required))]
 pub struct ErrorBody {
     /// What is wrong and what to do.
     pub error: String,

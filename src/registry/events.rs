@@ -40,6 +40,7 @@ impl MapId {
     }
 
     /// A reported map's identity.
+    #[cfg_attr(not(feature = "sidecar"), allow(dead_code))] // written by the sidecar's ingest only
     pub(crate) fn reported(
         name: Arc<str>,
         labels: Arc<[(String, String)]>,

@@ -23,6 +23,8 @@ mod error;
 mod events;
 mod limit;
 mod publish;
+// Writer 2, reported and crash rows: driven by the sidecar's ingest only.
+#[cfg_attr(not(feature = "sidecar"), allow(dead_code))]
 mod reported;
 mod snapshot;
 mod table;
@@ -37,6 +39,7 @@ pub use events::{
     CapturedContext, CodeSite, Event, EventBatch, EventRecord, GrowthDurations, GrowthFinished,
     GrowthStarted, MapId, MisuseEvent, GROWTH_DURATION_BUCKETS,
 };
+#[cfg(feature = "sidecar")]
 pub(crate) use reported::{CrashRecord, ReportedRow, SourceReport};
 pub use snapshot::{IngestStats, MapSnapshot, RegistrySnapshot, SourceStatus};
 

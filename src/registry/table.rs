@@ -34,6 +34,7 @@ pub(crate) enum Writer {
     /// An in-process map, through its seqlock publication.
     Local(Arc<MapEntry>),
     /// A map a source reports; each report replaces its stats.
+    #[cfg_attr(not(feature = "sidecar"), allow(dead_code))] // written by the sidecar's ingest only
     Reported,
     /// Nobody: a map only crash files speak of (its process crashed before
     /// reporting it, or its source is gone). It has no stats, runs no
@@ -52,6 +53,7 @@ pub(crate) enum Lifecycle {
     /// Its source stopped reporting (TTL), at this time: it keeps its last
     /// values until the ingest's sweep removes the source after the grace
     /// period, or the source reports again.
+    #[cfg_attr(not(feature = "sidecar"), allow(dead_code))] // written by the sidecar's ingest only
     Stale(Instant),
 }
 
@@ -120,6 +122,7 @@ impl ClientCount {
 
     /// A count rose at `now`; `at` is when it happened on the wall clock.
     /// The condition keeps its `since` while it is held.
+    #[cfg_attr(not(feature = "sidecar"), allow(dead_code))] // written by the sidecar's ingest only
     pub(crate) fn rose(&mut self, now: Instant, at: SystemTime, hold: Duration) {
         if !self.held(now, hold) {
             self.since = Some(at);
@@ -323,6 +326,7 @@ impl Table {
         self.keys.get(id).copied()
     }
 
+    #[cfg_attr(not(feature = "sidecar"), allow(dead_code))] // the sidecar's ingest only
     pub(crate) fn row(&self, row: u64) -> Option<&Row> {
         self.rows.get(&row)
     }
@@ -352,6 +356,7 @@ impl Table {
         row
     }
 
+    #[cfg_attr(not(feature = "sidecar"), allow(dead_code))] // the sidecar's ingest only
     pub(crate) fn set_lifecycle(&mut self, row: u64, to: Lifecycle) {
         if let Some(r) = self.rows.get_mut(&row) {
             set_lifecycle(r, to, &mut self.own_series);
@@ -360,6 +365,7 @@ impl Table {
 
     /// A reported row's writer is back (a crash-only row a report now
     /// describes).
+    #[cfg_attr(not(feature = "sidecar"), allow(dead_code))] // the sidecar's ingest only
     pub(crate) fn set_reported(&mut self, row: u64) {
         if let Some(r) = self.rows.get_mut(&row) {
             if matches!(r.writer, Writer::CrashOnly) {
@@ -371,6 +377,7 @@ impl Table {
 
     /// Folds a folded row's counters into the retired sum before they are
     /// lost (a restarted client starts again from zero).
+    #[cfg_attr(not(feature = "sidecar"), allow(dead_code))] // the sidecar's ingest only
     pub(crate) fn retire_counters(&mut self, row: u64, now: Instant) {
         if let Some(r) = self.rows.get(&row).filter(|r| r.folded) {
             let last = r.final_counters(now, Going::ClientCounters);
