@@ -18,16 +18,17 @@ FROM rust:1.95-bookworm AS build
 WORKDIR /build
 
 # Dependencies first, in their own layer: build them against stub sources
-# so that changing src/ does not rebuild every crate. Cargo.toml declares a
-# bench target (benches/mapscope.rs), which must exist for cargo to load the
-# manifest; a stub will do, benches are not built here.
+# so that changing src/ does not rebuild every crate. Cargo.toml declares
+# bench and example targets, which must exist for cargo to load the
+# manifest; stubs will do, they are not built here.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src benches \
+RUN mkdir -p src benches examples \
     && printf '//! Dependency-caching stub.\n' > src/lib.rs \
     && printf 'fn main() {}\n' > src/main.rs \
-    && printf 'fn main() {}\n' > benches/mapscope.rs \
-    && cargo build --release --locked --bin mapscope \
-    && rm -rf src
+    && awk -F'"' '/^\[\[bench\]\]/ { d = "benches" } /^\[\[example\]\]/ { d = "examples" } /^name = / && d { print d "/" $2 ".rs"; d = "" }' Cargo.toml \
+       | while read -r stub; do printf 'fn main() {}\n' > "$stub"; done \
+    && cargo build --release --locked --features sidecar --bin mapscope \
+    && rm -rf src benches examples
 
 COPY src ./src
 # The revision shown in mapscope_build_info{revision} and `mapscope version`.
@@ -35,7 +36,7 @@ ARG REVISION=unknown
 # COPY keeps the sources' timestamps, which may be older than the stub
 # build's output: touch the crate roots so that cargo rebuilds the crate.
 RUN touch src/lib.rs src/main.rs \
-    && MAPSCOPE_REVISION="${REVISION}" cargo build --release --locked --bin mapscope \
+    && MAPSCOPE_REVISION="${REVISION}" cargo build --release --locked --features sidecar --bin mapscope \
     && ./target/release/mapscope version
 
 # -------------------------------------------------------------- runtime

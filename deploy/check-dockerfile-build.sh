@@ -15,7 +15,9 @@ set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
 
-build_cmd='cargo build --release --locked --bin mapscope'
+build_cmd='cargo build --release --locked --features sidecar --bin mapscope'
+# How the Dockerfile stubs the bench and example targets Cargo.toml declares.
+stub_cmd="awk -F'\"' '/^\\[\\[bench\\]\\]/ { d = \"benches\" } /^\\[\\[example\\]\\]/ { d = \"examples\" } /^name = / && d { print d \"/\" \$2 \".rs\"; d = \"\" }' Cargo.toml"
 
 fail() {
   echo "check-dockerfile-build: $*" >&2
@@ -26,7 +28,7 @@ fail() {
 grep -qF -- "$build_cmd" Dockerfile || fail "Dockerfile no longer runs: $build_cmd"
 grep -qxF 'COPY Cargo.toml Cargo.lock ./' Dockerfile || fail "Dockerfile no longer copies Cargo.toml Cargo.lock"
 grep -qxF 'COPY src ./src' Dockerfile || fail "Dockerfile no longer copies src"
-grep -qF "> benches/mapscope.rs" Dockerfile || fail "Dockerfile no longer stubs benches/mapscope.rs"
+grep -qF -- "$stub_cmd" Dockerfile || fail "Dockerfile no longer stubs the bench and example targets with: $stub_cmd"
 grep -qF 'CMD ["/usr/local/bin/mapscope", "healthcheck", "--url", "http://127.0.0.1:9847/healthz"]' Dockerfile \
   || fail "Dockerfile HEALTHCHECK changed; update this script's smoke test"
 
@@ -43,8 +45,8 @@ cleanup() {
 trap cleanup EXIT
 cp Cargo.toml Cargo.lock "$context/"
 cp -R src "$context/src"
-mkdir -p "$context/benches"
-printf 'fn main() {}\n' > "$context/benches/mapscope.rs"
+mkdir -p "$context/benches" "$context/examples"
+(cd "$context" && eval "$stub_cmd" | while read -r stub; do printf 'fn main() {}\n' > "$stub"; done)
 
 echo "check-dockerfile-build: $build_cmd (in a copy of the build context)"
 # Share the repository's target directory so dependencies are built once.

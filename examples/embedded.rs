@@ -3,7 +3,7 @@
 //! router.
 //!
 //! ```sh
-//! cargo run --example embedded
+//! cargo run --example embedded   # `http`, a default feature
 //! curl -s -XPOST localhost:3000/sessions/alice && curl -s localhost:3000/metrics | grep sessions
 //! ```
 

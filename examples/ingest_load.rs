@@ -25,8 +25,8 @@
 //!
 //! ```sh
 //! cargo build --release                       # the sidecar binary
-//! cargo run --release --example ingest_load   # 20 s paced, 10 s saturated
-//! cargo run --release --example ingest_load -- 60
+//! cargo run --release --features sidecar --example ingest_load   # 20 s paced, 10 s saturated
+//! cargo run --release --features sidecar --example ingest_load -- 60
 //! ```
 //!
 //! | variable | default | meaning |

@@ -2,8 +2,8 @@
 //! sidecar instead of serving `/metrics` itself.
 //!
 //! ```sh
-//! cargo run -- sidecar &                       # the sidecar, ingest on 127.0.0.1:9848
-//! MAPSCOPE_ENDPOINT=http://127.0.0.1:9848/v1/report cargo run --example reporter
+//! cargo run --features sidecar -- sidecar &      # the sidecar, ingest on 127.0.0.1:9848
+//! MAPSCOPE_ENDPOINT=http://127.0.0.1:9848/v1/report cargo run --features reporter --example reporter
 //! curl -s localhost:9847/metrics | grep 'source="reporter-example"'
 //! ```
 

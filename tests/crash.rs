@@ -16,6 +16,9 @@
 //!
 //! Every wait is bounded and on loopback.
 
+// Drives the sidecar (its binary or its ingest endpoint): `--features sidecar`.
+#![cfg(feature = "sidecar")]
+
 mod common;
 
 use std::path::{Path, PathBuf};

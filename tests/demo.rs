@@ -2,6 +2,9 @@
 //! with a fast tick shows every scenario's map and detector kind in
 //! `/metrics`, and exits cleanly on SIGTERM.
 
+// Drives the sidecar (its binary or its ingest endpoint): `--features sidecar`.
+#![cfg(feature = "sidecar")]
+
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

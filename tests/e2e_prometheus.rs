@@ -26,6 +26,9 @@
 //! Needs `prometheus` and `python3` on `PATH`. Without them the test prints
 //! a loud SKIPPED line and passes, unless `MAPSCOPE_REQUIRE_E2E=1`.
 
+// Drives the sidecar (its binary or its ingest endpoint): `--features sidecar`.
+#![cfg(feature = "sidecar")]
+
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};

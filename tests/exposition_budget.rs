@@ -16,6 +16,9 @@
 //! The measured figures are printed (`--nocapture`) and recorded in
 //! `docs/benchmarks.md` ("Scrape").
 
+// Drives the sidecar (its binary or its ingest endpoint): `--features sidecar`.
+#![cfg(feature = "sidecar")]
+
 mod common;
 
 use std::collections::BTreeMap;

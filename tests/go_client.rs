@@ -6,6 +6,9 @@
 //! Skipped loudly without Go, unless `MAPSCOPE_REQUIRE_E2E=1` (CI sets it,
 //! and `MAPSCOPE_GO_BINS`).
 
+// Drives the sidecar (its binary or its ingest endpoint): `--features sidecar`.
+#![cfg(feature = "sidecar")]
+
 mod common;
 
 use std::path::{Path, PathBuf};

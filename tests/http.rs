@@ -9,6 +9,9 @@
 //! - `/healthz`, `/readyz`, `/` and `/api/v1/maps`;
 //! - the binary: `version`, `healthcheck`, and a clean exit on SIGTERM.
 
+// Drives the sidecar (its binary or its ingest endpoint): `--features sidecar`.
+#![cfg(feature = "sidecar")]
+
 mod common;
 
 use std::collections::BTreeSet;

@@ -20,6 +20,9 @@
 //! - `docs/openapi.yaml` and `docs/protocol.md` cannot drift from the Rust
 //!   protocol structs and the command line.
 
+// Drives the sidecar (its binary or its ingest endpoint): `--features sidecar`.
+#![cfg(feature = "sidecar")]
+
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};

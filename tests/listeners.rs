@@ -6,6 +6,9 @@
 //! status, the JSON body, RSS under budget), never about wall time, and
 //! every wait is bounded by [`WAIT`].
 
+// Drives the sidecar (its binary or its ingest endpoint): `--features sidecar`.
+#![cfg(feature = "sidecar")]
+
 mod common;
 
 use std::io::{ErrorKind, Read, Write};

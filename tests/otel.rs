@@ -31,6 +31,9 @@
 //! `src/` (listed under "Known issues" in `docs/tracing.md`); they pass
 //! once the defect is fixed.
 
+// Drives the sidecar (its binary or its ingest endpoint): `--features sidecar`.
+#![cfg(feature = "sidecar")]
+
 #![cfg(feature = "otel")]
 
 use std::collections::BTreeMap;

@@ -7,6 +7,9 @@
 //! Needs `promtool` (Debian package `prometheus`). Without it the tests
 //! print a loud SKIPPED line and pass, unless `MAPSCOPE_REQUIRE_E2E=1`.
 
+// Drives the sidecar (its binary or its ingest endpoint): `--features sidecar`.
+#![cfg(feature = "sidecar")]
+
 mod common;
 
 use std::process::Command;

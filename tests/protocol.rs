@@ -16,6 +16,9 @@
 //!   allows is accepted, every body it forbids is rejected, and every
 //!   answer matches its documented status, content type and schema.
 
+// Drives the sidecar (its binary or its ingest endpoint): `--features sidecar`.
+#![cfg(feature = "sidecar")]
+
 mod common;
 
 use std::path::PathBuf;

@@ -7,6 +7,9 @@
 //! `limit` of the JSON body; nothing of the source changed; the other
 //! source's series untouched.
 
+// Drives the sidecar (its binary or its ingest endpoint): `--features sidecar`.
+#![cfg(feature = "sidecar")]
+
 mod common;
 
 use std::time::Duration;

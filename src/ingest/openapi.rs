@@ -12,7 +12,7 @@
 //! most old buckets).
 //!
 //! After changing the protocol, regenerate the file with
-//! `MAPSCOPE_BLESS_DOCS=1 cargo test --lib openapi`.
+//! `MAPSCOPE_BLESS_DOCS=1 cargo test --features sidecar --lib openapi`.
 
 use std::borrow::Cow;
 use std::path::PathBuf;
@@ -379,7 +379,7 @@ fn document() -> Document {
 const HEADER: &str = "\
 # The mapscope sidecar's ingest endpoint, protocol v1 (OpenAPI 3.1).
 # GENERATED from src/ingest/protocol.rs by src/ingest/openapi.rs: do not
-# edit; regenerate with `MAPSCOPE_BLESS_DOCS=1 cargo test --lib openapi`.
+# edit; regenerate with `MAPSCOPE_BLESS_DOCS=1 cargo test --features sidecar --lib openapi`.
 # The prose is docs/protocol.md.
 ";
 
@@ -447,7 +447,7 @@ fn openapi_yaml_is_generated_from_the_protocol_types() {
     panic!(
         "docs/openapi.yaml is not what src/ingest/openapi.rs generates from the protocol \
          types (first difference at {:?}); regenerate it with \
-         `MAPSCOPE_BLESS_DOCS=1 cargo test --lib openapi`",
+         `MAPSCOPE_BLESS_DOCS=1 cargo test --features sidecar --lib openapi`",
         first_difference(&on_disk, &generated, String::new())
     );
 }

@@ -18,6 +18,9 @@
 //! unit tests and generator), [`dashboards`], [`manifests`] (Kubernetes and
 //! the Dockerfile).
 
+// Drives the sidecar (its binary or its ingest endpoint): `--features sidecar`.
+#![cfg(feature = "sidecar")]
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
