@@ -49,6 +49,7 @@ fn config_for(receiver: &Receiver) -> OtelConfig {
         .with_set_global(false)
 }
 
+/// Starts exporting `registry` to `receiver`, checking that export is on.
 fn start(registry: &Registry, receiver: &Receiver) -> OtelGuard {
     let guard = otel::init_with(registry, config_for(receiver)).expect("init_with");
     assert!(guard.is_enabled());

@@ -9,7 +9,7 @@
 use std::time::SystemTime;
 
 use mapscope::ingest::{check, Limits, Report, Sources};
-use mapscope::otel::{GROW_SPAN, MISUSE_SPAN, SCOPE};
+use mapscope::otel::{OtelGuard, GROW_SPAN, MISUSE_SPAN, SCOPE};
 use mapscope::{otel, Registry};
 use opentelemetry::trace::{TraceContextExt as _, Tracer as _, TracerProvider as _};
 use opentelemetry::Context;
@@ -194,6 +194,15 @@ fn client_report(events: serde_json::Value) -> Report {
     report
 }
 
+/// A registry exporting to `receiver`, with a report store that applies
+/// client reports to it (as the sidecar does).
+fn client_store(receiver: &Receiver) -> (Registry, Sources, OtelGuard) {
+    let registry = Registry::new();
+    let store = Sources::new(&registry, Limits::default());
+    let guard = otel::init_with(&registry, config_for(receiver)).unwrap();
+    (registry, store, guard)
+}
+
 const CLIENT_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_SPAN: &str = "00f067aa0ba902b7";
 const CLIENT_AT: &str = "2026-01-01T12:00:00.5Z";
@@ -204,9 +213,7 @@ const CLIENT_AT: &str = "2026-01-01T12:00:00.5Z";
 #[test]
 fn client_reported_misuse_is_an_error_span_in_the_clients_trace() {
     let receiver = Receiver::start();
-    let registry = Registry::new();
-    let store = Sources::new(&registry, Limits::default());
-    let guard = otel::init_with(&registry, config_for(&receiver)).unwrap();
+    let (_registry, store, guard) = client_store(&receiver);
     let mut events = Vec::new();
     for (seq, kind) in [
         "nil_map_write",
@@ -267,9 +274,7 @@ fn client_reported_misuse_is_an_error_span_in_the_clients_trace() {
 #[test]
 fn client_reported_growth_nests_in_the_clients_trace() {
     let receiver = Receiver::start();
-    let registry = Registry::new();
-    let store = Sources::new(&registry, Limits::default());
-    let guard = otel::init_with(&registry, config_for(&receiver)).unwrap();
+    let (_registry, store, guard) = client_store(&receiver);
     store
         .apply(client_report(serde_json::json!([{
             "seq": 1, "kind": "growth", "map": "carts", "labels": {"shard": "3"},
@@ -357,9 +362,7 @@ fn a_crash_file_becomes_a_misuse_span_with_its_code_site() {
 #[test]
 fn a_reported_misuse_with_code_attributes_carries_the_site() {
     let receiver = Receiver::start();
-    let registry = Registry::new();
-    let store = Sources::new(&registry, Limits::default());
-    let guard = otel::init_with(&registry, config_for(&receiver)).unwrap();
+    let (_registry, store, guard) = client_store(&receiver);
     store
         .apply(client_report(serde_json::json!([
             {
