@@ -299,11 +299,7 @@ fn run_server(args: ServerArgs, demo: Option<DemoArgs>) -> ExitCode {
     if let Some(threads) = args.worker_threads {
         builder.worker_threads(usize::from(threads));
     }
-    let runtime = match builder
-        .max_blocking_threads(8)
-        .enable_all()
-        .build()
-    {
+    let runtime = match builder.max_blocking_threads(8).enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("mapscope: cannot start the async runtime: {error}");

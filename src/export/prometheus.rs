@@ -106,7 +106,6 @@ impl MapscopeCollector {
         write_text(&self.registry.snapshot(), &mut out);
         out
     }
-
 }
 
 /// A sample's labels: a map's identity (for per-map metrics), then the

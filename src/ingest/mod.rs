@@ -21,7 +21,6 @@
 //! never touches another source's series; every limit answers with a JSON
 //! error naming the field and the limit.
 
-
 #[cfg(feature = "sidecar")]
 mod body;
 #[cfg(feature = "sidecar")]

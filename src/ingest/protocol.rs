@@ -449,7 +449,10 @@ pub struct Report {
     /// [`MAX_INTERVAL_SECONDS`]. The source goes stale after the larger of
     /// `--source-ttl` and 3 intervals without a report.
     #[serde(default)]
-    #[cfg_attr(all(test, feature = "sidecar"), schemars(with = "Option<openapi::IntervalSeconds>"))]
+    #[cfg_attr(
+        all(test, feature = "sidecar"),
+        schemars(with = "Option<openapi::IntervalSeconds>")
+    )]
     pub interval_seconds: Option<f64>,
     /// Every map's current stats and cumulative counters. Replaces the
     /// source's previous set of maps: a map left out is dropped (its last
@@ -606,7 +609,10 @@ pub struct ReportedCounters {
     /// Misuse events by kind. Only the client kinds are exported; the
     /// detector kinds are accepted and ignored.
     #[serde(default, deserialize_with = "integer::counts")]
-    #[cfg_attr(all(test, feature = "sidecar"), schemars(with = "openapi::MisuseCounts"))]
+    #[cfg_attr(
+        all(test, feature = "sidecar"),
+        schemars(with = "openapi::MisuseCounts")
+    )]
     pub misuse: BTreeMap<ReportedMisuseKind, u64>,
 }
 
@@ -635,7 +641,10 @@ pub struct ReportedEvent {
     pub at: Timestamp,
     /// For a growth: wall seconds from start to finish.
     #[serde(default)]
-    #[cfg_attr(all(test, feature = "sidecar"), schemars(with = "Option<openapi::Seconds>"))]
+    #[cfg_attr(
+        all(test, feature = "sidecar"),
+        schemars(with = "Option<openapi::Seconds>")
+    )]
     pub duration_seconds: Option<f64>,
     /// For a growth: its kind (`double` when absent or null).
     #[serde(default)]
@@ -645,11 +654,17 @@ pub struct ReportedEvent {
     pub misuse_kind: Option<ReportedMisuseKind>,
     /// The trace the event belongs to (32 hex digits).
     #[serde(default)]
-    #[cfg_attr(all(test, feature = "sidecar"), schemars(with = "Option<openapi::TraceId>"))]
+    #[cfg_attr(
+        all(test, feature = "sidecar"),
+        schemars(with = "Option<openapi::TraceId>")
+    )]
     pub trace_id: Option<String>,
     /// The span the event belongs to (16 hex digits).
     #[serde(default)]
-    #[cfg_attr(all(test, feature = "sidecar"), schemars(with = "Option<openapi::SpanId>"))]
+    #[cfg_attr(
+        all(test, feature = "sidecar"),
+        schemars(with = "Option<openapi::SpanId>")
+    )]
     pub span_id: Option<String>,
     /// Free-form details (stack, goroutine, code site). `code.function`,
     /// `code.filepath` and `code.lineno` (a decimal line number), all

@@ -34,7 +34,8 @@ pub(crate) enum Writer {
     /// An in-process map, through its seqlock publication.
     Local(Arc<MapEntry>),
     /// A map a source reports; each report replaces its stats.
-    #[cfg_attr(not(feature = "sidecar"), allow(dead_code))] // written by the sidecar's ingest only
+    #[cfg_attr(not(feature = "sidecar"), allow(dead_code))]
+    // written by the sidecar's ingest only
     Reported,
     /// Nobody: a map only crash files speak of (its process crashed before
     /// reporting it, or its source is gone). It has no stats, runs no
@@ -53,7 +54,8 @@ pub(crate) enum Lifecycle {
     /// Its source stopped reporting (TTL), at this time: it keeps its last
     /// values until the ingest's sweep removes the source after the grace
     /// period, or the source reports again.
-    #[cfg_attr(not(feature = "sidecar"), allow(dead_code))] // written by the sidecar's ingest only
+    #[cfg_attr(not(feature = "sidecar"), allow(dead_code))]
+    // written by the sidecar's ingest only
     Stale(Instant),
 }
 

@@ -131,15 +131,11 @@ fn manifests_match_the_cli() {
     let ingest_listen = cli_default("--ingest-listen");
     let config = read("deploy/base/configmap.yaml");
     assert!(
-        config.contains(&format!(
-            "MAPSCOPE_LISTEN: \"{listen}\""
-        )),
+        config.contains(&format!("MAPSCOPE_LISTEN: \"{listen}\"")),
         "{config}"
     );
     assert!(
-        config.contains(&format!(
-            "MAPSCOPE_INGEST_LISTEN: \"{ingest_listen}\""
-        )),
+        config.contains(&format!("MAPSCOPE_INGEST_LISTEN: \"{ingest_listen}\"")),
         "{config}"
     );
     let deployment = read("deploy/base/deployment.yaml");

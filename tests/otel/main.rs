@@ -16,7 +16,6 @@
 
 // Drives the sidecar (its binary or its ingest endpoint): `--features sidecar`.
 #![cfg(feature = "sidecar")]
-
 #![cfg(feature = "otel")]
 
 mod config;
