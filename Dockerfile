@@ -16,6 +16,8 @@
 # ---------------------------------------------------------------- build
 FROM rust:1.95-bookworm AS build
 WORKDIR /build
+# The stub step pipes awk into a loop: fail the step if awk fails.
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
 # Dependencies first, in their own layer: build them against stub sources
 # so that changing src/ does not rebuild every crate. Cargo.toml declares

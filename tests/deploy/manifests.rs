@@ -173,7 +173,7 @@ fn manifests_match_the_cli() {
 #[test]
 fn dockerfile_matches_the_cli_and_its_build_check() {
     let dockerfile = read("Dockerfile");
-    let build = "cargo build --release --locked --bin mapscope";
+    let build = "cargo build --release --locked --features sidecar --bin mapscope";
     assert!(dockerfile.contains(build), "Dockerfile must run {build}");
     let script = read("deploy/check-dockerfile-build.sh");
     assert!(
