@@ -16,15 +16,21 @@
 //!
 //! Every wait is bounded and on loopback.
 
-mod common;
+mod common {
+    pub(crate) mod exposition;
+    pub(crate) mod process;
+    pub(crate) mod programs;
+    pub(crate) mod wait;
+}
 
 use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{
-    mapscope_command, parse_exposition, run, start_mapscope, Exposition, MapscopeProcess, WAIT,
-};
+use common::exposition::{parse_exposition, Exposition};
+use common::process::{mapscope_command, start_mapscope, MapscopeProcess};
+use common::programs::run;
+use common::wait::WAIT;
 use mapscope::http::ApiSnapshot;
 
 /// A fresh directory, removed on drop.

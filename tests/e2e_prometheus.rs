@@ -26,7 +26,12 @@
 //! Needs `prometheus` and `python3` on `PATH`. Without them the test prints
 //! a loud SKIPPED line and passes, unless `MAPSCOPE_REQUIRE_E2E=1`.
 
-mod common;
+mod common {
+    pub(crate) mod go;
+    pub(crate) mod process;
+    pub(crate) mod programs;
+    pub(crate) mod wait;
+}
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -36,7 +41,9 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::go::{toolchains, GoProgram};
-use common::{closed_port, require_program, run, start_mapscope, wait_bounded, MapscopeProcess};
+use common::process::{closed_port, start_mapscope, MapscopeProcess};
+use common::programs::{require_program, run};
+use common::wait::wait_bounded;
 use serde_json::{json, Value};
 
 const PROMETHEUS_HINT: &str =

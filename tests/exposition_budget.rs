@@ -16,7 +16,11 @@
 //! The measured figures are printed (`--nocapture`) and recorded in
 //! `docs/benchmarks.md` ("Scrape").
 
-mod common;
+mod common {
+    pub(crate) mod process;
+    pub(crate) mod programs;
+    pub(crate) mod wait;
+}
 
 use std::collections::BTreeMap;
 use std::io::Read as _;
@@ -25,7 +29,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use common::{e2e_required, start_mapscope, MapscopeProcess};
+use common::process::{start_mapscope, MapscopeProcess};
+use common::programs::e2e_required;
 use mapscope::ingest::protocol::{
     KindCounts, KindSeconds, Report, ReportedCounters, ReportedMap, ReportedMisuseKind,
     ReportedStats, SourceInfo,

@@ -6,14 +6,22 @@
 //! Skipped loudly without Go, unless `MAPSCOPE_REQUIRE_E2E=1` (CI sets it,
 //! and `MAPSCOPE_GO_BINS`).
 
-mod common;
+mod common {
+    pub(crate) mod exposition;
+    pub(crate) mod go;
+    pub(crate) mod process;
+    pub(crate) mod programs;
+    pub(crate) mod wait;
+}
 
 use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::exposition::{parse_exposition, Exposition};
 use common::go::{client_dir, toolchains, GoProgram, GoToolchain, Layout};
-use common::{parse_exposition, start_mapscope, wait_bounded, Exposition, MapscopeProcess};
+use common::process::{start_mapscope, MapscopeProcess};
+use common::wait::wait_bounded;
 use serde_json::Value;
 
 /// How long a Go program's reports may take to show up in the sidecar.

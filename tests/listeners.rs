@@ -6,17 +6,23 @@
 //! status, the JSON body, RSS under budget), never about wall time, and
 //! every wait is bounded by [`WAIT`].
 
-mod common;
+mod common {
+    pub(crate) mod client;
+    pub(crate) mod exposition;
+    pub(crate) mod process;
+    pub(crate) mod programs;
+    pub(crate) mod wait;
+}
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{
-    blocking_client, e2e_required, mapscope_command, poll, run, scrape_blocking, start_mapscope,
-    MapscopeProcess, WAIT,
-};
+use common::client::{blocking_client, scrape_blocking};
+use common::process::{mapscope_command, start_mapscope, MapscopeProcess};
+use common::programs::{e2e_required, run};
+use common::wait::{poll, WAIT};
 use serde_json::{json, Value};
 
 const TOKEN: &str = "listener-test-token";
@@ -56,7 +62,7 @@ impl Sidecar {
         format!("http://{}{path}", self.ingest)
     }
 
-    fn metrics(&self) -> common::Exposition {
+    fn metrics(&self) -> common::exposition::Exposition {
         scrape_blocking(&self.http_url(""))
     }
 }
@@ -807,7 +813,7 @@ fn the_open_files_limit_is_raised_and_a_shortfall_warned_about() {
     command
         .arg("-c")
         .arg("ulimit -Sn 256 && ulimit -Hn 1000 && exec \"$0\" \"$@\"")
-        .arg(common::mapscope_bin())
+        .arg(common::process::mapscope_bin())
         .args([
             "sidecar",
             "--listen",
@@ -849,7 +855,7 @@ fn the_open_files_limit_is_raised_and_a_shortfall_warned_about() {
     }
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id()));
     let _ = child.kill();
-    let _ = common::wait_bounded(&mut child, WAIT);
+    let _ = common::wait::wait_bounded(&mut child, WAIT);
     assert!(warned.is_some(), "no warning about the open-files limit");
     let limits = limits.expect("read /proc/PID/limits");
     let line = limits

@@ -7,12 +7,22 @@
 //! Needs `promtool` (Debian package `prometheus`). Without it the tests
 //! print a loud SKIPPED line and pass, unless `MAPSCOPE_REQUIRE_E2E=1`.
 
-mod common;
+mod common {
+    pub(crate) mod client;
+    pub(crate) mod exposition;
+    pub(crate) mod process;
+    pub(crate) mod programs;
+    pub(crate) mod wait;
+}
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{get_text, parse_exposition, require_program, run_with_input, start_mapscope, WAIT};
+use common::client::get_text;
+use common::exposition::parse_exposition;
+use common::process::start_mapscope;
+use common::programs::{require_program, run_with_input};
+use common::wait::WAIT;
 use mapscope::export::prometheus::MapscopeCollector;
 use mapscope::{InstrumentedMap, Registry};
 
@@ -115,14 +125,14 @@ fn sidecar_exposition_with_reported_maps_passes_promtool() {
         .build()
         .expect("a runtime for the client");
     let text = runtime.block_on(async {
-        let response = common::client()
+        let response = common::client::client()
             .post(&ingest)
             .json(&report)
             .send()
             .await
             .expect("POST /v1/report");
         assert_eq!(response.status(), 200, "{:?}", response.text().await);
-        let response = common::client()
+        let response = common::client::client()
             .post(&ingest)
             .header("content-type", "application/json")
             .body("{")

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::common::require_program;
+use super::common::programs::require_program;
 use super::promql::{check_expr, labels_of};
 use super::{read, root, run, PROMTOOL_HINT};
 

@@ -22,8 +22,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-#[path = "../common/mod.rs"]
-mod common;
+#[path = "../common"]
+mod common {
+    pub(crate) mod programs;
+    pub(crate) mod wait;
+}
 mod dashboards;
 mod manifests;
 mod promql;

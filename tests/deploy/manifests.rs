@@ -1,7 +1,7 @@
 //! Kubernetes manifests (`deploy/base`, `deploy/overlays`) and the
 //! Dockerfile: they build, validate, and agree with `src/cli.rs`.
 
-use super::common::require_program;
+use super::common::programs::require_program;
 use super::{read, run, run_ok, PIP_HINT};
 
 /// `kubectl kustomize dir`, then `kubernetes-validate --strict` on it,

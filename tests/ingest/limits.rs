@@ -1,0 +1,508 @@
+//! Every limit, table-driven ([`super::limit_cases`]): status, JSON error
+//! body naming field and limit, other sources' series untouched, and the
+//! ingest counters.
+
+use super::support::*;
+
+// ---------------------------------------------------------------------------
+// Every limit, table-driven
+// ---------------------------------------------------------------------------
+
+/// Every `reason` label of `mapscope_ingest_rejected_total`; the limits
+/// table covers each, and `docs/protocol.md` documents each.
+const REASONS: &[&str] = &[
+    "unauthorized",
+    "content_type",
+    "body_too_large",
+    "invalid_json",
+    "schema",
+    "invalid_value",
+    "invalid_number",
+    "invalid_timestamp",
+    "invalid_map_name",
+    "invalid_label",
+    "reserved_label",
+    "too_many_labels",
+    "duplicate_map",
+    "too_many_maps",
+    "too_many_events",
+    "too_many_sources",
+    "duplicate_label",
+    "started_at_in_future",
+    "seq_jump",
+    "counter_went_backwards",
+    "too_many_label_bytes",
+];
+
+/// What the `field` of an error body must be.
+#[derive(Debug, Clone)]
+enum Field {
+    Null,
+    Is(String),
+    StartsWith(&'static str),
+}
+
+#[derive(Debug)]
+struct Case {
+    name: &'static str,
+    token: Option<&'static str>,
+    content_type: Option<&'static str>,
+    body: Vec<u8>,
+    status: u16,
+    /// The rejection reason; empty for an accepted request.
+    reason: &'static str,
+    field: Field,
+    limit: Option<u64>,
+}
+
+impl Case {
+    fn bad(name: &'static str, body: Value, status: u16, reason: &'static str) -> Case {
+        Case::raw(
+            name,
+            serde_json::to_vec(&body).expect("json"),
+            status,
+            reason,
+        )
+    }
+
+    fn raw(name: &'static str, body: Vec<u8>, status: u16, reason: &'static str) -> Case {
+        Case {
+            name,
+            token: Some(TOKEN),
+            content_type: Some("application/json"),
+            body,
+            status,
+            reason,
+            field: Field::Null,
+            limit: None,
+        }
+    }
+
+    fn ok(name: &'static str, body: Value) -> Case {
+        Case::bad(name, body, 200, "")
+    }
+
+    fn field(mut self, field: &str) -> Case {
+        self.field = Field::Is(field.to_owned());
+        self
+    }
+
+    fn field_prefix(mut self, prefix: &'static str) -> Case {
+        self.field = Field::StartsWith(prefix);
+        self
+    }
+
+    fn limit(mut self, limit: u64) -> Case {
+        self.limit = Some(limit);
+        self
+    }
+
+    fn token(mut self, token: Option<&'static str>) -> Case {
+        self.token = token;
+        self
+    }
+
+    fn content_type(mut self, content_type: Option<&'static str>) -> Case {
+        self.content_type = content_type;
+        self
+    }
+}
+
+/// A valid report body as JSON, to break in one place.
+fn good(app: &str, seq: u64) -> Value {
+    json!({
+        "source": {"app": app, "instance": "i1", "started_at": "2026-11-22T10:00:00Z"},
+        "seq": seq,
+        "maps": [{
+            "name": "bad_map",
+            "labels": {"tenant": "acme"},
+            "stats": {"entries": 1, "buckets": 1},
+            "counters": {"inserts": 1}
+        }],
+        "events": [{
+            "seq": 1, "kind": "growth", "map": "bad_map",
+            "at": "2026-11-22T10:00:01Z", "duration_seconds": 0.001, "growth_kind": "double"
+        }]
+    })
+}
+
+/// `good(app, seq)` with `edit` applied, each with a higher seq (so that
+/// accepted ones are not duplicates).
+fn with(app: &str, edit: impl FnOnce(&mut Value)) -> Value {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(100);
+    let mut value = good(app, SEQ.fetch_add(1, Ordering::Relaxed));
+    edit(&mut value);
+    value
+}
+
+fn map_with_labels(labels: Value) -> Value {
+    json!({"name": "bad_map", "labels": labels, "stats": {"entries": 1, "buckets": 1}})
+}
+
+const MAX_SOURCES: usize = 3;
+const MAX_MAPS: usize = 10;
+const MAX_EVENTS: usize = 5;
+
+/// Sets the value at JSON pointer `pointer` (whose parent exists).
+fn set_at(value: &mut Value, pointer: &str, new: Value) {
+    let (parent, key) = pointer.rsplit_once('/').expect("a JSON pointer");
+    let parent = value.pointer_mut(parent).expect("the parent exists");
+    match parent {
+        Value::Object(object) => {
+            object.insert(key.to_owned(), new);
+        }
+        Value::Array(items) => items[key.parse::<usize>().expect("an index")] = new,
+        other => panic!("{pointer}: {other} is not a container"),
+    }
+}
+
+/// A good report from beta with `pointer` set to `new`.
+fn set(pointer: &str, new: Value) -> Value {
+    with("beta", |v| set_at(v, pointer, new))
+}
+
+/// A good report from beta without the key at `pointer`.
+fn without(pointer: &str) -> Value {
+    with("beta", |v| {
+        let (parent, key) = pointer.rsplit_once('/').expect("a JSON pointer");
+        let parent = v.pointer_mut(parent).expect("the parent exists");
+        parent.as_object_mut().expect("an object").remove(key);
+    })
+}
+
+/// The good report's text with `from` replaced by `to` (for bodies that
+/// are not JSON, or numbers a `Value` cannot hold).
+fn replaced(text: &str, from: &str, to: &str) -> Vec<u8> {
+    assert!(text.contains(from), "{from} not in {text}");
+    text.replacen(from, to, 1).into_bytes()
+}
+
+#[test]
+fn every_limit_answers_with_a_json_error_and_touches_nothing_else() {
+    let mut limits = Limits::default();
+    limits.max_sources = MAX_SOURCES;
+    limits.max_maps_per_source = MAX_MAPS;
+    limits.max_events_per_report = MAX_EVENTS;
+    let sidecar = Sidecar::start(limits, Some(TOKEN));
+    let url = sidecar.report_url();
+    // Three good sources: alpha and beta are compared after every request;
+    // delta takes the accepted edge cases.
+    for (app, n) in [("alpha", 1), ("beta", 2), ("delta", 3)] {
+        let mut r = report(
+            app,
+            "i1",
+            1,
+            vec![map("orders", &[("tenant", app)], n, 10 * n)],
+        );
+        r.maps.push(map("sessions", &[], n + 1, 20 * n));
+        post(&url, Some(TOKEN), &r).accepted();
+    }
+    let baseline_metrics = sidecar.metrics();
+    let baseline = series_of(&baseline_metrics, &["alpha", "beta"]);
+    assert_eq!(baseline_metrics.value("mapscope_sources", &[]), 3.0);
+    assert!(baseline.len() > 40, "{baseline:?}");
+
+    let mut codes: BTreeMap<String, f64> = BTreeMap::from([("200".to_owned(), 3.0)]);
+    let mut reasons: BTreeMap<String, f64> = BTreeMap::new();
+    let mut failures = Vec::new();
+    for case in limit_cases() {
+        let answer = post_raw(&url, case.token, case.content_type, case.body.clone());
+        *codes.entry(case.status.to_string()).or_default() += 1.0;
+        if !case.reason.is_empty() {
+            *reasons.entry(case.reason.to_owned()).or_default() += 1.0;
+        }
+        let mut problems = Vec::new();
+        if answer.status != case.status {
+            problems.push(format!(
+                "status {} (expected {})",
+                answer.status, case.status
+            ));
+        }
+        if answer.content_type != "application/json" {
+            problems.push(format!("content type {:?}", answer.content_type));
+        }
+        let body = answer.json();
+        if case.status == 200 {
+            if serde_json::from_value::<ReportAccepted>(body.clone()).is_err() {
+                problems.push("not a ReportAccepted".into());
+            }
+        } else {
+            let keys: BTreeSet<&str> = body
+                .as_object()
+                .map(|o| o.keys().map(String::as_str).collect())
+                .unwrap_or_default();
+            if keys != BTreeSet::from(["error", "field", "limit"]) {
+                problems.push(format!("error body keys {keys:?}"));
+            }
+            match serde_json::from_value::<ErrorBody>(body.clone()) {
+                Err(e) => problems.push(format!("not an ErrorBody: {e}")),
+                Ok(error) => {
+                    if error.error.trim().is_empty() {
+                        problems.push("empty error message".into());
+                    }
+                    let field_ok = match (&case.field, &error.field) {
+                        (Field::Null, None) => true,
+                        (Field::Is(want), Some(got)) => want == got,
+                        (Field::StartsWith(prefix), Some(got)) => got.starts_with(prefix),
+                        _ => false,
+                    };
+                    if !field_ok {
+                        problems.push(format!(
+                            "field {:?} (expected {:?})",
+                            error.field, case.field
+                        ));
+                    }
+                    if error.limit != case.limit {
+                        problems.push(format!(
+                            "limit {:?} (expected {:?})",
+                            error.limit, case.limit
+                        ));
+                    }
+                    if case.reason == "too_many_maps"
+                        && !error.error.contains("max-maps-per-source")
+                    {
+                        problems.push("the error does not name --max-maps-per-source".into());
+                    }
+                }
+            }
+        }
+        // Nothing of other sources changed, and nothing of a rejected request appeared.
+        let metrics = sidecar.metrics();
+        if series_of(&metrics, &["alpha", "beta"]) != baseline {
+            problems.push("the series of alpha or beta changed".into());
+        }
+        if case.status != 200 {
+            let leaked: Vec<&Sample> = metrics
+                .samples
+                .iter()
+                .filter(|s| {
+                    let source = s.label("source").unwrap_or_default();
+                    (s.label("map").is_some_and(|m| m.starts_with("bad")) && source != "delta")
+                        || source.starts_with("gamma")
+                })
+                .collect();
+            if !leaked.is_empty() {
+                problems.push(format!(
+                    "series of a rejected request appeared: {:?}",
+                    leaked[0]
+                ));
+            }
+            if metrics.value("mapscope_sources", &[]) != 3.0 {
+                problems.push("mapscope_sources changed".into());
+            }
+        }
+        if !problems.is_empty() {
+            let text: String = answer.text.chars().take(300).collect();
+            failures.push(format!(
+                "{}: {} — answer: {text}",
+                case.name,
+                problems.join("; ")
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+
+    // The ingest counters count every request, by code and by reason.
+    let metrics = sidecar.metrics();
+    let got_codes: BTreeMap<String, f64> = metrics
+        .series("mapscope_ingest_requests_total")
+        .map(|s| (s.label("code").unwrap_or_default().to_owned(), s.value))
+        .collect();
+    assert_eq!(got_codes, codes);
+    let got_reasons: BTreeMap<String, f64> = metrics
+        .series("mapscope_ingest_rejected_total")
+        .map(|s| (s.label("reason").unwrap_or_default().to_owned(), s.value))
+        .collect();
+    assert_eq!(got_reasons, reasons);
+    let covered: BTreeSet<&str> = reasons.keys().map(String::as_str).collect();
+    assert_eq!(
+        covered,
+        REASONS.iter().copied().collect(),
+        "every reason is exercised"
+    );
+    // The accepted edge cases rendered as they were sent.
+    assert_eq!(
+        find(
+            &metrics,
+            "mapscope_map_entries",
+            &[
+                ("map", "bad_map"),
+                ("source", "delta"),
+                ("source_instance", "i1"),
+                ("tenant", "acme")
+            ]
+        ),
+        Some(1.0),
+        "the last accepted delta report replaced its maps"
+    );
+}
+
+#[test]
+fn accepted_edge_values_render_exactly() {
+    let sidecar = Sidecar::start(Limits::default(), None);
+    let url = sidecar.report_url();
+    let body = json!({
+        "source": {"app": "édition", "instance": "pod-1", "future": 1},
+        "seq": mapscope::ingest::protocol::MAX_SEQ,
+        "sent_at": "2026-11-22T10:00:00Z",
+        "interval_seconds": 0.5,
+        "maps": [{
+            "name": "заказы 🛒",
+            "labels": {"tenant": "Zürich \"q\" \\ b"},
+            "stats": {"entries": u64::MAX, "buckets": 0},
+            "counters": {"inserts": u64::MAX, "misuse": {"nil_map_write": 3, "concurrent_write": 1}}
+        }]
+    });
+    post(&url, None, &body).accepted();
+    let metrics = sidecar.metrics();
+    let labels = [
+        ("map", "заказы 🛒"),
+        ("source", "édition"),
+        ("source_instance", "pod-1"),
+        ("tenant", "Zürich \"q\" \\ b"),
+    ];
+    assert_eq!(
+        find(&metrics, "mapscope_map_entries", &labels),
+        Some(u64::MAX as f64)
+    );
+    assert_eq!(
+        find(&metrics, "mapscope_map_inserts_total", &labels),
+        Some(u64::MAX as f64)
+    );
+    assert_eq!(
+        find(&metrics, "mapscope_map_load_factor", &labels),
+        Some(0.0)
+    );
+    let kind = |k: &'static str| {
+        [
+            ("kind", k),
+            ("map", "заказы 🛒"),
+            ("source", "édition"),
+            ("source_instance", "pod-1"),
+            ("tenant", "Zürich \"q\" \\ b"),
+        ]
+    };
+    assert_eq!(
+        find(
+            &metrics,
+            "mapscope_map_misuse_events_total",
+            &kind("nil_map_write")
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        find(
+            &metrics,
+            "mapscope_map_misuse_events_total",
+            &kind("concurrent_write")
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        find(
+            &metrics,
+            "mapscope_map_condition_active",
+            &kind("nil_map_write")
+        ),
+        Some(1.0),
+        "a rising client misuse count holds the condition"
+    );
+    assert_eq!(
+        find(
+            &metrics,
+            "mapscope_map_condition_active",
+            &kind("iterate_while_mutating")
+        ),
+        Some(0.0)
+    );
+}
+
+#[test]
+fn body_limit_is_the_configured_one_not_a_framework_default() {
+    // A 3 MiB body (whitespace-padded) under a 4 MiB --max-body-bytes.
+    let mut limits = Limits::default();
+    limits.max_body_bytes = 4 * 1024 * 1024;
+    let sidecar = Sidecar::start(limits, None);
+    let mut body =
+        serde_json::to_vec(&report("big", "i", 1, vec![map("orders", &[], 1, 1)])).expect("json");
+    body.resize(3 * 1024 * 1024, b' ');
+    let answer = post_raw(&sidecar.report_url(), None, Some("application/json"), body);
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    let mut body = b"{}".to_vec();
+    body.resize(4 * 1024 * 1024 + 1, b' ');
+    let answer = post_raw(&sidecar.report_url(), None, Some("application/json"), body);
+    assert_eq!(answer.status, 413, "{}", answer.text);
+    assert_eq!(answer.json()["limit"], json!(4 * 1024 * 1024));
+}
+
+/// Seconds that do not fit a `Duration` must be rejected with a 400, not
+/// panic: `handle` promises never to panic, and a panic inside `apply`
+/// leaves a half-applied report behind (maps replaced, event seq moved on).
+#[test]
+fn seconds_too_large_for_a_duration_are_rejected_not_a_panic() {
+    for (field, value) in [("interval_seconds", 1e19), ("interval_seconds", 1e300)] {
+        let store = Sources::new(&Registry::new(), Limits::default());
+        let mut body = good("alpha", 1);
+        body[field] = json!(value);
+        let bytes = serde_json::to_vec(&body).expect("json");
+        // The store is not UnwindSafe (the registry holds trait objects);
+        // nothing here is looked at after a panic but the panic itself.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            mapscope::ingest::handle(&store, None, &json_headers(), &bytes)
+        }));
+        let (status, text) = outcome.unwrap_or_else(|_| panic!("{field} = {value} panicked"));
+        assert_eq!(status, 400, "{field} = {value}: {text}");
+    }
+    let store = Sources::new(&Registry::new(), Limits::default());
+    let mut body = good("alpha", 1);
+    body["events"][0]["duration_seconds"] = json!(1e300);
+    let bytes = serde_json::to_vec(&body).expect("json");
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        mapscope::ingest::handle(&store, None, &json_headers(), &bytes)
+    }));
+    let (status, text) = outcome.unwrap_or_else(|_| panic!("duration_seconds = 1e300 panicked"));
+    assert_eq!(status, 400, "{text}");
+}
+
+/// The same through HTTP: the panic becomes a 500 whose body is JSON, but
+/// the report is half applied.
+#[test]
+fn a_failed_report_changes_nothing() {
+    let sidecar = Sidecar::start(Limits::default(), None);
+    let url = sidecar.report_url();
+    post(
+        &url,
+        None,
+        &report("alpha", "i1", 1, vec![map("orders", &[], 1, 1)]),
+    )
+    .accepted();
+    let before = map_series_of(&sidecar.metrics(), &["alpha"]);
+    let mut body = serde_json::to_value(report("alpha", "i1", 2, vec![map("orders", &[], 9, 9)]))
+        .expect("json");
+    let mut event = json!({"seq": 1, "kind": "growth", "map": "orders"});
+    event["at"] = json!("2026-11-22T10:00:01Z");
+    event["duration_seconds"] = json!(1e300);
+    body["events"] = json!([event]);
+    let answer = post(&url, None, &body);
+    let after = map_series_of(&sidecar.metrics(), &["alpha"]);
+    let entries = |series: &BTreeMap<String, f64>| {
+        series
+            .iter()
+            .find(|(k, _)| k.starts_with("mapscope_map_entries"))
+            .map(|(_, v)| *v)
+    };
+    assert!(
+        answer.status == 200 || after == before,
+        "answered {} {} but the report was applied: entries {:?} -> {:?}",
+        answer.status,
+        answer.text,
+        entries(&before),
+        entries(&after)
+    );
+    assert!(answer.status < 500, "{} {}", answer.status, answer.text);
+}

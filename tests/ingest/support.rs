@@ -1,0 +1,271 @@
+//! What the ingest tests share: an in-process sidecar on a manual clock,
+//! a blocking client, report builders, and the `mapscope sidecar` binary.
+
+pub(crate) use std::collections::{BTreeMap, BTreeSet};
+pub(crate) use std::path::PathBuf;
+pub(crate) use std::sync::atomic::{AtomicBool, Ordering};
+pub(crate) use std::sync::Arc;
+pub(crate) use std::thread;
+pub(crate) use std::time::{Duration, Instant};
+
+pub(crate) use axum::http::{header, HeaderMap, HeaderValue};
+pub(crate) use mapscope::export::prometheus::MapscopeCollector;
+pub(crate) use mapscope::http::{router_with, HttpState};
+pub(crate) use mapscope::ingest::protocol::{
+    EventKind, KindCounts, KindSeconds, ReportStatus, ReportedCounters, ReportedEvacuation,
+    ReportedEvent, ReportedGrowthKind, ReportedMap, ReportedMisuseKind, ReportedStats, SourceInfo,
+    Timestamp, MAX_CLOCK_SKEW_SECONDS, MAX_SEQ_STEP,
+};
+pub(crate) use mapscope::ingest::{
+    ErrorBody, IngestState, Limits, Report, ReportAccepted, Sources,
+};
+pub(crate) use mapscope::registry::{ManualClock, RegistryBuilder, OVERFLOW_MAP};
+pub(crate) use mapscope::{GrowthKind, InstrumentedMap, MisuseKind, Registry};
+pub(crate) use proptest::prelude::*;
+pub(crate) use serde_json::{json, Value};
+
+pub(crate) use crate::common::client::{blocking_client as client, scrape_blocking as scrape};
+pub(crate) use crate::common::exposition::{parse_exposition, Exposition, Sample};
+pub(crate) use crate::common::process::{
+    closed_port, mapscope_command, try_start_mapscope, MapscopeProcess,
+};
+pub(crate) use crate::common::programs::run;
+pub(crate) use crate::common::server::{serve_router, TestServer};
+pub(crate) use crate::common::wait::{poll, WAIT};
+
+pub(crate) const TOKEN: &str = "s3cret-token";
+
+/// The ingest router and the HTTP router over one registry, each on its
+/// own loopback port, as the binary wires them; the registry's clock is a
+/// manual one the test advances.
+struct Sidecar {
+    sources: Arc<Sources>,
+    registry: Registry,
+    clock: ManualClock,
+    ingest: TestServer,
+    http: TestServer,
+}
+
+impl Sidecar {
+    fn start(limits: Limits, token: Option<&str>) -> Sidecar {
+        Sidecar::start_with(Registry::builder(), limits, token)
+    }
+
+    /// Like [`Sidecar::start`], over a registry built from `builder`.
+    fn start_with(builder: RegistryBuilder, limits: Limits, token: Option<&str>) -> Sidecar {
+        let clock = ManualClock::new();
+        let registry = builder.clock(clock.clone()).build();
+        let sources = Arc::new(Sources::new(&registry, limits));
+        let ingest = serve_router(mapscope::ingest::router(IngestState::new(
+            sources.clone(),
+            token.map(str::to_owned),
+        )));
+        let http = serve_router(router_with(HttpState::new(registry.clone())));
+        Sidecar {
+            sources,
+            registry,
+            clock,
+            ingest,
+            http,
+        }
+    }
+
+    fn report_url(&self) -> String {
+        self.ingest.url("/v1/report")
+    }
+
+    fn metrics(&self) -> Exposition {
+        scrape(&self.http.base_url())
+    }
+}
+
+/// Like [`scrape`], but `None` when the server does not answer.
+fn try_scrape(base: &str) -> Option<Exposition> {
+    let url = format!("{}/metrics", base.trim_end_matches('/'));
+    let response = client().get(&url).send().ok()?;
+    if response.status() != 200 {
+        return None;
+    }
+    parse_exposition(&response.text().ok()?).ok()
+}
+
+/// One answer of the ingest endpoint.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    content_type: String,
+    text: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.text)
+            .unwrap_or_else(|e| panic!("answer {} is not JSON ({e}): {:?}", self.status, self.text))
+    }
+
+    fn accepted(&self) -> ReportAccepted {
+        assert_eq!(self.status, 200, "expected 200: {}", self.text);
+        serde_json::from_str(&self.text)
+            .unwrap_or_else(|e| panic!("not a ReportAccepted ({e}): {}", self.text))
+    }
+}
+
+fn post_raw(url: &str, token: Option<&str>, content_type: Option<&str>, body: Vec<u8>) -> Answer {
+    let mut request = client().post(url).body(body);
+    if let Some(content_type) = content_type {
+        request = request.header(header::CONTENT_TYPE, content_type);
+    }
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let text = response.text().expect("read the answer");
+    Answer {
+        status,
+        content_type,
+        text,
+    }
+}
+
+fn post(url: &str, token: Option<&str>, body: &impl serde::Serialize) -> Answer {
+    let bytes = serde_json::to_vec(body).expect("serialise the report");
+    post_raw(url, token, Some("application/json"), bytes)
+}
+
+/// A report of `maps` (and no events) from `app`/`instance`.
+/// An RFC 3339 timestamp written in a test.
+fn at(text: &str) -> Timestamp {
+    text.parse().expect("an RFC 3339 timestamp")
+}
+
+fn report(app: &str, instance: &str, seq: u64, maps: Vec<ReportedMap>) -> Report {
+    Report {
+        source: SourceInfo {
+            app: app.into(),
+            instance: instance.into(),
+            language: Some("test".into()),
+            sdk: None,
+            started_at: Some(at("2026-11-22T10:00:00Z")),
+        },
+        seq,
+        sent_at: None,
+        interval_seconds: None,
+        maps,
+        events: vec![],
+    }
+}
+
+/// A map with `entries` entries, `inserts` inserts and some other numbers
+/// derived from them, so every series has a distinct expected value.
+fn map(name: &str, labels: &[(&str, &str)], entries: u64, inserts: u64) -> ReportedMap {
+    ReportedMap {
+        name: name.into(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        stats: ReportedStats {
+            entries,
+            peak_entries: entries + 1,
+            buckets: 8,
+            overflow_buckets: 1,
+            memory_bytes: 4096,
+            max_overflow_chain: 1,
+            evacuation: None,
+        },
+        counters: ReportedCounters {
+            growths: KindCounts {
+                double: 3,
+                same_size: 1,
+                shrink: 0,
+            },
+            growth_seconds: KindSeconds {
+                double: 0.25,
+                same_size: 0.5,
+                shrink: 0.0,
+            },
+            evacuated_buckets: 12,
+            inserts,
+            updates: inserts / 2,
+            removes: inserts - entries,
+            misuse: BTreeMap::new(),
+        },
+    }
+}
+
+fn growth_event(seq: u64, map: &str, seconds: f64) -> ReportedEvent {
+    ReportedEvent {
+        seq,
+        kind: EventKind::Growth,
+        map: map.into(),
+        labels: BTreeMap::new(),
+        at: at("2026-11-22T10:00:01Z"),
+        duration_seconds: Some(seconds),
+        growth_kind: Some(ReportedGrowthKind::Double),
+        misuse_kind: None,
+        trace_id: None,
+        span_id: None,
+        attributes: BTreeMap::new(),
+    }
+}
+
+/// The one sample of `name` with exactly these labels, if any.
+fn find(exposition: &Exposition, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    exposition
+        .series(name)
+        .find(|s| {
+            s.labels.len() == labels.len() && labels.iter().all(|(k, v)| s.label(k) == Some(*v))
+        })
+        .map(|s| s.value)
+}
+
+fn has_source(exposition: &Exposition, source: &str) -> bool {
+    exposition
+        .samples
+        .iter()
+        .any(|s| s.label("source") == Some(source))
+}
+
+/// Every sample of the given sources, keyed for comparison.
+fn series_of(exposition: &Exposition, sources: &[&str]) -> BTreeMap<String, f64> {
+    exposition
+        .samples
+        .iter()
+        .filter(|s| s.label("source").is_some_and(|src| sources.contains(&src)))
+        .map(|s: &Sample| (format!("{}{:?}", s.name, s.labels), s.value))
+        .collect()
+}
+
+/// The per-map samples (`mapscope_map_*`) of the given sources.
+fn map_series_of(exposition: &Exposition, sources: &[&str]) -> BTreeMap<String, f64> {
+    series_of(exposition, sources)
+        .into_iter()
+        .filter(|(key, _)| key.starts_with("mapscope_map_"))
+        .collect()
+}
+/// Starts `mapscope sidecar` on fixed loopback ports, retrying for a while
+/// in case a port is still held (a restart on the same ports).
+pub(crate) fn sidecar_on(
+    http: u16,
+    ingest: u16,
+    extra: &[&str],
+) -> Result<MapscopeProcess, String> {
+    let (http, ingest) = (format!("127.0.0.1:{http}"), format!("127.0.0.1:{ingest}"));
+    let mut args = vec!["sidecar", "--listen", &http, "--ingest-listen", &ingest];
+    args.extend_from_slice(extra);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match try_start_mapscope(&args) {
+            Ok(process) => return Ok(process),
+            Err(error) if Instant::now() > deadline => return Err(error),
+            Err(_) => thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
