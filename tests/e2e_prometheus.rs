@@ -27,9 +27,12 @@
 //! a loud SKIPPED line and passes, unless `MAPSCOPE_REQUIRE_E2E=1`.
 
 mod common {
+    pub(crate) mod e2e;
     pub(crate) mod go;
+    pub(crate) mod ports;
     pub(crate) mod process;
     pub(crate) mod programs;
+    pub(crate) mod run;
     pub(crate) mod wait;
 }
 
@@ -41,8 +44,10 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::go::{toolchains, GoProgram};
-use common::process::{closed_port, start_mapscope, MapscopeProcess};
-use common::programs::{require_program, run};
+use common::ports::closed_port;
+use common::process::{start_mapscope, MapscopeProcess};
+use common::programs::require_program;
+use common::run::run;
 use common::wait::wait_bounded;
 use serde_json::{json, Value};
 

@@ -17,8 +17,8 @@
 //! `docs/benchmarks.md` ("Scrape").
 
 mod common {
+    pub(crate) mod e2e;
     pub(crate) mod process;
-    pub(crate) mod programs;
     pub(crate) mod wait;
 }
 
@@ -29,8 +29,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
+use common::e2e::e2e_required;
 use common::process::{start_mapscope, MapscopeProcess};
-use common::programs::e2e_required;
 use mapscope::ingest::protocol::{
     KindCounts, KindSeconds, Report, ReportedCounters, ReportedMap, ReportedMisuseKind,
     ReportedStats, SourceInfo,

@@ -13,9 +13,10 @@
 mod common {
     pub(crate) mod client;
     pub(crate) mod exposition;
+    pub(crate) mod ports;
     pub(crate) mod process;
-    pub(crate) mod programs;
     pub(crate) mod router;
+    pub(crate) mod run;
     pub(crate) mod server;
     pub(crate) mod wait;
 }
@@ -24,11 +25,13 @@ use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::client::{client, get_text, raw_client};
+use common::client::{client, get_text};
 use common::exposition::{parse_exposition, Exposition};
-use common::process::{closed_port, mapscope_command, start_mapscope};
+use common::ports::closed_port;
+use common::process::{mapscope_command, start_mapscope};
 use common::router::Routes;
-use common::server::{serve_registry, serve_router};
+use common::server::{serve_router, TestServer};
+use common::wait::WAIT;
 use mapscope::export::catalog::{MetricType, Scope, CATALOG};
 use mapscope::export::prometheus::{CONTENT_TYPE, GROWTH_DURATION_BUCKETS, VERSION};
 use mapscope::http::{router, router_with, ApiSnapshot, HttpState};
@@ -36,6 +39,23 @@ use mapscope::registry::{ManualClock, OVERFLOW_MAP};
 use mapscope::{GrowthKind, InstrumentedMap, MisuseKind, Registry};
 
 type Map = InstrumentedMap<u64, u64>;
+
+/// A client that neither asks for nor decodes compression, so headers and
+/// bytes are seen as the server sent them.
+fn raw_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .no_gzip()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(WAIT)
+        .build()
+        .expect("build the HTTP client")
+}
+
+/// Serves `mapscope::http::router(registry)` on a fresh loopback port.
+fn serve_registry(registry: mapscope::Registry) -> TestServer {
+    serve_router(router(registry))
+}
 
 /// GETs `/metrics` from `base` and parses it strictly.
 async fn scrape(base: &str) -> Exposition {
@@ -669,7 +689,7 @@ async fn api_lists_maps_with_stats_and_active_conditions() {
 fn version_prints_the_crate_version() {
     let mut command = mapscope_command();
     command.arg("version");
-    let out = common::programs::run(command, Duration::from_secs(10));
+    let out = common::run::run(command, Duration::from_secs(10));
     assert!(out.status.success(), "{out:?}");
     let expected = format!("mapscope {}", env!("CARGO_PKG_VERSION"));
     assert!(out.stdout.starts_with(&expected), "{out:?}");
@@ -689,7 +709,7 @@ fn healthcheck_passes_against_a_running_demo_and_fails_on_a_closed_port() {
     let healthcheck = |url: &str| {
         let mut command = mapscope_command();
         command.args(["healthcheck", "--url", url, "--timeout", "3"]);
-        common::programs::run(command, Duration::from_secs(10))
+        common::run::run(command, Duration::from_secs(10))
     };
     let ok = healthcheck(&demo.url("healthz"));
     assert!(
@@ -721,7 +741,7 @@ fn healthcheck_gives_up_after_its_timeout_and_follows_no_redirect() {
         command.env("HTTP_PROXY", &proxy).env("http_proxy", &proxy);
         let started = std::time::Instant::now();
         (
-            common::programs::run(command, Duration::from_secs(20)),
+            common::run::run(command, Duration::from_secs(20)),
             started.elapsed(),
         )
     };
@@ -752,7 +772,7 @@ fn healthcheck_gives_up_after_its_timeout_and_follows_no_redirect() {
         .arg("healthcheck")
         .env("MAPSCOPE_HEALTHCHECK_URL", server.url("/ok"))
         .env("MAPSCOPE_HEALTHCHECK_TIMEOUT", "3");
-    let ok = common::programs::run(command, Duration::from_secs(20));
+    let ok = common::run::run(command, Duration::from_secs(20));
     assert!(ok.status.success(), "{ok:?}");
 }
 

@@ -7,10 +7,12 @@
 //! every wait is bounded by [`WAIT`].
 
 mod common {
-    pub(crate) mod client;
+    pub(crate) mod blocking;
+    pub(crate) mod e2e;
     pub(crate) mod exposition;
+    pub(crate) mod poll;
     pub(crate) mod process;
-    pub(crate) mod programs;
+    pub(crate) mod run;
     pub(crate) mod wait;
 }
 
@@ -19,10 +21,12 @@ use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::client::{blocking_client, scrape_blocking};
+use common::blocking::{blocking_client, scrape_blocking};
+use common::e2e::e2e_required;
+use common::poll::poll;
 use common::process::{mapscope_command, start_mapscope, MapscopeProcess};
-use common::programs::{e2e_required, run};
-use common::wait::{poll, WAIT};
+use common::run::run;
+use common::wait::WAIT;
 use serde_json::{json, Value};
 
 const TOKEN: &str = "listener-test-token";

@@ -9,9 +9,11 @@
 
 mod common {
     pub(crate) mod client;
+    pub(crate) mod e2e;
     pub(crate) mod exposition;
     pub(crate) mod process;
     pub(crate) mod programs;
+    pub(crate) mod run;
     pub(crate) mod wait;
 }
 
@@ -21,7 +23,8 @@ use std::time::{Duration, Instant};
 use common::client::get_text;
 use common::exposition::parse_exposition;
 use common::process::start_mapscope;
-use common::programs::{require_program, run_with_input};
+use common::programs::require_program;
+use common::run::run_with_input;
 use common::wait::WAIT;
 use mapscope::export::prometheus::MapscopeCollector;
 use mapscope::{InstrumentedMap, Registry};

@@ -17,8 +17,10 @@
 //!   answer matches its documented status, content type and schema.
 
 mod common {
+    pub(crate) mod e2e;
     pub(crate) mod process;
     pub(crate) mod programs;
+    pub(crate) mod run;
     pub(crate) mod wait;
 }
 
@@ -508,7 +510,7 @@ fn schemathesis_finds_nothing_the_document_and_the_sidecar_disagree_on() {
         .args(["--suppress-health-check", "too_slow,data_too_large"])
         .args(["--generation-database", "none", "--no-color"]);
     let started = std::time::Instant::now();
-    let out = common::programs::run(command, Duration::from_secs(300));
+    let out = common::run::run(command, Duration::from_secs(300));
     let _ = std::fs::remove_dir_all(&work);
     eprintln!(
         "schemathesis (seed {seed}) took {:.0?}:\n{}",

@@ -9,7 +9,7 @@
 
 mod common {
     pub(crate) mod process;
-    pub(crate) mod programs;
+    pub(crate) mod run;
     pub(crate) mod wait;
 }
 
@@ -668,7 +668,8 @@ fn the_rules_and_the_budget_are_documented() {
     }
     let mut help = common::process::mapscope_command();
     help.args(["sidecar", "--help"]);
-    let out = common::programs::run(help, Duration::from_secs(30));
+    let out = common::run::run(help, Duration::from_secs(30));
+    assert!(out.status.success(), "--help: {}", out.stderr);
     for text in [
         "--max-label-bytes-per-source",
         "MAPSCOPE_MAX_LABEL_BYTES_PER_SOURCE",

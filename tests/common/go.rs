@@ -11,7 +11,9 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::programs::{e2e_required, require_program, run};
+use super::e2e::e2e_required;
+use super::programs::require_program;
+use super::run::run;
 use super::wait::wait_bounded;
 
 /// A Go toolchain.
@@ -23,17 +25,12 @@ pub(crate) struct GoToolchain {
     pub(crate) version: String,
 }
 
-/// The map layout a Go version compiles maps to, by default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Layout {
-    /// `runtime/map.go` (Go 1.23 and earlier): incremental evacuation.
-    Classic,
-    /// `internal/runtime/maps` (Go 1.24 and later): growth inside one write.
-    Swiss,
-}
-
 impl GoToolchain {
     /// The minor version: 27 for `go1.27.3`.
+    #[allow(
+        dead_code,
+        reason = "tests/e2e_prometheus runs one toolchain and names nothing after it"
+    )]
     pub(crate) fn minor(&self) -> u32 {
         self.version
             .trim_start_matches("go")
@@ -41,15 +38,6 @@ impl GoToolchain {
             .nth(1)
             .and_then(|m| m.parse().ok())
             .unwrap_or_else(|| panic!("unexpected Go version {:?}", self.version))
-    }
-
-    /// The default map layout of this version.
-    pub(crate) fn layout(&self) -> Layout {
-        if self.minor() >= 24 {
-            Layout::Swiss
-        } else {
-            Layout::Classic
-        }
     }
 
     /// A `go` command that never downloads anything (these machines cannot).

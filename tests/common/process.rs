@@ -40,10 +40,10 @@ pub(crate) struct MapscopeProcess {
 }
 
 /// The line the binary prints once its listener is bound.
-pub(crate) const LISTENING: &str = "mapscope: http listening on ";
+const LISTENING: &str = "mapscope: http listening on ";
 
 /// The line the binary prints once its ingest listener is bound.
-pub(crate) const INGEST_LISTENING: &str = "mapscope: ingest listening on ";
+const INGEST_LISTENING: &str = "mapscope: ingest listening on ";
 
 /// Starts `mapscope` with `args` and waits (at most [`WAIT`]) for its
 /// listening line. Pass `--listen 127.0.0.1:0` and, for `sidecar` and
@@ -130,11 +130,19 @@ fn follow_lines(pipe: impl Read + Send + 'static, lines: Arc<Mutex<Vec<String>>>
 
 impl MapscopeProcess {
     /// The process id.
+    #[allow(
+        dead_code,
+        reason = "only the tests that watch the process (its RSS, its signals) ask for its pid"
+    )]
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// `url` joined with `path` (`path` without a leading `/`).
+    #[allow(
+        dead_code,
+        reason = "tests that build URLs from `url` themselves do not call it"
+    )]
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{}", self.url, path.trim_start_matches('/'))
     }
@@ -182,6 +190,10 @@ impl MapscopeProcess {
     }
 
     /// Kills the process (SIGKILL: no goodbye) and reaps it.
+    #[allow(
+        dead_code,
+        reason = "only the restart and outage tests kill the process"
+    )]
     pub(crate) fn kill(mut self) {
         let _ = self.child.kill();
         assert!(
@@ -192,6 +204,7 @@ impl MapscopeProcess {
 
     /// Sends SIGTERM with the `kill` program and waits at most `timeout`
     /// for the exit. `None` if it did not exit in time (it is then killed).
+    #[allow(dead_code, reason = "only the shutdown tests send SIGTERM")]
     pub(crate) fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let sent = Command::new("kill")
             .arg("-TERM")
@@ -213,12 +226,4 @@ impl Drop for MapscopeProcess {
             eprintln!("--- mapscope stderr\n{}", self.stderr_text());
         }
     }
-}
-
-/// A loopback port nothing listens on (bound, then released).
-pub(crate) fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    let port = listener.local_addr().expect("local address").port();
-    drop(listener);
-    port
 }

@@ -99,8 +99,3 @@ pub(crate) fn serve_router(app: axum::Router) -> TestServer {
         thread: Some(thread),
     }
 }
-
-/// Serves `mapscope::http::router(registry)` on a fresh loopback port.
-pub(crate) fn serve_registry(registry: mapscope::Registry) -> TestServer {
-    serve_router(mapscope::http::router(registry))
-}

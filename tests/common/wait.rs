@@ -8,21 +8,6 @@ use std::time::{Duration, Instant};
 /// How long any single wait in these helpers may take.
 pub(crate) const WAIT: Duration = Duration::from_secs(15);
 
-/// Polls `check` every 50 ms until it returns `Some`, for at most `limit`.
-pub(crate) fn poll<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?}: {what}"
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Polls `child` until it exits or `timeout` passes; on timeout it is
 /// killed and reaped, and `None` is returned.
 pub(crate) fn wait_bounded(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {

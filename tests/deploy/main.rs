@@ -24,8 +24,8 @@ use std::process::{Command, Output, Stdio};
 
 #[path = "../common"]
 mod common {
+    pub(crate) mod e2e;
     pub(crate) mod programs;
-    pub(crate) mod wait;
 }
 mod dashboards;
 mod manifests;

@@ -1,6 +1,7 @@
 //! `docs/openapi.yaml` and `docs/protocol.md` cannot drift from the Rust
 //! protocol structs and the command line.
 
+use super::limit_cases::{set_at, with, REASONS};
 use super::support::*;
 
 // ---------------------------------------------------------------------------
@@ -234,7 +235,7 @@ fn protocol_md_documents_fields_limits_flags_and_reasons() {
         assert!(md.contains(kind.as_str()), "{kind:?}");
     }
     // Every ingest flag with its env var, as `mapscope sidecar --help` prints them.
-    let help = common::run(
+    let help = run(
         {
             let mut command = mapscope_command();
             command.args(["sidecar", "--help"]);
@@ -305,8 +306,7 @@ fn protocol_md_example_is_answered_as_documented() {
     let answer = block_after(&md, "Answer (`200 OK`");
     let excerpt = block_after(&md, "and in `/metrics` (excerpt):");
     let sidecar = Sidecar::start(Limits::default(), Some(TOKEN));
-    let got = post_raw(
-        &sidecar.report_url(),
+    let got = sidecar.post_raw(
         Some(TOKEN),
         Some("application/json"),
         request.clone().into_bytes(),
@@ -314,11 +314,7 @@ fn protocol_md_example_is_answered_as_documented() {
     assert_eq!(got.status, 200, "{}", got.text);
     let documented: Value = serde_json::from_str(&answer).expect("the documented answer");
     assert_eq!(got.json(), documented);
-    let response = client()
-        .get(sidecar.http.url("/metrics"))
-        .send()
-        .expect("GET /metrics");
-    let text = response.text().expect("read /metrics");
+    let text = sidecar.metrics_text();
     for line in excerpt.lines().filter(|l| !l.trim().is_empty()) {
         assert!(
             text.lines().any(|l| l == line),
@@ -326,12 +322,7 @@ fn protocol_md_example_is_answered_as_documented() {
         );
     }
     // The same request again is a duplicate.
-    let again = post_raw(
-        &sidecar.report_url(),
-        Some(TOKEN),
-        Some("application/json"),
-        request.into_bytes(),
-    );
+    let again = sidecar.post_raw(Some(TOKEN), Some("application/json"), request.into_bytes());
     assert_eq!(again.accepted().status, ReportStatus::Duplicate);
     // The documented error for a bad label name.
     let error = block_after(&md, "as a label name:");
@@ -339,7 +330,7 @@ fn protocol_md_example_is_answered_as_documented() {
     let bad = with("beta", |v| {
         set_at(v, "/maps/0/labels", json!({"tenant-id": "1"}))
     });
-    let got = post(&sidecar.report_url(), Some(TOKEN), &bad);
+    let got = sidecar.post(Some(TOKEN), &bad);
     assert_eq!(got.status, 400);
     assert_eq!(got.json(), documented);
 }

@@ -66,7 +66,6 @@ fn a_growth_without_duration_is_not_a_zero_second_observation() {
 #[test]
 fn source_restart_is_a_counter_reset_and_retries_are_duplicates() {
     let sidecar = Sidecar::start(Limits::default(), None);
-    let url = sidecar.report_url();
     let labels = [
         ("map", "orders"),
         ("source", "checkout"),
@@ -93,7 +92,7 @@ fn source_restart_is_a_counter_reset_and_retries_are_duplicates() {
         growth_event(1, "orders", 0.002),
         growth_event(2, "orders", 0.003),
     ];
-    let a = post(&url, None, &r1).accepted();
+    let a = sidecar.post(None, &r1).accepted();
     assert_eq!(
         (a.status.as_str(), a.events_accepted, a.restarted),
         ("accepted", 2, false)
@@ -109,20 +108,20 @@ fn source_restart_is_a_counter_reset_and_retries_are_duplicates() {
         growth_event(2, "orders", 0.003),
         growth_event(3, "orders", 0.004),
     ];
-    let a = post(&url, None, &r2).accepted();
+    let a = sidecar.post(None, &r2).accepted();
     assert_eq!((a.status.as_str(), a.events_accepted), ("accepted", 1));
     let r3 = incarnation(
         report("checkout", "pod-1", 3, vec![map("orders", &[], 10, 300)]),
         FIRST,
     );
-    post(&url, None, &r3).accepted();
+    sidecar.post(None, &r3).accepted();
     assert_eq!(inserts(&sidecar), 300.0);
     assert_eq!(growths_counted(&sidecar), 3.0, "event 2 counted once");
 
     // A retry of seq 2 from the same incarnation: duplicate, nothing changes
     // (but its last-report time: a duplicate is still a sign of life).
     let before = map_series_of(&sidecar.metrics(), &["checkout"]);
-    let a = post(&url, None, &r2).accepted();
+    let a = sidecar.post(None, &r2).accepted();
     assert_eq!(
         (a.status.as_str(), a.events_accepted, a.restarted),
         ("duplicate", 0, false)
@@ -136,7 +135,7 @@ fn source_restart_is_a_counter_reset_and_retries_are_duplicates() {
     assert_eq!(growths_counted(&sidecar), 3.0);
     // Same seq again: duplicate too.
     assert_eq!(
-        post(&url, None, &r3).accepted().status,
+        sidecar.post(None, &r3).accepted().status,
         ReportStatus::Duplicate
     );
 
@@ -146,7 +145,7 @@ fn source_restart_is_a_counter_reset_and_retries_are_duplicates() {
         SECOND,
     );
     n1.events = vec![growth_event(1, "orders", 0.001)];
-    let a = post(&url, None, &n1).accepted();
+    let a = sidecar.post(None, &n1).accepted();
     assert_eq!(
         (a.status.as_str(), a.events_accepted, a.restarted),
         ("accepted", 1, true),
@@ -162,10 +161,10 @@ fn source_restart_is_a_counter_reset_and_retries_are_duplicates() {
         report("checkout", "pod-1", 2, vec![map("orders", &[], 3, 9)]),
         SECOND,
     );
-    assert!(!post(&url, None, &n2).accepted().restarted);
+    assert!(!sidecar.post(None, &n2).accepted().restarted);
     assert_eq!(inserts(&sidecar), 9.0);
     // A retry of the new incarnation's seq 1: duplicate.
-    let a = post(&url, None, &n1).accepted();
+    let a = sidecar.post(None, &n1).accepted();
     assert_eq!((a.status.as_str(), a.restarted), ("duplicate", false));
     assert_eq!(inserts(&sidecar), 9.0);
     assert_eq!(growths_counted(&sidecar), 4.0);
@@ -173,10 +172,10 @@ fn source_restart_is_a_counter_reset_and_retries_are_duplicates() {
     // A client without started_at: a lower seq means a restart.
     let mut plain = report("legacy", "pod-1", 5, vec![map("orders", &[], 1, 50)]);
     plain.source.started_at = None;
-    assert!(!post(&url, None, &plain).accepted().restarted);
+    assert!(!sidecar.post(None, &plain).accepted().restarted);
     plain.seq = 1;
     plain.maps = vec![map("orders", &[], 1, 2)];
-    assert!(post(&url, None, &plain).accepted().restarted);
+    assert!(sidecar.post(None, &plain).accepted().restarted);
     assert_eq!(
         find(
             &sidecar.metrics(),
@@ -199,7 +198,6 @@ fn source_restart_is_a_counter_reset_and_retries_are_duplicates() {
 #[test]
 fn late_report_from_a_previous_incarnation_is_not_applied() {
     let sidecar = Sidecar::start(Limits::default(), None);
-    let url = sidecar.report_url();
     let labels = [
         ("map", "orders"),
         ("source", "checkout"),
@@ -209,19 +207,19 @@ fn late_report_from_a_previous_incarnation_is_not_applied() {
         report("checkout", "pod-1", 41, vec![map("orders", &[], 10, 5000)]),
         "2026-11-22T10:00:00Z",
     );
-    post(&url, None, &old).accepted();
+    sidecar.post(None, &old).accepted();
     let new = incarnation(
         report("checkout", "pod-1", 1, vec![map("orders", &[], 1, 10)]),
         "2026-11-22T12:00:00Z",
     );
-    assert!(post(&url, None, &new).accepted().restarted);
+    assert!(sidecar.post(None, &new).accepted().restarted);
     // The old process's last report, retried late (a proxy, a slow
     // shutdown): older started_at, higher counters.
     let late = incarnation(
         report("checkout", "pod-1", 42, vec![map("orders", &[], 10, 5100)]),
         "2026-11-22T10:00:00Z",
     );
-    let answer = post(&url, None, &late);
+    let answer = sidecar.post(None, &late);
     let inserts = find(&sidecar.metrics(), "mapscope_map_inserts_total", &labels);
     assert_eq!(
         inserts,
@@ -238,15 +236,14 @@ fn late_report_from_a_previous_incarnation_is_not_applied() {
 #[test]
 fn restart_that_adds_started_at_is_a_restart() {
     let sidecar = Sidecar::start(Limits::default(), None);
-    let url = sidecar.report_url();
     let mut old = report("checkout", "pod-1", 100, vec![map("orders", &[], 10, 5000)]);
     old.source.started_at = None;
-    post(&url, None, &old).accepted();
+    sidecar.post(None, &old).accepted();
     let new = incarnation(
         report("checkout", "pod-1", 1, vec![map("orders", &[], 1, 10)]),
         "2026-11-22T12:00:00Z",
     );
-    let answer = post(&url, None, &new).accepted();
+    let answer = sidecar.post(None, &new).accepted();
     assert_eq!(
         (answer.status.as_str(), answer.restarted),
         ("accepted", true)
@@ -264,14 +261,12 @@ fn restart_that_adds_started_at_is_a_restart() {
 #[test]
 fn source_labels_are_app_and_instance_and_never_move() {
     let sidecar = Sidecar::start(Limits::default(), None);
-    let url = sidecar.report_url();
     let a_series = [
         ("map", "orders"),
         ("source", "checkout"),
         ("source_instance", "a"),
     ];
-    let one = post(
-        &url,
+    let one = sidecar.post(
         None,
         &report("checkout", "a", 1, vec![map("orders", &[], 1, 1)]),
     );
@@ -286,8 +281,7 @@ fn source_labels_are_app_and_instance_and_never_move() {
         .clone();
 
     // A second instance of the same app: series of its own, a's unchanged.
-    let two = post(
-        &url,
+    let two = sidecar.post(
         None,
         &report("checkout", "b", 1, vec![map("orders", &[], 2, 2)]),
     );
@@ -325,7 +319,7 @@ fn source_labels_are_app_and_instance_and_never_move() {
     let mut r = report("checkout", "a", 2, vec![map("orders", &[], 1, 1)]);
     r.interval_seconds = Some(60.0);
     sidecar.clock.advance(Duration::from_secs(31));
-    post(&url, None, &r).accepted();
+    sidecar.post(None, &r).accepted();
     sidecar.sources.sweep();
     sidecar.clock.advance(Duration::from_secs(31));
     sidecar.sources.sweep();
@@ -342,8 +336,7 @@ fn source_labels_are_app_and_instance_and_never_move() {
 #[test]
 fn source_instance_is_a_reserved_label() {
     let sidecar = Sidecar::start(Limits::default(), None);
-    let answer = post(
-        &sidecar.report_url(),
+    let answer = sidecar.post(
         None,
         &report(
             "checkout",
@@ -376,30 +369,24 @@ fn source_instance_is_a_reserved_label() {
 #[test]
 fn source_labels_of_different_clients_never_collide() {
     let sidecar = Sidecar::start(Limits::default(), None);
-    let url = sidecar.report_url();
-    post(
-        &url,
-        None,
-        &report("checkout", "a", 1, vec![map("orders", &[], 1, 1)]),
-    )
-    .accepted();
-    post(
-        &url,
-        None,
-        &report("checkout", "b", 1, vec![map("orders", &[], 2, 2)]),
-    )
-    .accepted();
-    let answer = post(
-        &url,
+    sidecar
+        .post(
+            None,
+            &report("checkout", "a", 1, vec![map("orders", &[], 1, 1)]),
+        )
+        .accepted();
+    sidecar
+        .post(
+            None,
+            &report("checkout", "b", 1, vec![map("orders", &[], 2, 2)]),
+        )
+        .accepted();
+    let answer = sidecar.post(
         None,
         &report("checkout/a", "x", 1, vec![map("orders", &[], 3, 3)]),
     );
     // Either rejected, or given a label of its own.
-    let response = client()
-        .get(sidecar.http.url("/metrics"))
-        .send()
-        .expect("GET /metrics");
-    let text = response.text().expect("read /metrics");
+    let text = sidecar.metrics_text();
     let parsed = parse_exposition(&text);
     assert!(
         parsed.is_ok(),
@@ -420,18 +407,17 @@ fn stale_sources_are_swept_after_ttl_and_grace() {
     limits.source_ttl = Duration::from_secs(10);
     let grace = Duration::from_secs(20);
     let sidecar = Sidecar::start_with(Registry::builder().grace_period(grace), limits, None);
-    let url = sidecar.report_url();
     let clock = &sidecar.clock;
-    post(
-        &url,
-        None,
-        &report("quiet", "a", 1, vec![map("orders", &[], 1, 1)]),
-    )
-    .accepted();
+    sidecar
+        .post(
+            None,
+            &report("quiet", "a", 1, vec![map("orders", &[], 1, 1)]),
+        )
+        .accepted();
     // Declares a 60 s interval: stale after 3 intervals, not after the TTL.
     let mut slow = report("slow", "a", 1, vec![map("orders", &[], 2, 2)]);
     slow.interval_seconds = Some(60.0);
-    post(&url, None, &slow).accepted();
+    sidecar.post(None, &slow).accepted();
     let metrics = sidecar.metrics();
     assert_eq!(metrics.value("mapscope_sources", &[]), 2.0);
 
@@ -481,8 +467,7 @@ fn stale_sources_are_swept_after_ttl_and_grace() {
     assert!(!has_source(&sidecar.metrics(), "slow"));
 
     // A source that comes back after removal starts afresh.
-    let back = post(
-        &url,
+    let back = sidecar.post(
         None,
         &report("quiet", "a", 2, vec![map("orders", &[], 1, 1)]),
     );
@@ -497,23 +482,16 @@ fn a_report_revives_a_stale_source() {
     let mut limits = Limits::default();
     limits.source_ttl = Duration::from_secs(10);
     let sidecar = Sidecar::start(limits, None);
-    let url = sidecar.report_url();
-    post(
-        &url,
-        None,
-        &report("app", "a", 1, vec![map("orders", &[], 1, 1)]),
-    )
-    .accepted();
+    sidecar
+        .post(None, &report("app", "a", 1, vec![map("orders", &[], 1, 1)]))
+        .accepted();
     sidecar.clock.advance(Duration::from_secs(11));
     sidecar.sources.sweep();
     assert!(sidecar.registry.snapshot().map("orders").unwrap().dropped);
     // A retry of the last report is a sign of life too.
-    post(
-        &url,
-        None,
-        &report("app", "a", 1, vec![map("orders", &[], 1, 1)]),
-    )
-    .accepted();
+    sidecar
+        .post(None, &report("app", "a", 1, vec![map("orders", &[], 1, 1)]))
+        .accepted();
     let snapshot = sidecar.registry.snapshot();
     assert!(!snapshot.map("orders").unwrap().dropped, "live again");
     assert_eq!(snapshot.ingest.unwrap().sources.len(), 1);
@@ -536,15 +514,11 @@ fn reported_maps_fold_into_overflow_past_max_maps() {
         .unwrap();
     own.insert(1, 1);
     own.publish();
-    let url = sidecar.report_url();
     for source in 0..12 {
         let maps = (0..10).map(|i| map(&format!("m{i}"), &[], 1, 10)).collect();
-        post(
-            &url,
-            None,
-            &report("app", &format!("pod-{source}"), 1, maps),
-        )
-        .accepted();
+        sidecar
+            .post(None, &report("app", &format!("pod-{source}"), 1, maps))
+            .accepted();
     }
     let metrics = sidecar.metrics();
     let series = metrics.series("mapscope_map_entries").count();
@@ -564,12 +538,9 @@ fn reported_maps_fold_into_overflow_past_max_maps() {
     // The same reports again fold nothing new: a row keeps its place.
     for source in 0..12 {
         let maps = (0..10).map(|i| map(&format!("m{i}"), &[], 1, 20)).collect();
-        post(
-            &url,
-            None,
-            &report("app", &format!("pod-{source}"), 2, maps),
-        )
-        .accepted();
+        sidecar
+            .post(None, &report("app", &format!("pod-{source}"), 2, maps))
+            .accepted();
     }
     let metrics = sidecar.metrics();
     assert_eq!(metrics.series("mapscope_map_entries").count(), CAP + 1);
@@ -590,7 +561,7 @@ fn reported_maps_fold_into_overflow_past_max_maps() {
         (0..10).map(|i| map(&format!("m{i}"), &[], 1, 1)).collect(),
     );
     restarted.source.started_at = Some(at("2026-11-22T11:00:00Z"));
-    assert!(post(&url, None, &restarted).accepted().restarted);
+    assert!(sidecar.post(None, &restarted).accepted().restarted);
     let after = sidecar
         .metrics()
         .value("mapscope_map_inserts_total", &overflow);
@@ -606,7 +577,6 @@ fn reported_maps_fold_into_overflow_past_max_maps() {
 #[test]
 fn a_reported_condition_keeps_the_time_it_fired() {
     let sidecar = Sidecar::start(Limits::default(), None);
-    let url = sidecar.report_url();
     let hold = sidecar.registry.detector_config().event_hold;
     let with_misuse = |seq: u64, count: u64| {
         let mut m = map("carts", &[], 1, 1);
@@ -624,14 +594,14 @@ fn a_reported_condition_keeps_the_time_it_fired() {
             .find(|c| c.kind == MisuseKind::NilMapWrite)
             .map(|c| (c.since, c.value))
     };
-    post(&url, None, &with_misuse(1, 1)).accepted();
+    sidecar.post(None, &with_misuse(1, 1)).accepted();
     let (fired, value) = since(&sidecar).expect("active after the first rise");
     assert_eq!(value, 1.0);
     // Later requests, a rise among them: the condition stays, dated from
     // when it fired.
     for (seq, count) in [(2, 1), (3, 2), (4, 2)] {
         sidecar.clock.advance(Duration::from_secs(10));
-        post(&url, None, &with_misuse(seq, count)).accepted();
+        sidecar.post(None, &with_misuse(seq, count)).accepted();
         assert_eq!(since(&sidecar).map(|(at, _)| at), Some(fired), "seq {seq}");
     }
     assert_eq!(since(&sidecar).map(|(_, v)| v), Some(2.0));
@@ -641,7 +611,7 @@ fn a_reported_condition_keeps_the_time_it_fired() {
     // ...then cleared; a new rise fires anew, at its own time.
     sidecar.clock.advance(Duration::from_secs(1));
     assert!(since(&sidecar).is_none());
-    post(&url, None, &with_misuse(5, 3)).accepted();
+    sidecar.post(None, &with_misuse(5, 3)).accepted();
     let (again, _) = since(&sidecar).expect("fired again");
     assert_eq!(
         again.duration_since(fired).unwrap(),
@@ -660,24 +630,23 @@ fn a_map_left_out_of_a_report_stays_for_the_grace_period() {
         Limits::default(),
         None,
     );
-    let url = sidecar.report_url();
-    post(
-        &url,
-        None,
-        &report(
-            "checkout",
-            "pod-1",
-            1,
-            vec![map("orders", &[], 5, 5), map("carts", &[], 7, 7)],
-        ),
-    )
-    .accepted();
-    post(
-        &url,
-        None,
-        &report("checkout", "pod-1", 2, vec![map("orders", &[], 5, 6)]),
-    )
-    .accepted();
+    sidecar
+        .post(
+            None,
+            &report(
+                "checkout",
+                "pod-1",
+                1,
+                vec![map("orders", &[], 5, 5), map("carts", &[], 7, 7)],
+            ),
+        )
+        .accepted();
+    sidecar
+        .post(
+            None,
+            &report("checkout", "pod-1", 2, vec![map("orders", &[], 5, 6)]),
+        )
+        .accepted();
     let carts = [("map", "carts"), ("source", "checkout")];
     let snapshot = sidecar.registry.snapshot();
     assert!(snapshot.map("carts").unwrap().dropped);
@@ -702,23 +671,23 @@ fn a_map_left_out_of_a_report_stays_for_the_grace_period() {
         1
     );
     // Back in a later report: a row again.
-    post(
-        &url,
-        None,
-        &report(
-            "checkout",
-            "pod-1",
-            3,
-            vec![map("orders", &[], 5, 6), map("carts", &[], 8, 8)],
-        ),
-    )
-    .accepted();
+    sidecar
+        .post(
+            None,
+            &report(
+                "checkout",
+                "pod-1",
+                3,
+                vec![map("orders", &[], 5, 6), map("carts", &[], 8, 8)],
+            ),
+        )
+        .accepted();
     assert_eq!(sidecar.metrics().value("mapscope_map_entries", &carts), 8.0);
 }
 
 #[test]
 fn binary_sweeps_a_silent_source_after_ttl_plus_grace() {
-    let sidecar = try_start_mapscope(&[
+    let sidecar = start_mapscope(&[
         "sidecar",
         "--listen",
         "127.0.0.1:0",
@@ -728,8 +697,7 @@ fn binary_sweeps_a_silent_source_after_ttl_plus_grace() {
         "1",
         "--grace-period",
         "1",
-    ])
-    .expect("start the sidecar");
+    ]);
     // A source that keeps reporting, on its own thread, bounded.
     let stop = Arc::new(AtomicBool::new(false));
     let keeper = {

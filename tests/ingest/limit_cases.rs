@@ -1,8 +1,183 @@
-//! The table of limit cases the tests in [`super::limits`] run.
+//! The table of limit cases the tests in [`super::limits`] run, and the
+//! builders of the bodies in it.
 
 use super::support::*;
 
-fn limit_cases() -> Vec<Case> {
+/// Every `reason` label of `mapscope_ingest_rejected_total`; the limits
+/// table covers each, and `docs/protocol.md` documents each.
+pub(crate) const REASONS: &[&str] = &[
+    "unauthorized",
+    "content_type",
+    "body_too_large",
+    "invalid_json",
+    "schema",
+    "invalid_value",
+    "invalid_number",
+    "invalid_timestamp",
+    "invalid_map_name",
+    "invalid_label",
+    "reserved_label",
+    "too_many_labels",
+    "duplicate_map",
+    "too_many_maps",
+    "too_many_events",
+    "too_many_sources",
+    "duplicate_label",
+    "started_at_in_future",
+    "seq_jump",
+    "counter_went_backwards",
+    "too_many_label_bytes",
+];
+
+/// What the `field` of an error body must be.
+#[derive(Debug, Clone)]
+pub(crate) enum Field {
+    Null,
+    Is(String),
+    StartsWith(&'static str),
+}
+
+#[derive(Debug)]
+pub(crate) struct Case {
+    pub(crate) name: &'static str,
+    pub(crate) token: Option<&'static str>,
+    pub(crate) content_type: Option<&'static str>,
+    pub(crate) body: Vec<u8>,
+    pub(crate) status: u16,
+    /// The rejection reason; empty for an accepted request.
+    pub(crate) reason: &'static str,
+    pub(crate) field: Field,
+    pub(crate) limit: Option<u64>,
+}
+
+impl Case {
+    pub(crate) fn bad(name: &'static str, body: Value, status: u16, reason: &'static str) -> Case {
+        Case::raw(
+            name,
+            serde_json::to_vec(&body).expect("json"),
+            status,
+            reason,
+        )
+    }
+
+    pub(crate) fn raw(
+        name: &'static str,
+        body: Vec<u8>,
+        status: u16,
+        reason: &'static str,
+    ) -> Case {
+        Case {
+            name,
+            token: Some(TOKEN),
+            content_type: Some("application/json"),
+            body,
+            status,
+            reason,
+            field: Field::Null,
+            limit: None,
+        }
+    }
+
+    pub(crate) fn ok(name: &'static str, body: Value) -> Case {
+        Case::bad(name, body, 200, "")
+    }
+
+    pub(crate) fn field(mut self, field: &str) -> Case {
+        self.field = Field::Is(field.to_owned());
+        self
+    }
+
+    pub(crate) fn field_prefix(mut self, prefix: &'static str) -> Case {
+        self.field = Field::StartsWith(prefix);
+        self
+    }
+
+    pub(crate) fn limit(mut self, limit: u64) -> Case {
+        self.limit = Some(limit);
+        self
+    }
+
+    pub(crate) fn token(mut self, token: Option<&'static str>) -> Case {
+        self.token = token;
+        self
+    }
+
+    pub(crate) fn content_type(mut self, content_type: Option<&'static str>) -> Case {
+        self.content_type = content_type;
+        self
+    }
+}
+
+/// A valid report body as JSON, to break in one place.
+pub(crate) fn good(app: &str, seq: u64) -> Value {
+    json!({
+        "source": {"app": app, "instance": "i1", "started_at": "2026-11-22T10:00:00Z"},
+        "seq": seq,
+        "maps": [{
+            "name": "bad_map",
+            "labels": {"tenant": "acme"},
+            "stats": {"entries": 1, "buckets": 1},
+            "counters": {"inserts": 1}
+        }],
+        "events": [{
+            "seq": 1, "kind": "growth", "map": "bad_map",
+            "at": "2026-11-22T10:00:01Z", "duration_seconds": 0.001, "growth_kind": "double"
+        }]
+    })
+}
+
+/// `good(app, seq)` with `edit` applied, each with a higher seq (so that
+/// accepted ones are not duplicates).
+pub(crate) fn with(app: &str, edit: impl FnOnce(&mut Value)) -> Value {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(100);
+    let mut value = good(app, SEQ.fetch_add(1, Ordering::Relaxed));
+    edit(&mut value);
+    value
+}
+
+pub(crate) fn map_with_labels(labels: Value) -> Value {
+    json!({"name": "bad_map", "labels": labels, "stats": {"entries": 1, "buckets": 1}})
+}
+
+pub(crate) const MAX_SOURCES: usize = 3;
+pub(crate) const MAX_MAPS: usize = 10;
+pub(crate) const MAX_EVENTS: usize = 5;
+
+/// Sets the value at JSON pointer `pointer` (whose parent exists).
+pub(crate) fn set_at(value: &mut Value, pointer: &str, new: Value) {
+    let (parent, key) = pointer.rsplit_once('/').expect("a JSON pointer");
+    let parent = value.pointer_mut(parent).expect("the parent exists");
+    match parent {
+        Value::Object(object) => {
+            object.insert(key.to_owned(), new);
+        }
+        Value::Array(items) => items[key.parse::<usize>().expect("an index")] = new,
+        other => panic!("{pointer}: {other} is not a container"),
+    }
+}
+
+/// A good report from beta with `pointer` set to `new`.
+pub(crate) fn set(pointer: &str, new: Value) -> Value {
+    with("beta", |v| set_at(v, pointer, new))
+}
+
+/// A good report from beta without the key at `pointer`.
+pub(crate) fn without(pointer: &str) -> Value {
+    with("beta", |v| {
+        let (parent, key) = pointer.rsplit_once('/').expect("a JSON pointer");
+        let parent = v.pointer_mut(parent).expect("the parent exists");
+        parent.as_object_mut().expect("an object").remove(key);
+    })
+}
+
+/// The good report's text with `from` replaced by `to` (for bodies that
+/// are not JSON, or numbers a `Value` cannot hold).
+pub(crate) fn replaced(text: &str, from: &str, to: &str) -> Vec<u8> {
+    assert!(text.contains(from), "{from} not in {text}");
+    text.replacen(from, to, 1).into_bytes()
+}
+
+pub(crate) fn limit_cases() -> Vec<Case> {
     let max_body = Limits::default().max_body_bytes;
     let good_bytes = serde_json::to_vec(&good("beta", 100)).expect("json");
     let text = String::from_utf8(good_bytes.clone()).expect("utf-8");

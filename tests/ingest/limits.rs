@@ -2,180 +2,12 @@
 //! body naming field and limit, other sources' series untouched, and the
 //! ingest counters.
 
+use super::limit_cases::*;
 use super::support::*;
 
 // ---------------------------------------------------------------------------
 // Every limit, table-driven
 // ---------------------------------------------------------------------------
-
-/// Every `reason` label of `mapscope_ingest_rejected_total`; the limits
-/// table covers each, and `docs/protocol.md` documents each.
-const REASONS: &[&str] = &[
-    "unauthorized",
-    "content_type",
-    "body_too_large",
-    "invalid_json",
-    "schema",
-    "invalid_value",
-    "invalid_number",
-    "invalid_timestamp",
-    "invalid_map_name",
-    "invalid_label",
-    "reserved_label",
-    "too_many_labels",
-    "duplicate_map",
-    "too_many_maps",
-    "too_many_events",
-    "too_many_sources",
-    "duplicate_label",
-    "started_at_in_future",
-    "seq_jump",
-    "counter_went_backwards",
-    "too_many_label_bytes",
-];
-
-/// What the `field` of an error body must be.
-#[derive(Debug, Clone)]
-enum Field {
-    Null,
-    Is(String),
-    StartsWith(&'static str),
-}
-
-#[derive(Debug)]
-struct Case {
-    name: &'static str,
-    token: Option<&'static str>,
-    content_type: Option<&'static str>,
-    body: Vec<u8>,
-    status: u16,
-    /// The rejection reason; empty for an accepted request.
-    reason: &'static str,
-    field: Field,
-    limit: Option<u64>,
-}
-
-impl Case {
-    fn bad(name: &'static str, body: Value, status: u16, reason: &'static str) -> Case {
-        Case::raw(
-            name,
-            serde_json::to_vec(&body).expect("json"),
-            status,
-            reason,
-        )
-    }
-
-    fn raw(name: &'static str, body: Vec<u8>, status: u16, reason: &'static str) -> Case {
-        Case {
-            name,
-            token: Some(TOKEN),
-            content_type: Some("application/json"),
-            body,
-            status,
-            reason,
-            field: Field::Null,
-            limit: None,
-        }
-    }
-
-    fn ok(name: &'static str, body: Value) -> Case {
-        Case::bad(name, body, 200, "")
-    }
-
-    fn field(mut self, field: &str) -> Case {
-        self.field = Field::Is(field.to_owned());
-        self
-    }
-
-    fn field_prefix(mut self, prefix: &'static str) -> Case {
-        self.field = Field::StartsWith(prefix);
-        self
-    }
-
-    fn limit(mut self, limit: u64) -> Case {
-        self.limit = Some(limit);
-        self
-    }
-
-    fn token(mut self, token: Option<&'static str>) -> Case {
-        self.token = token;
-        self
-    }
-
-    fn content_type(mut self, content_type: Option<&'static str>) -> Case {
-        self.content_type = content_type;
-        self
-    }
-}
-
-/// A valid report body as JSON, to break in one place.
-fn good(app: &str, seq: u64) -> Value {
-    json!({
-        "source": {"app": app, "instance": "i1", "started_at": "2026-11-22T10:00:00Z"},
-        "seq": seq,
-        "maps": [{
-            "name": "bad_map",
-            "labels": {"tenant": "acme"},
-            "stats": {"entries": 1, "buckets": 1},
-            "counters": {"inserts": 1}
-        }],
-        "events": [{
-            "seq": 1, "kind": "growth", "map": "bad_map",
-            "at": "2026-11-22T10:00:01Z", "duration_seconds": 0.001, "growth_kind": "double"
-        }]
-    })
-}
-
-/// `good(app, seq)` with `edit` applied, each with a higher seq (so that
-/// accepted ones are not duplicates).
-fn with(app: &str, edit: impl FnOnce(&mut Value)) -> Value {
-    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(100);
-    let mut value = good(app, SEQ.fetch_add(1, Ordering::Relaxed));
-    edit(&mut value);
-    value
-}
-
-fn map_with_labels(labels: Value) -> Value {
-    json!({"name": "bad_map", "labels": labels, "stats": {"entries": 1, "buckets": 1}})
-}
-
-const MAX_SOURCES: usize = 3;
-const MAX_MAPS: usize = 10;
-const MAX_EVENTS: usize = 5;
-
-/// Sets the value at JSON pointer `pointer` (whose parent exists).
-fn set_at(value: &mut Value, pointer: &str, new: Value) {
-    let (parent, key) = pointer.rsplit_once('/').expect("a JSON pointer");
-    let parent = value.pointer_mut(parent).expect("the parent exists");
-    match parent {
-        Value::Object(object) => {
-            object.insert(key.to_owned(), new);
-        }
-        Value::Array(items) => items[key.parse::<usize>().expect("an index")] = new,
-        other => panic!("{pointer}: {other} is not a container"),
-    }
-}
-
-/// A good report from beta with `pointer` set to `new`.
-fn set(pointer: &str, new: Value) -> Value {
-    with("beta", |v| set_at(v, pointer, new))
-}
-
-/// A good report from beta without the key at `pointer`.
-fn without(pointer: &str) -> Value {
-    with("beta", |v| {
-        let (parent, key) = pointer.rsplit_once('/').expect("a JSON pointer");
-        let parent = v.pointer_mut(parent).expect("the parent exists");
-        parent.as_object_mut().expect("an object").remove(key);
-    })
-}
-
-/// The good report's text with `from` replaced by `to` (for bodies that
-/// are not JSON, or numbers a `Value` cannot hold).
-fn replaced(text: &str, from: &str, to: &str) -> Vec<u8> {
-    assert!(text.contains(from), "{from} not in {text}");
-    text.replacen(from, to, 1).into_bytes()
-}
 
 #[test]
 fn every_limit_answers_with_a_json_error_and_touches_nothing_else() {
@@ -184,7 +16,6 @@ fn every_limit_answers_with_a_json_error_and_touches_nothing_else() {
     limits.max_maps_per_source = MAX_MAPS;
     limits.max_events_per_report = MAX_EVENTS;
     let sidecar = Sidecar::start(limits, Some(TOKEN));
-    let url = sidecar.report_url();
     // Three good sources: alpha and beta are compared after every request;
     // delta takes the accepted edge cases.
     for (app, n) in [("alpha", 1), ("beta", 2), ("delta", 3)] {
@@ -195,7 +26,7 @@ fn every_limit_answers_with_a_json_error_and_touches_nothing_else() {
             vec![map("orders", &[("tenant", app)], n, 10 * n)],
         );
         r.maps.push(map("sessions", &[], n + 1, 20 * n));
-        post(&url, Some(TOKEN), &r).accepted();
+        sidecar.post(Some(TOKEN), &r).accepted();
     }
     let baseline_metrics = sidecar.metrics();
     let baseline = series_of(&baseline_metrics, &["alpha", "beta"]);
@@ -206,7 +37,7 @@ fn every_limit_answers_with_a_json_error_and_touches_nothing_else() {
     let mut reasons: BTreeMap<String, f64> = BTreeMap::new();
     let mut failures = Vec::new();
     for case in limit_cases() {
-        let answer = post_raw(&url, case.token, case.content_type, case.body.clone());
+        let answer = sidecar.post_raw(case.token, case.content_type, case.body.clone());
         *codes.entry(case.status.to_string()).or_default() += 1.0;
         if !case.reason.is_empty() {
             *reasons.entry(case.reason.to_owned()).or_default() += 1.0;
@@ -345,7 +176,6 @@ fn every_limit_answers_with_a_json_error_and_touches_nothing_else() {
 #[test]
 fn accepted_edge_values_render_exactly() {
     let sidecar = Sidecar::start(Limits::default(), None);
-    let url = sidecar.report_url();
     let body = json!({
         "source": {"app": "édition", "instance": "pod-1", "future": 1},
         "seq": mapscope::ingest::protocol::MAX_SEQ,
@@ -358,7 +188,7 @@ fn accepted_edge_values_render_exactly() {
             "counters": {"inserts": u64::MAX, "misuse": {"nil_map_write": 3, "concurrent_write": 1}}
         }]
     });
-    post(&url, None, &body).accepted();
+    sidecar.post(None, &body).accepted();
     let metrics = sidecar.metrics();
     let labels = [
         ("map", "заказы 🛒"),
@@ -431,56 +261,51 @@ fn body_limit_is_the_configured_one_not_a_framework_default() {
     let mut body =
         serde_json::to_vec(&report("big", "i", 1, vec![map("orders", &[], 1, 1)])).expect("json");
     body.resize(3 * 1024 * 1024, b' ');
-    let answer = post_raw(&sidecar.report_url(), None, Some("application/json"), body);
+    let answer = sidecar.post_raw(None, Some("application/json"), body);
     assert_eq!(answer.status, 200, "{}", answer.text);
     let mut body = b"{}".to_vec();
     body.resize(4 * 1024 * 1024 + 1, b' ');
-    let answer = post_raw(&sidecar.report_url(), None, Some("application/json"), body);
+    let answer = sidecar.post_raw(None, Some("application/json"), body);
     assert_eq!(answer.status, 413, "{}", answer.text);
     assert_eq!(answer.json()["limit"], json!(4 * 1024 * 1024));
 }
 
-/// Seconds that do not fit a `Duration` must be rejected with a 400, not
-/// panic: `handle` promises never to panic, and a panic inside `apply`
-/// leaves a half-applied report behind (maps replaced, event seq moved on).
+/// Seconds that do not fit a `Duration` (on the report or on an event) are
+/// a 400, never a panic: `handle` does not panic, and a panic inside the
+/// store would leave a half-applied report behind.
 #[test]
 fn seconds_too_large_for_a_duration_are_rejected_not_a_panic() {
-    for (field, value) in [("interval_seconds", 1e19), ("interval_seconds", 1e300)] {
+    for (pointer, value) in [
+        ("/interval_seconds", 1e19),
+        ("/interval_seconds", 1e300),
+        ("/events/0/duration_seconds", 1e300),
+    ] {
         let store = Sources::new(&Registry::new(), Limits::default());
         let mut body = good("alpha", 1);
-        body[field] = json!(value);
+        set_at(&mut body, pointer, json!(value));
         let bytes = serde_json::to_vec(&body).expect("json");
         // The store is not UnwindSafe (the registry holds trait objects);
         // nothing here is looked at after a panic but the panic itself.
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             mapscope::ingest::handle(&store, None, &json_headers(), &bytes)
         }));
-        let (status, text) = outcome.unwrap_or_else(|_| panic!("{field} = {value} panicked"));
-        assert_eq!(status, 400, "{field} = {value}: {text}");
+        let (status, text) = outcome.unwrap_or_else(|_| panic!("{pointer} = {value} panicked"));
+        assert_eq!(status, 400, "{pointer} = {value}: {text}");
     }
-    let store = Sources::new(&Registry::new(), Limits::default());
-    let mut body = good("alpha", 1);
-    body["events"][0]["duration_seconds"] = json!(1e300);
-    let bytes = serde_json::to_vec(&body).expect("json");
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        mapscope::ingest::handle(&store, None, &json_headers(), &bytes)
-    }));
-    let (status, text) = outcome.unwrap_or_else(|_| panic!("duration_seconds = 1e300 panicked"));
-    assert_eq!(status, 400, "{text}");
 }
 
-/// The same through HTTP: the panic becomes a 500 whose body is JSON, but
-/// the report is half applied.
+/// Through HTTP, a report with one bad field (an event duration that does
+/// not fit a `Duration`) is never a 5xx, and a refused report changes none
+/// of its source's series.
 #[test]
 fn a_failed_report_changes_nothing() {
     let sidecar = Sidecar::start(Limits::default(), None);
-    let url = sidecar.report_url();
-    post(
-        &url,
-        None,
-        &report("alpha", "i1", 1, vec![map("orders", &[], 1, 1)]),
-    )
-    .accepted();
+    sidecar
+        .post(
+            None,
+            &report("alpha", "i1", 1, vec![map("orders", &[], 1, 1)]),
+        )
+        .accepted();
     let before = map_series_of(&sidecar.metrics(), &["alpha"]);
     let mut body = serde_json::to_value(report("alpha", "i1", 2, vec![map("orders", &[], 9, 9)]))
         .expect("json");
@@ -488,7 +313,7 @@ fn a_failed_report_changes_nothing() {
     event["at"] = json!("2026-11-22T10:00:01Z");
     event["duration_seconds"] = json!(1e300);
     body["events"] = json!([event]);
-    let answer = post(&url, None, &body);
+    let answer = sidecar.post(None, &body);
     let after = map_series_of(&sidecar.metrics(), &["alpha"]);
     let entries = |series: &BTreeMap<String, f64>| {
         series

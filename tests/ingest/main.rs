@@ -26,10 +26,13 @@
 
 #[path = "../common"]
 mod common {
-    pub(crate) mod client;
+    pub(crate) mod blocking;
     pub(crate) mod exposition;
+    pub(crate) mod poll;
+    pub(crate) mod ports;
     pub(crate) mod process;
-    pub(crate) mod programs;
+    pub(crate) mod router;
+    pub(crate) mod run;
     pub(crate) mod server;
     pub(crate) mod wait;
 }

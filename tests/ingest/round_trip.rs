@@ -11,6 +11,7 @@ use super::support::*;
 #[test]
 fn reporter_round_trip_values_and_labels() {
     let sidecar = Sidecar::start(Limits::default(), Some(TOKEN));
+    let ingest = sidecar.serve_ingest();
     let app = Registry::new();
     let mut orders: InstrumentedMap<u64, u64> = InstrumentedMap::builder("orders")
         .label("tenant", "acme")
@@ -35,7 +36,7 @@ fn reporter_round_trip_values_and_labels() {
     sessions.publish();
 
     let reporter = mapscope::Reporter::builder()
-        .endpoint(sidecar.report_url())
+        .endpoint(ingest.url("/v1/report"))
         .token(TOKEN)
         .interval(Duration::from_millis(100))
         .app("checkout")

@@ -24,63 +24,118 @@ pub(crate) use mapscope::{GrowthKind, InstrumentedMap, MisuseKind, Registry};
 pub(crate) use proptest::prelude::*;
 pub(crate) use serde_json::{json, Value};
 
-pub(crate) use crate::common::client::{blocking_client as client, scrape_blocking as scrape};
+pub(crate) use crate::common::blocking::blocking_client as client;
 pub(crate) use crate::common::exposition::{parse_exposition, Exposition, Sample};
+pub(crate) use crate::common::poll::poll;
+pub(crate) use crate::common::ports::closed_port;
 pub(crate) use crate::common::process::{
-    closed_port, mapscope_command, try_start_mapscope, MapscopeProcess,
+    mapscope_command, start_mapscope, try_start_mapscope, MapscopeProcess,
 };
-pub(crate) use crate::common::programs::run;
+pub(crate) use crate::common::router::Routes;
+pub(crate) use crate::common::run::run;
 pub(crate) use crate::common::server::{serve_router, TestServer};
-pub(crate) use crate::common::wait::{poll, WAIT};
+pub(crate) use crate::common::wait::WAIT;
 
 pub(crate) const TOKEN: &str = "s3cret-token";
 
-/// The ingest router and the HTTP router over one registry, each on its
-/// own loopback port, as the binary wires them; the registry's clock is a
-/// manual one the test advances.
-struct Sidecar {
-    sources: Arc<Sources>,
-    registry: Registry,
-    clock: ManualClock,
-    ingest: TestServer,
-    http: TestServer,
+/// The ingest router and the HTTP router over one registry, as the binary
+/// wires them, called in process (`tower::ServiceExt::oneshot`); the
+/// registry's clock is a manual one the test advances.
+pub(crate) struct Sidecar {
+    pub(crate) sources: Arc<Sources>,
+    pub(crate) registry: Registry,
+    pub(crate) clock: ManualClock,
+    ingest_router: axum::Router,
+    ingest: Routes,
+    http: Routes,
+    runtime: tokio::runtime::Runtime,
 }
 
 impl Sidecar {
-    fn start(limits: Limits, token: Option<&str>) -> Sidecar {
+    pub(crate) fn start(limits: Limits, token: Option<&str>) -> Sidecar {
         Sidecar::start_with(Registry::builder(), limits, token)
     }
 
     /// Like [`Sidecar::start`], over a registry built from `builder`.
-    fn start_with(builder: RegistryBuilder, limits: Limits, token: Option<&str>) -> Sidecar {
+    pub(crate) fn start_with(
+        builder: RegistryBuilder,
+        limits: Limits,
+        token: Option<&str>,
+    ) -> Sidecar {
         let clock = ManualClock::new();
         let registry = builder.clock(clock.clone()).build();
         let sources = Arc::new(Sources::new(&registry, limits));
-        let ingest = serve_router(mapscope::ingest::router(IngestState::new(
-            sources.clone(),
-            token.map(str::to_owned),
-        )));
-        let http = serve_router(router_with(HttpState::new(registry.clone())));
+        let ingest_router =
+            mapscope::ingest::router(IngestState::new(sources.clone(), token.map(str::to_owned)));
+        let http = Routes::new(router_with(HttpState::new(registry.clone())));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("build the test runtime");
         Sidecar {
             sources,
             registry,
             clock,
-            ingest,
+            ingest: Routes::new(ingest_router.clone()),
+            ingest_router,
             http,
+            runtime,
         }
     }
 
-    fn report_url(&self) -> String {
-        self.ingest.url("/v1/report")
+    /// Serves the ingest router on a loopback port, for a client that needs
+    /// a socket (the `Reporter`).
+    pub(crate) fn serve_ingest(&self) -> TestServer {
+        serve_router(self.ingest_router.clone())
     }
 
-    fn metrics(&self) -> Exposition {
-        scrape(&self.http.base_url())
+    /// `POST /v1/report` with `body` as it is.
+    pub(crate) fn post_raw(
+        &self,
+        token: Option<&str>,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Answer {
+        let mut request =
+            axum::http::Request::post("/v1/report").header(header::CONTENT_LENGTH, body.len());
+        if let Some(content_type) = content_type {
+            request = request.header(header::CONTENT_TYPE, content_type);
+        }
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = request
+            .body(axum::body::Body::from(body))
+            .expect("a valid request");
+        let answer = self.runtime.block_on(self.ingest.send(request));
+        Answer {
+            status: answer.status.as_u16(),
+            content_type: answer.header("content-type").unwrap_or_default().to_owned(),
+            text: answer.text(),
+        }
+    }
+
+    /// `POST /v1/report` with `body` as JSON.
+    pub(crate) fn post(&self, token: Option<&str>, body: &impl serde::Serialize) -> Answer {
+        let bytes = serde_json::to_vec(body).expect("serialise the report");
+        self.post_raw(token, Some("application/json"), bytes)
+    }
+
+    /// The text of `GET /metrics`, which must answer 200.
+    pub(crate) fn metrics_text(&self) -> String {
+        let answer = self.runtime.block_on(self.http.get("/metrics"));
+        assert_eq!(answer.status, 200, "GET /metrics");
+        answer.text()
+    }
+
+    /// `GET /metrics`, parsed strictly.
+    pub(crate) fn metrics(&self) -> Exposition {
+        self.runtime.block_on(self.http.scrape())
     }
 }
 
 /// Like [`scrape`], but `None` when the server does not answer.
-fn try_scrape(base: &str) -> Option<Exposition> {
+pub(crate) fn try_scrape(base: &str) -> Option<Exposition> {
     let url = format!("{}/metrics", base.trim_end_matches('/'));
     let response = client().get(&url).send().ok()?;
     if response.status() != 200 {
@@ -91,30 +146,31 @@ fn try_scrape(base: &str) -> Option<Exposition> {
 
 /// One answer of the ingest endpoint.
 #[derive(Debug)]
-struct Answer {
-    status: u16,
-    content_type: String,
-    text: String,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) content_type: String,
+    pub(crate) text: String,
 }
 
 impl Answer {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.text)
             .unwrap_or_else(|e| panic!("answer {} is not JSON ({e}): {:?}", self.status, self.text))
     }
 
-    fn accepted(&self) -> ReportAccepted {
+    pub(crate) fn accepted(&self) -> ReportAccepted {
         assert_eq!(self.status, 200, "expected 200: {}", self.text);
         serde_json::from_str(&self.text)
             .unwrap_or_else(|e| panic!("not a ReportAccepted ({e}): {}", self.text))
     }
 }
 
-fn post_raw(url: &str, token: Option<&str>, content_type: Option<&str>, body: Vec<u8>) -> Answer {
-    let mut request = client().post(url).body(body);
-    if let Some(content_type) = content_type {
-        request = request.header(header::CONTENT_TYPE, content_type);
-    }
+/// `POST url` with `body` as JSON, over a socket (to the binary).
+pub(crate) fn post(url: &str, token: Option<&str>, body: &impl serde::Serialize) -> Answer {
+    let mut request = client()
+        .post(url)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(serde_json::to_vec(body).expect("serialise the report"));
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
@@ -134,18 +190,13 @@ fn post_raw(url: &str, token: Option<&str>, content_type: Option<&str>, body: Ve
     }
 }
 
-fn post(url: &str, token: Option<&str>, body: &impl serde::Serialize) -> Answer {
-    let bytes = serde_json::to_vec(body).expect("serialise the report");
-    post_raw(url, token, Some("application/json"), bytes)
-}
-
 /// A report of `maps` (and no events) from `app`/`instance`.
 /// An RFC 3339 timestamp written in a test.
-fn at(text: &str) -> Timestamp {
+pub(crate) fn at(text: &str) -> Timestamp {
     text.parse().expect("an RFC 3339 timestamp")
 }
 
-fn report(app: &str, instance: &str, seq: u64, maps: Vec<ReportedMap>) -> Report {
+pub(crate) fn report(app: &str, instance: &str, seq: u64, maps: Vec<ReportedMap>) -> Report {
     Report {
         source: SourceInfo {
             app: app.into(),
@@ -164,7 +215,7 @@ fn report(app: &str, instance: &str, seq: u64, maps: Vec<ReportedMap>) -> Report
 
 /// A map with `entries` entries, `inserts` inserts and some other numbers
 /// derived from them, so every series has a distinct expected value.
-fn map(name: &str, labels: &[(&str, &str)], entries: u64, inserts: u64) -> ReportedMap {
+pub(crate) fn map(name: &str, labels: &[(&str, &str)], entries: u64, inserts: u64) -> ReportedMap {
     ReportedMap {
         name: name.into(),
         labels: labels
@@ -200,7 +251,7 @@ fn map(name: &str, labels: &[(&str, &str)], entries: u64, inserts: u64) -> Repor
     }
 }
 
-fn growth_event(seq: u64, map: &str, seconds: f64) -> ReportedEvent {
+pub(crate) fn growth_event(seq: u64, map: &str, seconds: f64) -> ReportedEvent {
     ReportedEvent {
         seq,
         kind: EventKind::Growth,
@@ -217,7 +268,7 @@ fn growth_event(seq: u64, map: &str, seconds: f64) -> ReportedEvent {
 }
 
 /// The one sample of `name` with exactly these labels, if any.
-fn find(exposition: &Exposition, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub(crate) fn find(exposition: &Exposition, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     exposition
         .series(name)
         .find(|s| {
@@ -226,7 +277,7 @@ fn find(exposition: &Exposition, name: &str, labels: &[(&str, &str)]) -> Option<
         .map(|s| s.value)
 }
 
-fn has_source(exposition: &Exposition, source: &str) -> bool {
+pub(crate) fn has_source(exposition: &Exposition, source: &str) -> bool {
     exposition
         .samples
         .iter()
@@ -234,7 +285,7 @@ fn has_source(exposition: &Exposition, source: &str) -> bool {
 }
 
 /// Every sample of the given sources, keyed for comparison.
-fn series_of(exposition: &Exposition, sources: &[&str]) -> BTreeMap<String, f64> {
+pub(crate) fn series_of(exposition: &Exposition, sources: &[&str]) -> BTreeMap<String, f64> {
     exposition
         .samples
         .iter()
@@ -244,7 +295,7 @@ fn series_of(exposition: &Exposition, sources: &[&str]) -> BTreeMap<String, f64>
 }
 
 /// The per-map samples (`mapscope_map_*`) of the given sources.
-fn map_series_of(exposition: &Exposition, sources: &[&str]) -> BTreeMap<String, f64> {
+pub(crate) fn map_series_of(exposition: &Exposition, sources: &[&str]) -> BTreeMap<String, f64> {
     series_of(exposition, sources)
         .into_iter()
         .filter(|(key, _)| key.starts_with("mapscope_map_"))
@@ -268,4 +319,13 @@ pub(crate) fn sidecar_on(
             Err(_) => thread::sleep(Duration::from_millis(200)),
         }
     }
+}
+
+pub(crate) fn json_headers() -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers
 }
