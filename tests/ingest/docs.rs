@@ -1,12 +1,21 @@
 //! `docs/openapi.yaml` and `docs/protocol.md` cannot drift from the Rust
 //! protocol structs and the command line.
 
-use super::limit_cases::{set_at, with, REASONS};
-use super::support::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 
-// ---------------------------------------------------------------------------
-// Docs: openapi.yaml and protocol.md match the code
-// ---------------------------------------------------------------------------
+use mapscope::ingest::protocol::{
+    ReportStatus, ReportedEvacuation, ReportedGrowthKind, ReportedMisuseKind, SourceInfo,
+};
+use mapscope::ingest::{ErrorBody, Limits, Report, ReportAccepted};
+use mapscope::MisuseKind;
+use serde_json::{json, Value};
+
+use super::limit_cases::{set_at, with, REASONS};
+use super::support::{at, growth_event, map, Sidecar, TOKEN};
+use crate::common::process::mapscope_command;
+use crate::common::run::run;
+use crate::common::wait::WAIT;
 
 fn doc(path: &str) -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path);

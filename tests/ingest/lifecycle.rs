@@ -2,7 +2,24 @@
 //! source labels, TTL/stale/grace (on the manual clock and in the binary),
 //! and reported maps as rows of the one registry.
 
-use super::support::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use mapscope::export::prometheus::MapscopeCollector;
+use mapscope::ingest::protocol::{ReportStatus, ReportedMisuseKind};
+use mapscope::ingest::{ErrorBody, Limits, Report, Sources};
+use mapscope::registry::OVERFLOW_MAP;
+use mapscope::{GrowthKind, InstrumentedMap, MisuseKind, Registry};
+
+use super::support::{
+    at, find, growth_event, has_source, map, map_series_of, post, report, try_scrape, Sidecar,
+};
+use crate::common::exposition::parse_exposition;
+use crate::common::poll::poll;
+use crate::common::process::start_mapscope;
+use crate::common::wait::WAIT;
 
 // ---------------------------------------------------------------------------
 // Source restart, duplicates, event dedup

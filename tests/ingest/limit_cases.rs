@@ -1,7 +1,13 @@
 //! The table of limit cases the tests in [`super::limits`] run, and the
 //! builders of the bodies in it.
 
-use super::support::*;
+use std::sync::atomic::Ordering;
+
+use mapscope::ingest::protocol::{MAX_CLOCK_SKEW_SECONDS, MAX_SEQ_STEP};
+use mapscope::ingest::Limits;
+use serde_json::{json, Value};
+
+use super::support::TOKEN;
 
 /// Every `reason` label of `mapscope_ingest_rejected_total`; the limits
 /// table covers each, and `docs/protocol.md` documents each.
@@ -51,7 +57,7 @@ pub(crate) struct Case {
 }
 
 impl Case {
-    pub(crate) fn bad(name: &'static str, body: Value, status: u16, reason: &'static str) -> Case {
+    fn bad(name: &'static str, body: Value, status: u16, reason: &'static str) -> Case {
         Case::raw(
             name,
             serde_json::to_vec(&body).expect("json"),
@@ -60,12 +66,7 @@ impl Case {
         )
     }
 
-    pub(crate) fn raw(
-        name: &'static str,
-        body: Vec<u8>,
-        status: u16,
-        reason: &'static str,
-    ) -> Case {
+    fn raw(name: &'static str, body: Vec<u8>, status: u16, reason: &'static str) -> Case {
         Case {
             name,
             token: Some(TOKEN),
@@ -78,31 +79,31 @@ impl Case {
         }
     }
 
-    pub(crate) fn ok(name: &'static str, body: Value) -> Case {
+    fn ok(name: &'static str, body: Value) -> Case {
         Case::bad(name, body, 200, "")
     }
 
-    pub(crate) fn field(mut self, field: &str) -> Case {
+    fn field(mut self, field: &str) -> Case {
         self.field = Field::Is(field.to_owned());
         self
     }
 
-    pub(crate) fn field_prefix(mut self, prefix: &'static str) -> Case {
+    fn field_prefix(mut self, prefix: &'static str) -> Case {
         self.field = Field::StartsWith(prefix);
         self
     }
 
-    pub(crate) fn limit(mut self, limit: u64) -> Case {
+    fn limit(mut self, limit: u64) -> Case {
         self.limit = Some(limit);
         self
     }
 
-    pub(crate) fn token(mut self, token: Option<&'static str>) -> Case {
+    fn token(mut self, token: Option<&'static str>) -> Case {
         self.token = token;
         self
     }
 
-    pub(crate) fn content_type(mut self, content_type: Option<&'static str>) -> Case {
+    fn content_type(mut self, content_type: Option<&'static str>) -> Case {
         self.content_type = content_type;
         self
     }
@@ -135,7 +136,7 @@ pub(crate) fn with(app: &str, edit: impl FnOnce(&mut Value)) -> Value {
     value
 }
 
-pub(crate) fn map_with_labels(labels: Value) -> Value {
+fn map_with_labels(labels: Value) -> Value {
     json!({"name": "bad_map", "labels": labels, "stats": {"entries": 1, "buckets": 1}})
 }
 
@@ -157,12 +158,12 @@ pub(crate) fn set_at(value: &mut Value, pointer: &str, new: Value) {
 }
 
 /// A good report from beta with `pointer` set to `new`.
-pub(crate) fn set(pointer: &str, new: Value) -> Value {
+fn set(pointer: &str, new: Value) -> Value {
     with("beta", |v| set_at(v, pointer, new))
 }
 
 /// A good report from beta without the key at `pointer`.
-pub(crate) fn without(pointer: &str) -> Value {
+fn without(pointer: &str) -> Value {
     with("beta", |v| {
         let (parent, key) = pointer.rsplit_once('/').expect("a JSON pointer");
         let parent = v.pointer_mut(parent).expect("the parent exists");
@@ -172,7 +173,7 @@ pub(crate) fn without(pointer: &str) -> Value {
 
 /// The good report's text with `from` replaced by `to` (for bodies that
 /// are not JSON, or numbers a `Value` cannot hold).
-pub(crate) fn replaced(text: &str, from: &str, to: &str) -> Vec<u8> {
+fn replaced(text: &str, from: &str, to: &str) -> Vec<u8> {
     assert!(text.contains(from), "{from} not in {text}");
     text.replacen(from, to, 1).into_bytes()
 }

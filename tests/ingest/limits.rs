@@ -2,12 +2,17 @@
 //! body naming field and limit, other sources' series untouched, and the
 //! ingest counters.
 
-use super::limit_cases::*;
-use super::support::*;
+use std::collections::{BTreeMap, BTreeSet};
 
-// ---------------------------------------------------------------------------
-// Every limit, table-driven
-// ---------------------------------------------------------------------------
+use mapscope::ingest::{ErrorBody, Limits, ReportAccepted, Sources};
+use mapscope::Registry;
+use serde_json::json;
+
+use super::limit_cases::{
+    good, limit_cases, set_at, Field, MAX_EVENTS, MAX_MAPS, MAX_SOURCES, REASONS,
+};
+use super::support::{find, json_headers, map, map_series_of, report, series_of, Sidecar, TOKEN};
+use crate::common::exposition::Sample;
 
 #[test]
 fn every_limit_answers_with_a_json_error_and_touches_nothing_else() {

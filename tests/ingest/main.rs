@@ -1,5 +1,7 @@
-//! Sidecar ingest end to end, over real HTTP on loopback: protocol v1
-//! (`POST /v1/report`, see `docs/protocol.md`) in, `/metrics` out.
+//! Sidecar ingest: protocol v1 (`POST /v1/report`, see
+//! `docs/protocol.md`) in, `/metrics` out. The ingest and HTTP routers are
+//! called in process (`tower::ServiceExt::oneshot`); the `Reporter` and the
+//! real `mapscope sidecar` binary talk over loopback sockets.
 //!
 //! - the Rust [`mapscope::Reporter`] → sidecar → `/metrics` round trip;
 //! - a sidecar restart (the real binary, killed and started again on the

@@ -1,11 +1,16 @@
 //! Property tests: `mapscope::ingest::handle` never panics and always
 //! answers 200 or 4xx with a JSON body, for arbitrary JSON.
 
-use super::support::*;
+use std::collections::BTreeSet;
 
-// ---------------------------------------------------------------------------
-// Property test: `handle` never panics
-// ---------------------------------------------------------------------------
+use mapscope::export::prometheus::MapscopeCollector;
+use mapscope::ingest::{Limits, ReportAccepted, Sources};
+use mapscope::Registry;
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+use super::support::json_headers;
+use crate::common::exposition::parse_exposition;
 
 /// Every field name of protocol v1, for keys of generated objects.
 const FIELD_NAMES: &[&str] = &[

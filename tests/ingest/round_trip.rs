@@ -2,11 +2,19 @@
 //! restart (the real binary, killed and started again on the same ports)
 //! in the middle of a stream.
 
-use super::support::*;
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
 
-// ---------------------------------------------------------------------------
-// Round trip: Reporter -> sidecar -> /metrics
-// ---------------------------------------------------------------------------
+use mapscope::ingest::Limits;
+use mapscope::{GrowthKind, InstrumentedMap, MisuseKind, Registry};
+
+use super::support::{find, sidecar_on, try_scrape, Sidecar, TOKEN};
+use crate::common::poll::poll;
+use crate::common::ports::closed_port;
+use crate::common::wait::WAIT;
 
 #[test]
 fn reporter_round_trip_values_and_labels() {

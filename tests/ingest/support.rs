@@ -1,40 +1,27 @@
 //! What the ingest tests share: an in-process sidecar on a manual clock,
 //! a blocking client, report builders, and the `mapscope sidecar` binary.
 
-pub(crate) use std::collections::{BTreeMap, BTreeSet};
-pub(crate) use std::path::PathBuf;
-pub(crate) use std::sync::atomic::{AtomicBool, Ordering};
-pub(crate) use std::sync::Arc;
-pub(crate) use std::thread;
-pub(crate) use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
 
-pub(crate) use axum::http::{header, HeaderMap, HeaderValue};
-pub(crate) use mapscope::export::prometheus::MapscopeCollector;
-pub(crate) use mapscope::http::{router_with, HttpState};
-pub(crate) use mapscope::ingest::protocol::{
-    EventKind, KindCounts, KindSeconds, ReportStatus, ReportedCounters, ReportedEvacuation,
-    ReportedEvent, ReportedGrowthKind, ReportedMap, ReportedMisuseKind, ReportedStats, SourceInfo,
-    Timestamp, MAX_CLOCK_SKEW_SECONDS, MAX_SEQ_STEP,
+use axum::http::{header, HeaderMap, HeaderValue};
+use mapscope::http::{router_with, HttpState};
+use mapscope::ingest::protocol::{
+    EventKind, KindCounts, KindSeconds, ReportedCounters, ReportedEvent, ReportedGrowthKind,
+    ReportedMap, ReportedStats, SourceInfo, Timestamp,
 };
-pub(crate) use mapscope::ingest::{
-    ErrorBody, IngestState, Limits, Report, ReportAccepted, Sources,
-};
-pub(crate) use mapscope::registry::{ManualClock, RegistryBuilder, OVERFLOW_MAP};
-pub(crate) use mapscope::{GrowthKind, InstrumentedMap, MisuseKind, Registry};
-pub(crate) use proptest::prelude::*;
-pub(crate) use serde_json::{json, Value};
+use mapscope::ingest::{IngestState, Limits, Report, ReportAccepted, Sources};
+use mapscope::registry::{ManualClock, RegistryBuilder};
+use mapscope::Registry;
+use serde_json::Value;
 
-pub(crate) use crate::common::blocking::blocking_client as client;
-pub(crate) use crate::common::exposition::{parse_exposition, Exposition, Sample};
-pub(crate) use crate::common::poll::poll;
-pub(crate) use crate::common::ports::closed_port;
-pub(crate) use crate::common::process::{
-    mapscope_command, start_mapscope, try_start_mapscope, MapscopeProcess,
-};
-pub(crate) use crate::common::router::Routes;
-pub(crate) use crate::common::run::run;
-pub(crate) use crate::common::server::{serve_router, TestServer};
-pub(crate) use crate::common::wait::WAIT;
+use crate::common::blocking::blocking_client as client;
+use crate::common::exposition::{parse_exposition, Exposition, Sample};
+use crate::common::process::{try_start_mapscope, MapscopeProcess};
+use crate::common::router::Routes;
+use crate::common::server::{serve_router, TestServer};
 
 pub(crate) const TOKEN: &str = "s3cret-token";
 
