@@ -1,5 +1,5 @@
 //! Named regression tests for failures the model-based tests in
-//! `tests/model.rs` found, each reduced to a minimal, deterministic sequence
+//! `tests/model/` found, each reduced to a minimal, deterministic sequence
 //! (whatever the default hasher's per-map seed), each saying which
 //! behaviour it guards.
 
