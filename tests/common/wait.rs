@@ -6,6 +6,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 /// How long any single wait in these helpers may take.
+#[allow(
+    dead_code,
+    reason = "tests/deploy gives its external checks a longer deadline of its own"
+)]
 pub(crate) const WAIT: Duration = Duration::from_secs(15);
 
 /// Polls `child` until it exits or `timeout` passes; on timeout it is

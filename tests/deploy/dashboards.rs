@@ -286,7 +286,7 @@ fn dashboard_queries_parse_as_promql() {
     assert!(
         out.status.success(),
         "dashboard queries do not parse:\n{}{}\n--- rules\n{rules}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        out.stdout,
+        out.stderr
     );
 }

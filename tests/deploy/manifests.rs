@@ -11,11 +11,7 @@ fn kustomize_and_validate(dir: &str) -> Option<String> {
     let built = run_ok(&kubectl, &["kustomize", dir], None);
     let validate = require_program("kubernetes-validate", PIP_HINT)?;
     let out = run(&validate, &["--strict", "-"], Some(built.as_bytes()));
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let report = format!("{}{}", out.stdout, out.stderr);
     assert!(
         out.status.success(),
         "kubernetes-validate --strict on {dir}:\n{report}"
