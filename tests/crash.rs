@@ -19,15 +19,23 @@
 // Drives the sidecar (its binary or its ingest endpoint): `--features sidecar`.
 #![cfg(feature = "sidecar")]
 
-mod common;
+mod common {
+    pub(crate) mod blocking;
+    pub(crate) mod exposition;
+    pub(crate) mod process;
+    pub(crate) mod run;
+    pub(crate) mod wait;
+}
 
 use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{
-    mapscope_command, parse_exposition, run, start_mapscope, Exposition, MapscopeProcess, WAIT,
-};
+use common::blocking::{blocking_client, scrape_blocking};
+use common::exposition::Exposition;
+use common::process::{mapscope_command, start_mapscope, MapscopeProcess};
+use common::run::run;
+use common::wait::WAIT;
 use mapscope::http::ApiSnapshot;
 
 /// A fresh directory, removed on drop.
@@ -93,27 +101,12 @@ fn sidecar(dir: &TempDir) -> MapscopeProcess {
     ])
 }
 
-fn client() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .no_proxy()
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(WAIT)
-        .build()
-        .expect("build the HTTP client")
-}
-
 fn metrics(sidecar: &MapscopeProcess) -> Exposition {
-    let text = client()
-        .get(sidecar.url("metrics"))
-        .send()
-        .and_then(|r| r.error_for_status())
-        .and_then(|r| r.text())
-        .expect("GET /metrics");
-    parse_exposition(&text).unwrap_or_else(|e| panic!("unparsable /metrics: {e}\n{text}"))
+    scrape_blocking(&sidecar.url)
 }
 
 fn api(sidecar: &MapscopeProcess) -> ApiSnapshot {
-    client()
+    blocking_client()
         .get(sidecar.url("api/v1/maps"))
         .send()
         .and_then(|r| r.error_for_status())
@@ -229,7 +222,7 @@ fn a_crash_of_an_unreported_map_is_a_misuse_only_row_with_its_site() {
     assert!(row.misuse_only);
     assert_eq!(row.misuse.get("concurrent_write"), Some(&1));
 
-    let landing = client()
+    let landing = blocking_client()
         .get(sidecar.url(""))
         .send()
         .and_then(|r| r.text())
@@ -262,7 +255,7 @@ fn a_crash_of_a_reported_map_adds_to_its_series() {
             "counters": {"misuse": {"concurrent_write": 2}}
         }]
     });
-    let answer = client()
+    let answer = blocking_client()
         .post(sidecar.ingest_url())
         .json(&report)
         .send()
@@ -331,7 +324,11 @@ fn a_crash_dir_that_is_not_a_directory_stops_the_sidecar() {
     ]);
     command.env("MAPSCOPE_CRASH_DIR", &missing);
     let out = run(command, WAIT);
-    assert!(!out.status.success());
+    assert!(
+        !out.status.success(),
+        "succeeded with a missing crash dir: {}",
+        out.stdout
+    );
     assert!(
         out.stderr.contains("--crash-dir") && out.stderr.contains("MAPSCOPE_CRASH_DIR"),
         "{}",

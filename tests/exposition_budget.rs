@@ -19,7 +19,11 @@
 // Drives the sidecar (its binary or its ingest endpoint): `--features sidecar`.
 #![cfg(feature = "sidecar")]
 
-mod common;
+mod common {
+    pub(crate) mod e2e;
+    pub(crate) mod process;
+    pub(crate) mod wait;
+}
 
 use std::collections::BTreeMap;
 use std::io::Read as _;
@@ -28,7 +32,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use common::{e2e_required, start_mapscope, MapscopeProcess};
+use common::e2e::e2e_required;
+use common::process::{start_mapscope, MapscopeProcess};
 use mapscope::ingest::protocol::{
     KindCounts, KindSeconds, Report, ReportedCounters, ReportedMap, ReportedMisuseKind,
     ReportedStats, SourceInfo,

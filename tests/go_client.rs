@@ -9,15 +9,43 @@
 // Drives the sidecar (its binary or its ingest endpoint): `--features sidecar`.
 #![cfg(feature = "sidecar")]
 
-mod common;
+mod common {
+    pub(crate) mod e2e;
+    pub(crate) mod exposition;
+    pub(crate) mod go;
+    pub(crate) mod process;
+    pub(crate) mod programs;
+    pub(crate) mod run;
+    pub(crate) mod wait;
+}
 
 use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::go::{client_dir, toolchains, GoProgram, GoToolchain, Layout};
-use common::{parse_exposition, start_mapscope, wait_bounded, Exposition, MapscopeProcess};
+use common::exposition::{parse_exposition, Exposition};
+use common::go::{client_dir, toolchains, GoProgram, GoToolchain};
+use common::process::{start_mapscope, MapscopeProcess};
+use common::wait::wait_bounded;
 use serde_json::Value;
+
+/// The map layout a Go version compiles maps to, by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// `runtime/map.go` (Go 1.23 and earlier): incremental evacuation.
+    Classic,
+    /// `internal/runtime/maps` (Go 1.24 and later): growth inside one write.
+    Swiss,
+}
+
+/// The default map layout of `go`'s version.
+fn layout(go: &GoToolchain) -> Layout {
+    if go.minor() >= 24 {
+        Layout::Swiss
+    } else {
+        Layout::Classic
+    }
+}
 
 /// How long a Go program's reports may take to show up in the sidecar.
 const SETTLE: Duration = Duration::from_secs(30);
@@ -223,7 +251,7 @@ fn sessions_example(go: &GoToolchain, out: &Path) {
     });
 
     let routes = [("map", "routes"), ("source", source)];
-    match go.layout() {
+    match layout(go) {
         Layout::Classic => eventually(&client, &sidecar, "the stalled evacuation", |m| {
             // 6657 = 6.5 * 2^10 + 1 entries: the insert that crossed the
             // load factor started a doubling to 2^11 buckets, then writes

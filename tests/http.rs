@@ -1,5 +1,6 @@
-//! The HTTP endpoint end to end: a real axum server on a loopback port,
-//! scraped by a real HTTP client, and the real `mapscope` binary.
+//! The HTTP endpoint: its routes called in process with
+//! `tower::ServiceExt::oneshot`, gzip negotiation with a real client over a
+//! loopback socket, and the real `mapscope` binary.
 //!
 //! - `/metrics`: exact Content-Type, gzip on request, a strictly parsed
 //!   body in which every catalog metric has `# HELP`, `# TYPE` and samples,
@@ -12,23 +13,52 @@
 // Drives the sidecar (its binary or its ingest endpoint): `--features sidecar`.
 #![cfg(feature = "sidecar")]
 
-mod common;
+mod common {
+    pub(crate) mod client;
+    pub(crate) mod exposition;
+    pub(crate) mod ports;
+    pub(crate) mod process;
+    pub(crate) mod router;
+    pub(crate) mod run;
+    pub(crate) mod server;
+    pub(crate) mod wait;
+}
 
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{
-    client, closed_port, get_text, mapscope_command, parse_exposition, raw_client, serve_registry,
-    serve_router, start_mapscope, Exposition,
-};
+use common::client::{client, get_text};
+use common::exposition::{parse_exposition, Exposition};
+use common::ports::closed_port;
+use common::process::{mapscope_command, start_mapscope};
+use common::router::Routes;
+use common::server::{serve_router, TestServer};
+use common::wait::WAIT;
 use mapscope::export::catalog::{MetricType, Scope, CATALOG};
 use mapscope::export::prometheus::{CONTENT_TYPE, GROWTH_DURATION_BUCKETS, VERSION};
-use mapscope::http::{router_with, ApiSnapshot, HttpState};
+use mapscope::http::{router, router_with, ApiSnapshot, HttpState};
 use mapscope::registry::{ManualClock, OVERFLOW_MAP};
 use mapscope::{GrowthKind, InstrumentedMap, MisuseKind, Registry};
 
 type Map = InstrumentedMap<u64, u64>;
+
+/// A client that neither asks for nor decodes compression, so headers and
+/// bytes are seen as the server sent them.
+fn raw_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .no_gzip()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(WAIT)
+        .build()
+        .expect("build the HTTP client")
+}
+
+/// Serves `mapscope::http::router(registry)` on a fresh loopback port.
+fn serve_registry(registry: mapscope::Registry) -> TestServer {
+    serve_router(router(registry))
+}
 
 /// GETs `/metrics` from `base` and parses it strictly.
 async fn scrape(base: &str) -> Exposition {
@@ -58,19 +88,14 @@ fn filled(registry: &Registry, name: &str, labels: &[(&str, &str)], n: u64) -> M
 async fn metrics_content_type_is_exactly_the_text_format() {
     let registry = Registry::new();
     let _map = filled(&registry, "orders", &[], 10);
-    let server = serve_registry(registry);
-    for request in [
-        raw_client().get(server.url("/metrics")),
-        raw_client()
-            .get(server.url("/metrics"))
-            .header("accept-encoding", "gzip"),
-        client().get(server.url("/metrics")),
-    ] {
-        let response = request.send().await.expect("GET /metrics");
-        assert_eq!(response.status(), 200);
+    let routes = Routes::new(router(registry));
+    for accept_encoding in [&[][..], &[("accept-encoding", "gzip")][..]] {
+        let answer = routes.get_with("/metrics", accept_encoding).await;
+        assert_eq!(answer.status, 200);
         assert_eq!(
-            response.headers()["content-type"],
-            "text/plain; version=0.0.4; charset=utf-8"
+            answer.header("content-type"),
+            Some("text/plain; version=0.0.4; charset=utf-8"),
+            "{accept_encoding:?}"
         );
     }
     assert_eq!(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8");
@@ -180,8 +205,8 @@ fn assert_catalog_complete(metrics: &Exposition, expected: &[Scope]) {
 async fn every_catalog_metric_has_help_type_and_a_sample() {
     let registry = Registry::new();
     let _map = filled(&registry, "orders", &[("tenant", "acme")], 5_000);
-    let server = serve_registry(registry);
-    let metrics = scrape(&server.base_url()).await;
+    let routes = Routes::new(router(registry));
+    let metrics = routes.scrape().await;
     // The sidecar's ingest series exist only where reports are ingested:
     // see `sidecar_exports_reported_maps_and_ingest_metrics`.
     assert_catalog_complete(&metrics, &[Scope::Map, Scope::Process]);
@@ -192,8 +217,8 @@ async fn label_values_are_escaped() {
     let registry = Registry::new();
     let name = r#"odd "name" with \ and {braces}, commas"#;
     let _map = filled(&registry, name, &[("path", r"C:\tmp\x")], 3);
-    let server = serve_registry(registry);
-    let metrics = scrape(&server.base_url()).await;
+    let routes = Routes::new(router(registry));
+    let metrics = routes.scrape().await;
     assert_eq!(
         metrics.value(
             "mapscope_map_entries",
@@ -216,8 +241,8 @@ async fn values_match_a_hundred_thousand_inserts() {
         &[("tenant", "acme"), ("shard", "7")],
         100_000,
     );
-    let server = serve_registry(registry);
-    let m = scrape(&server.base_url()).await;
+    let routes = Routes::new(router(registry));
+    let m = routes.scrape().await;
     let map = [("map", "sessions"), ("tenant", "acme"), ("shard", "7")];
     assert_eq!(m.value("mapscope_map_buckets", &map), 16_384.0);
     assert_eq!(m.value("mapscope_map_entries", &map), 100_000.0);
@@ -290,8 +315,8 @@ async fn evacuation_gauges_reflect_a_growth_in_progress() {
     let growth = map.stats().growth.expect("still growing after 100 writes");
     assert_eq!(growth.kind, GrowthKind::Double);
 
-    let server = serve_registry(registry);
-    let m = scrape(&server.base_url()).await;
+    let routes = Routes::new(router(registry));
+    let m = routes.scrape().await;
     let g = |kind: &'static str| [("map", "growing"), ("kind", kind)];
     assert_eq!(
         m.value("mapscope_map_evacuation_in_progress", &g("double")),
@@ -324,7 +349,7 @@ async fn evacuation_gauges_reflect_a_growth_in_progress() {
     // Finish it: the gauges go back to zero.
     map.complete_growth();
     map.publish();
-    let m = scrape(&server.base_url()).await;
+    let m = routes.scrape().await;
     assert_eq!(
         m.value("mapscope_map_evacuation_in_progress", &g("double")),
         0.0
@@ -349,14 +374,14 @@ async fn a_dropped_map_stays_for_its_grace_period_then_leaves() {
         .build();
     let _kept = filled(&registry, "kept", &[], 10);
     let dropped = filled(&registry, "dropped", &[("tenant", "gone")], 42);
-    let server = serve_registry(registry);
+    let routes = Routes::new(router(registry));
 
     drop(dropped);
     // Until the grace period has passed on the registry's clock, the final
     // values are exported.
     for advance in [Duration::ZERO, grace] {
         clock.advance(advance);
-        let m = scrape(&server.base_url()).await;
+        let m = routes.scrape().await;
         assert_eq!(
             m.value(
                 "mapscope_map_entries",
@@ -368,7 +393,7 @@ async fn a_dropped_map_stays_for_its_grace_period_then_leaves() {
         assert_eq!(m.value("mapscope_maps", &[]), 2.0);
     }
     clock.advance(Duration::from_millis(1));
-    let m = scrape(&server.base_url()).await;
+    let m = routes.scrape().await;
     assert!(
         m.samples.iter().all(|s| s.label("map") != Some("dropped")),
         "gone once the grace period has passed"
@@ -384,8 +409,8 @@ async fn maps_past_the_cap_fold_into_overflow() {
     let _b = filled(&registry, "b", &[], 20);
     let _c = filled(&registry, "c", &[("tenant", "x")], 30);
     let _d = filled(&registry, "d", &[], 40);
-    let server = serve_registry(registry);
-    let m = scrape(&server.base_url()).await;
+    let routes = Routes::new(router(registry));
+    let m = routes.scrape().await;
     assert_eq!(m.value("mapscope_map_overflow_folds_total", &[]), 2.0);
     assert_eq!(m.value("mapscope_map_entries", &[("map", "a")]), 10.0);
     assert_eq!(m.value("mapscope_map_entries", &[("map", "b")]), 20.0);
@@ -419,8 +444,8 @@ async fn maps_gauge_counts_every_registered_map() {
     let _maps: Vec<Map> = (0..5)
         .map(|i| filled(&registry, &format!("m{i}"), &[], 1))
         .collect();
-    let server = serve_registry(registry);
-    let m = scrape(&server.base_url()).await;
+    let routes = Routes::new(router(registry));
+    let m = routes.scrape().await;
     assert_eq!(m.value("mapscope_map_overflow_folds_total", &[]), 3.0);
     assert_eq!(m.value("mapscope_maps", &[]), 5.0);
 }
@@ -429,8 +454,8 @@ async fn maps_gauge_counts_every_registered_map() {
 async fn growth_duration_histogram_has_buckets_sum_and_count() {
     let registry = Registry::new();
     let _map = filled(&registry, "grown", &[], 100_000);
-    let server = serve_registry(registry);
-    let m = scrape(&server.base_url()).await;
+    let routes = Routes::new(router(registry));
+    let m = routes.scrape().await;
     let name = "mapscope_growth_duration_seconds";
     for kind in GrowthKind::ALL {
         let k = kind.as_str();
@@ -468,7 +493,7 @@ async fn growth_duration_histogram_has_buckets_sum_and_count() {
     );
 
     // Counted once: a second scrape does not count the same growths again.
-    let again = scrape(&server.base_url()).await;
+    let again = routes.scrape().await;
     assert_eq!(
         again.value(&format!("{name}_count"), &[("kind", "double")]),
         14.0
@@ -491,8 +516,8 @@ async fn histogram_counts_every_growth_between_scrapes() {
         .map(|m| m.stats().growths[GrowthKind::Double])
         .sum();
     assert_eq!(finished, 15 * 11);
-    let server = serve_registry(registry);
-    let m = scrape(&server.base_url()).await;
+    let routes = Routes::new(router(registry));
+    let m = routes.scrape().await;
     assert_eq!(
         m.value(
             "mapscope_growth_duration_seconds_count",
@@ -506,8 +531,8 @@ async fn histogram_counts_every_growth_between_scrapes() {
 async fn misuse_and_condition_series_cover_detector_kinds() {
     let registry = Registry::new();
     let _map = filled(&registry, "cache", &[], 100_000);
-    let server = serve_registry(registry);
-    let m = scrape(&server.base_url()).await;
+    let routes = Routes::new(router(registry));
+    let m = routes.scrape().await;
     let kinds = |name| -> BTreeSet<String> {
         m.matching(name, &[("map", "cache")])
             .into_iter()
@@ -531,8 +556,8 @@ async fn misuse_and_condition_series_cover_detector_kinds() {
 async fn build_info_is_one_with_the_version() {
     let registry = Registry::new();
     let _map = filled(&registry, "orders", &[], 1);
-    let server = serve_registry(registry);
-    let m = scrape(&server.base_url()).await;
+    let routes = Routes::new(router(registry));
+    let m = routes.scrape().await;
     let info: Vec<_> = m.series("mapscope_build_info").collect();
     assert_eq!(info.len(), 1, "{info:?}");
     assert_eq!(info[0].value, 1.0);
@@ -557,8 +582,8 @@ async fn metrics_are_served_when_no_map_is_registered() {
         .clock(clock.clone())
         .grace_period(grace)
         .build();
-    let server = serve_registry(registry.clone());
-    let m = scrape(&server.base_url()).await;
+    let routes = Routes::new(router(registry.clone()));
+    let m = routes.scrape().await;
     assert_eq!(m.value("mapscope_maps", &[]), 0.0);
     assert_eq!(m.value("mapscope_build_info", &[]), 1.0);
     assert_eq!(m.value("mapscope_map_overflow_folds_total", &[]), 0.0);
@@ -567,7 +592,7 @@ async fn metrics_are_served_when_no_map_is_registered() {
     // The same once the last map has left.
     drop(filled(&registry, "short_lived", &[], 1));
     clock.advance(grace + Duration::from_secs(1));
-    let m = scrape(&server.base_url()).await;
+    let m = routes.scrape().await;
     assert_eq!(m.value("mapscope_maps", &[]), 0.0);
 }
 
@@ -577,10 +602,9 @@ async fn metrics_are_served_when_no_map_is_registered() {
 
 #[tokio::test]
 async fn healthz_and_readyz_answer_200() {
-    let server = serve_registry(Registry::new());
+    let routes = Routes::new(router(Registry::new()));
     for path in ["/healthz", "/readyz"] {
-        let response = client().get(server.url(path)).send().await.expect(path);
-        assert_eq!(response.status(), 200, "{path}");
+        assert_eq!(routes.get(path).await.status, 200, "{path}");
     }
 }
 
@@ -588,20 +612,13 @@ async fn healthz_and_readyz_answer_200() {
 async fn readyz_follows_the_readiness_flag() {
     let state = HttpState::new(Registry::new());
     let ready = state.readiness();
-    let server = serve_router(router_with(state));
-    let status = || async {
-        client()
-            .get(server.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-    };
+    let routes = Routes::new(router_with(state));
+    let status = || async { routes.get("/readyz").await.status };
     assert_eq!(status().await, 200);
     ready.store(false, Ordering::Relaxed);
     assert_eq!(status().await, 503);
-    let health = client().get(server.url("/healthz")).send().await.unwrap();
-    assert_eq!(health.status(), 200, "liveness does not follow readiness");
+    let health = routes.get("/healthz").await;
+    assert_eq!(health.status, 200, "liveness does not follow readiness");
     ready.store(true, Ordering::Relaxed);
     assert_eq!(status().await, 200);
 }
@@ -611,15 +628,12 @@ async fn landing_page_is_html_listing_the_maps() {
     let registry = Registry::new();
     let _orders = filled(&registry, "orders", &[("tenant", "acme")], 10);
     let _users = filled(&registry, "user_cache", &[("team", "<script>")], 10);
-    let server = serve_registry(registry);
-    let response = client().get(server.url("/")).send().await.unwrap();
-    assert_eq!(response.status(), 200);
-    let content_type = response.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let routes = Routes::new(router(registry));
+    let answer = routes.get("/").await;
+    assert_eq!(answer.status, 200);
+    let content_type = answer.header("content-type").unwrap_or_default();
     assert!(content_type.starts_with("text/html"), "{content_type}");
-    let page = response.text().await.unwrap();
+    let page = answer.text();
     assert!(page.contains("<html"), "{page}");
     assert!(page.contains("orders"), "{page}");
     assert!(page.contains("user_cache"), "{page}");
@@ -638,18 +652,13 @@ async fn api_lists_maps_with_stats_and_active_conditions() {
     let _big = filled(&registry, "big", &[("tenant", "acme")], 100_000);
     // 50 keys: 3 doublings, under presize_miss's 4.
     let _small = filled(&registry, "small", &[], 50);
-    let server = serve_registry(registry);
-    let response = client()
-        .get(server.url("/api/v1/maps"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    assert!(response.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("application/json"));
-    let api: ApiSnapshot = response.json().await.expect("an ApiSnapshot");
+    let routes = Routes::new(router(registry));
+    let answer = routes.get("/api/v1/maps").await;
+    assert_eq!(answer.status, 200);
+    assert!(answer
+        .header("content-type")
+        .is_some_and(|t| t.starts_with("application/json")));
+    let api: ApiSnapshot = serde_json::from_slice(&answer.body).expect("an ApiSnapshot");
     let names: Vec<&str> = api.maps.iter().map(|m| m.name.as_str()).collect();
     assert_eq!(names, ["big", "small"]);
     let big = &api.maps[0];
@@ -676,36 +685,6 @@ async fn api_lists_maps_with_stats_and_active_conditions() {
 }
 
 // ---------------------------------------------------------------------------
-// The parser the tests above rely on
-// ---------------------------------------------------------------------------
-
-#[test]
-fn the_exposition_parser_is_strict() {
-    let good = "# HELP x_total Things.\n# TYPE x_total counter\nx_total{a=\"1\",b=\"q\\\"\\\\\\n\"} 3\nx_total 4 1700000000000\n# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1\nh_sum 0.5\nh_count 1\n";
-    let parsed = parse_exposition(good).expect("valid exposition");
-    assert_eq!(parsed.samples.len(), 5);
-    assert_eq!(parsed.samples[0].label("b"), Some("q\"\\\n"));
-    assert_eq!(parsed.types["h"], "histogram");
-    for bad in [
-        "x_total{a=\"1\"} three\n",
-        "x_total{a=1} 3\n",
-        "x_total{a=\"1\" 3\n",
-        "x_total{a=\"1\",a=\"2\"} 3\n",
-        "9x 1\n",
-        "x{1a=\"1\"} 1\n",
-        "x 1 2 3\n",
-        "x\n",
-        "x 1\nx 2\n",
-        "# TYPE x gauge\n# TYPE x gauge\n",
-        "x 1\n# TYPE x gauge\n",
-        "# TYPE x thing\n",
-        "x{a=\"\\t\"} 1\n",
-    ] {
-        assert!(parse_exposition(bad).is_err(), "accepted {bad:?}");
-    }
-}
-
-// ---------------------------------------------------------------------------
 // The binary
 // ---------------------------------------------------------------------------
 
@@ -713,7 +692,7 @@ fn the_exposition_parser_is_strict() {
 fn version_prints_the_crate_version() {
     let mut command = mapscope_command();
     command.arg("version");
-    let out = common::run(command, Duration::from_secs(10));
+    let out = common::run::run(command, Duration::from_secs(10));
     assert!(out.status.success(), "{out:?}");
     let expected = format!("mapscope {}", env!("CARGO_PKG_VERSION"));
     assert!(out.stdout.starts_with(&expected), "{out:?}");
@@ -733,7 +712,7 @@ fn healthcheck_passes_against_a_running_demo_and_fails_on_a_closed_port() {
     let healthcheck = |url: &str| {
         let mut command = mapscope_command();
         command.args(["healthcheck", "--url", url, "--timeout", "3"]);
-        common::run(command, Duration::from_secs(10))
+        common::run::run(command, Duration::from_secs(10))
     };
     let ok = healthcheck(&demo.url("healthz"));
     assert!(
@@ -765,7 +744,7 @@ fn healthcheck_gives_up_after_its_timeout_and_follows_no_redirect() {
         command.env("HTTP_PROXY", &proxy).env("http_proxy", &proxy);
         let started = std::time::Instant::now();
         (
-            common::run(command, Duration::from_secs(20)),
+            common::run::run(command, Duration::from_secs(20)),
             started.elapsed(),
         )
     };
@@ -787,7 +766,7 @@ fn healthcheck_gives_up_after_its_timeout_and_follows_no_redirect() {
             axum::routing::get(|| async { axum::response::Redirect::temporary("/elsewhere") }),
         )
         .route("/ok", axum::routing::get(|| async { "ok" }));
-    let server = common::serve_router(app);
+    let server = serve_router(app);
     let (redirected, _) = healthcheck(&server.url("/healthz"), "3");
     assert_eq!(redirected.status.code(), Some(1), "{redirected:?}");
     assert!(redirected.stderr.contains("307"), "{redirected:?}");
@@ -796,7 +775,7 @@ fn healthcheck_gives_up_after_its_timeout_and_follows_no_redirect() {
         .arg("healthcheck")
         .env("MAPSCOPE_HEALTHCHECK_URL", server.url("/ok"))
         .env("MAPSCOPE_HEALTHCHECK_TIMEOUT", "3");
-    let ok = common::run(command, Duration::from_secs(20));
+    let ok = common::run::run(command, Duration::from_secs(20));
     assert!(ok.status.success(), "{ok:?}");
 }
 

@@ -9,17 +9,27 @@
 // Drives the sidecar (its binary or its ingest endpoint): `--features sidecar`.
 #![cfg(feature = "sidecar")]
 
-mod common;
+mod common {
+    pub(crate) mod blocking;
+    pub(crate) mod e2e;
+    pub(crate) mod exposition;
+    pub(crate) mod poll;
+    pub(crate) mod process;
+    pub(crate) mod run;
+    pub(crate) mod wait;
+}
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{
-    blocking_client, e2e_required, mapscope_command, poll, run, scrape_blocking, start_mapscope,
-    MapscopeProcess, WAIT,
-};
+use common::blocking::{blocking_client, scrape_blocking};
+use common::e2e::e2e_required;
+use common::poll::poll;
+use common::process::{mapscope_command, start_mapscope, MapscopeProcess};
+use common::run::run;
+use common::wait::WAIT;
 use serde_json::{json, Value};
 
 const TOKEN: &str = "listener-test-token";
@@ -59,7 +69,7 @@ impl Sidecar {
         format!("http://{}{path}", self.ingest)
     }
 
-    fn metrics(&self) -> common::Exposition {
+    fn metrics(&self) -> common::exposition::Exposition {
         scrape_blocking(&self.http_url(""))
     }
 }
@@ -810,7 +820,7 @@ fn the_open_files_limit_is_raised_and_a_shortfall_warned_about() {
     command
         .arg("-c")
         .arg("ulimit -Sn 256 && ulimit -Hn 1000 && exec \"$0\" \"$@\"")
-        .arg(common::mapscope_bin())
+        .arg(common::process::mapscope_bin())
         .args([
             "sidecar",
             "--listen",
@@ -852,7 +862,7 @@ fn the_open_files_limit_is_raised_and_a_shortfall_warned_about() {
     }
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id()));
     let _ = child.kill();
-    let _ = common::wait_bounded(&mut child, WAIT);
+    let _ = common::wait::wait_bounded(&mut child, WAIT);
     assert!(warned.is_some(), "no warning about the open-files limit");
     let limits = limits.expect("read /proc/PID/limits");
     let line = limits

@@ -10,12 +10,25 @@
 // Drives the sidecar (its binary or its ingest endpoint): `--features sidecar`.
 #![cfg(feature = "sidecar")]
 
-mod common;
+mod common {
+    pub(crate) mod client;
+    pub(crate) mod e2e;
+    pub(crate) mod exposition;
+    pub(crate) mod process;
+    pub(crate) mod programs;
+    pub(crate) mod run;
+    pub(crate) mod wait;
+}
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{get_text, parse_exposition, require_program, run_with_input, start_mapscope, WAIT};
+use common::client::get_text;
+use common::exposition::parse_exposition;
+use common::process::start_mapscope;
+use common::programs::require_program;
+use common::run::run_with_input;
+use common::wait::WAIT;
 use mapscope::export::prometheus::MapscopeCollector;
 use mapscope::{InstrumentedMap, Registry};
 
@@ -118,14 +131,14 @@ fn sidecar_exposition_with_reported_maps_passes_promtool() {
         .build()
         .expect("a runtime for the client");
     let text = runtime.block_on(async {
-        let response = common::client()
+        let response = common::client::client()
             .post(&ingest)
             .json(&report)
             .send()
             .await
             .expect("POST /v1/report");
         assert_eq!(response.status(), 200, "{:?}", response.text().await);
-        let response = common::client()
+        let response = common::client::client()
             .post(&ingest)
             .header("content-type", "application/json")
             .body("{")

@@ -19,7 +19,13 @@
 // Drives the sidecar (its binary or its ingest endpoint): `--features sidecar`.
 #![cfg(feature = "sidecar")]
 
-mod common;
+mod common {
+    pub(crate) mod e2e;
+    pub(crate) mod process;
+    pub(crate) mod programs;
+    pub(crate) mod run;
+    pub(crate) mod wait;
+}
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -459,7 +465,7 @@ const SCHEMATHESIS_SEED: &str = "20261122";
 
 #[test]
 fn schemathesis_finds_nothing_the_document_and_the_sidecar_disagree_on() {
-    let Some(schemathesis) = common::require_program(
+    let Some(schemathesis) = common::programs::require_program(
         "schemathesis",
         "install it with `python3 -m pip install schemathesis==4.32.5` (.ci/run does)",
     ) else {
@@ -468,7 +474,7 @@ fn schemathesis_finds_nothing_the_document_and_the_sidecar_disagree_on() {
     // Sources, body size and label bytes are limits of the deployment, not
     // of a report: generated reports come from thousands of sources, some
     // large.
-    let sidecar = common::start_mapscope(&[
+    let sidecar = common::process::start_mapscope(&[
         "sidecar",
         "--listen",
         "127.0.0.1:0",
@@ -507,7 +513,7 @@ fn schemathesis_finds_nothing_the_document_and_the_sidecar_disagree_on() {
         .args(["--suppress-health-check", "too_slow,data_too_large"])
         .args(["--generation-database", "none", "--no-color"]);
     let started = std::time::Instant::now();
-    let out = common::run(command, Duration::from_secs(300));
+    let out = common::run::run(command, Duration::from_secs(300));
     let _ = std::fs::remove_dir_all(&work);
     eprintln!(
         "schemathesis (seed {seed}) took {:.0?}:\n{}",

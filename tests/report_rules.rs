@@ -10,7 +10,11 @@
 // Drives the sidecar (its binary or its ingest endpoint): `--features sidecar`.
 #![cfg(feature = "sidecar")]
 
-mod common;
+mod common {
+    pub(crate) mod process;
+    pub(crate) mod run;
+    pub(crate) mod wait;
+}
 
 use std::time::Duration;
 
@@ -479,7 +483,7 @@ fn the_default_budget_admits_a_typical_source_and_bounds_the_largest() {
 /// body of the 400 comes back on the wire, the flag and env var are read.
 #[test]
 fn the_sidecar_binary_enforces_the_rules_on_the_wire() {
-    let sidecar = common::start_mapscope(&[
+    let sidecar = common::process::start_mapscope(&[
         "sidecar",
         "--listen",
         "127.0.0.1:0",
@@ -665,9 +669,10 @@ fn the_rules_and_the_budget_are_documented() {
     ] {
         assert!(readme.contains(text), "README limits table: {text}");
     }
-    let mut help = common::mapscope_command();
+    let mut help = common::process::mapscope_command();
     help.args(["sidecar", "--help"]);
-    let out = common::run(help, Duration::from_secs(30));
+    let out = common::run::run(help, Duration::from_secs(30));
+    assert!(out.status.success(), "--help: {}", out.stderr);
     for text in [
         "--max-label-bytes-per-source",
         "MAPSCOPE_MAX_LABEL_BYTES_PER_SOURCE",

@@ -11,29 +11,27 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::{e2e_required, require_program, run, wait_bounded};
+use super::e2e::e2e_required;
+use super::programs::require_program;
+use super::run::run;
+use super::wait::wait_bounded;
 
 /// A Go toolchain.
 #[derive(Debug, Clone)]
-pub struct GoToolchain {
+pub(crate) struct GoToolchain {
     /// The `go` binary.
-    pub go: PathBuf,
+    pub(crate) go: PathBuf,
     /// `go1.27.3`, from `go env GOVERSION`.
-    pub version: String,
-}
-
-/// The map layout a Go version compiles maps to, by default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Layout {
-    /// `runtime/map.go` (Go 1.23 and earlier): incremental evacuation.
-    Classic,
-    /// `internal/runtime/maps` (Go 1.24 and later): growth inside one write.
-    Swiss,
+    pub(crate) version: String,
 }
 
 impl GoToolchain {
     /// The minor version: 27 for `go1.27.3`.
-    pub fn minor(&self) -> u32 {
+    #[allow(
+        dead_code,
+        reason = "tests/e2e_prometheus runs one toolchain and names nothing after it"
+    )]
+    pub(crate) fn minor(&self) -> u32 {
         self.version
             .trim_start_matches("go")
             .split('.')
@@ -42,17 +40,8 @@ impl GoToolchain {
             .unwrap_or_else(|| panic!("unexpected Go version {:?}", self.version))
     }
 
-    /// The default map layout of this version.
-    pub fn layout(&self) -> Layout {
-        if self.minor() >= 24 {
-            Layout::Swiss
-        } else {
-            Layout::Classic
-        }
-    }
-
     /// A `go` command that never downloads anything (these machines cannot).
-    pub fn command(&self) -> Command {
+    pub(crate) fn command(&self) -> Command {
         let mut command = Command::new(&self.go);
         command
             .env("GOTOOLCHAIN", "local")
@@ -64,7 +53,7 @@ impl GoToolchain {
     }
 
     /// Builds `clients/go/<package>` into `out_dir` and returns the binary.
-    pub fn build(&self, package: &str, out_dir: &Path) -> PathBuf {
+    pub(crate) fn build(&self, package: &str, out_dir: &Path) -> PathBuf {
         let name = package.rsplit('/').next().unwrap_or(package);
         let binary = out_dir.join(format!("{name}-{}", self.version));
         let mut command = self.command();
@@ -88,13 +77,13 @@ impl GoToolchain {
 }
 
 /// `clients/go`, the Go module.
-pub fn client_dir() -> PathBuf {
+pub(crate) fn client_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/go")
 }
 
 /// The toolchains to test with; empty (after a loud message) when there is
 /// none and `MAPSCOPE_REQUIRE_E2E` is not set.
-pub fn toolchains() -> Vec<GoToolchain> {
+pub(crate) fn toolchains() -> Vec<GoToolchain> {
     let bins: Vec<PathBuf> = match std::env::var_os("MAPSCOPE_GO_BINS") {
         Some(list) if !list.is_empty() => std::env::split_paths(&list).collect(),
         _ => require_program(
@@ -132,9 +121,9 @@ pub fn toolchains() -> Vec<GoToolchain> {
 }
 
 /// A Go program started by a test, killed on drop.
-pub struct GoProgram {
+pub(crate) struct GoProgram {
     /// The process.
-    pub child: Child,
+    pub(crate) child: Child,
     output: mpsc::Receiver<String>,
     lines: Vec<String>,
 }
@@ -142,7 +131,7 @@ pub struct GoProgram {
 impl GoProgram {
     /// Starts `binary` with `env` (and no `MAPSCOPE_*` variable of the
     /// test's own environment).
-    pub fn start(binary: &Path, env: &[(&str, String)]) -> Self {
+    pub(crate) fn start(binary: &Path, env: &[(&str, String)]) -> Self {
         let mut command = Command::new(binary);
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("MAPSCOPE_") {
@@ -181,7 +170,7 @@ impl GoProgram {
     }
 
     /// Waits (bounded) for a line starting with `prefix` and returns the rest.
-    pub fn wait_line(&mut self, prefix: &str, timeout: Duration) -> String {
+    pub(crate) fn wait_line(&mut self, prefix: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         if let Some(found) = self.lines.iter().find_map(|l| l.strip_prefix(prefix)) {
             return found.trim().to_owned();
@@ -205,7 +194,7 @@ impl GoProgram {
     }
 
     /// Everything it printed so far, stdout and stderr interleaved.
-    pub fn text(&mut self) -> String {
+    pub(crate) fn text(&mut self) -> String {
         while let Ok(line) = self.output.try_recv() {
             self.lines.push(line);
         }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::common::require_program;
+use super::common::programs::require_program;
 use super::promql::{check_expr, labels_of};
 use super::{read, root, run, PROMTOOL_HINT};
 
@@ -286,7 +286,7 @@ fn dashboard_queries_parse_as_promql() {
     assert!(
         out.status.success(),
         "dashboard queries do not parse:\n{}{}\n--- rules\n{rules}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        out.stdout,
+        out.stderr
     );
 }

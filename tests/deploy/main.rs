@@ -21,16 +21,23 @@
 // Drives the sidecar (its binary or its ingest endpoint): `--features sidecar`.
 #![cfg(feature = "sidecar")]
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
+use std::time::Duration;
 
-#[path = "../common/mod.rs"]
-mod common;
+#[path = "../common"]
+mod common {
+    pub(crate) mod e2e;
+    pub(crate) mod programs;
+    pub(crate) mod run;
+    pub(crate) mod wait;
+}
 mod dashboards;
 mod manifests;
 mod promql;
 mod rules;
+
+use common::run::{run_with_input, Output};
 
 const PROMTOOL_HINT: &str =
     "install Debian package prometheus (apt-get install prometheus) or a Prometheus release";
@@ -45,52 +52,27 @@ fn read(relative: &str) -> String {
         .unwrap_or_else(|e| panic!("reading {relative}: {e}"))
 }
 
+/// How long one external check (promtool, kubectl, ...) may take.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Runs `program args...` in the repository root, feeding `stdin`.
 fn run(program: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut command = Command::new(program);
-    command
-        .args(args)
-        .current_dir(root())
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = command
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {} {args:?}: {e}", program.display()));
-    // Feed stdin from a thread, so a child that answers before it has
-    // read everything cannot deadlock on a full pipe.
-    let writer = stdin.map(|input| {
-        let mut pipe = child.stdin.take().expect("stdin is piped");
-        let input = input.to_vec();
-        std::thread::spawn(move || pipe.write_all(&input))
-    });
-    let out = child
-        .wait_with_output()
-        .unwrap_or_else(|e| panic!("waiting for {} {args:?}: {e}", program.display()));
-    if let Some(writer) = writer {
-        writer
-            .join()
-            .expect("stdin writer thread")
-            .unwrap_or_else(|e| panic!("writing to {} {args:?}: {e}", program.display()));
-    }
-    out
+    command.args(args).current_dir(root());
+    run_with_input(command, stdin.unwrap_or_default(), CHECK_TIMEOUT)
 }
 
 /// Runs a command that must succeed; returns its stdout.
 fn run_ok(program: &Path, args: &[&str], stdin: Option<&[u8]>) -> String {
     let out = run(program, args, stdin);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "{} {} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        "{} {} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
         program.display(),
         args.join(" "),
-        out.status
+        out.status,
+        out.stdout,
+        out.stderr
     );
-    stdout
+    out.stdout
 }

@@ -1,7 +1,7 @@
 //! Kubernetes manifests (`deploy/base`, `deploy/overlays`) and the
 //! Dockerfile: they build, validate, and agree with `src/cli.rs`.
 
-use super::common::require_program;
+use super::common::programs::require_program;
 use super::{read, run, run_ok, PIP_HINT};
 
 /// `kubectl kustomize dir`, then `kubernetes-validate --strict` on it,
@@ -11,11 +11,7 @@ fn kustomize_and_validate(dir: &str) -> Option<String> {
     let built = run_ok(&kubectl, &["kustomize", dir], None);
     let validate = require_program("kubernetes-validate", PIP_HINT)?;
     let out = run(&validate, &["--strict", "-"], Some(built.as_bytes()));
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let report = format!("{}{}", out.stdout, out.stderr);
     assert!(
         out.status.success(),
         "kubernetes-validate --strict on {dir}:\n{report}"

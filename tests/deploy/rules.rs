@@ -8,7 +8,7 @@ use mapscope::MisuseKind;
 use serde::Deserialize;
 use serde_norway::Value;
 
-use super::common::require_program;
+use super::common::programs::require_program;
 use super::promql::{check_expr, series_metric};
 use super::{read, run_ok, PROMTOOL_HINT};
 

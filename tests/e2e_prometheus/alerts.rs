@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::common::run;
+use crate::common::run::run;
 use crate::prometheus::{api, api_url};
 use crate::{Progress, GO_APP, GO_CRASH_APP, RULES_FOR};
 

@@ -36,8 +36,16 @@
 #![cfg(feature = "sidecar")]
 
 mod alerts;
-#[path = "../common/mod.rs"]
-mod common;
+#[path = "../common"]
+mod common {
+    pub(crate) mod e2e;
+    pub(crate) mod go;
+    pub(crate) mod ports;
+    pub(crate) mod process;
+    pub(crate) mod programs;
+    pub(crate) mod run;
+    pub(crate) mod wait;
+}
 mod dashboards;
 mod prometheus;
 
@@ -49,7 +57,9 @@ use serde_json::json;
 
 use crate::alerts::{check_alerts, check_rules, declared_alerts, write_rules};
 use crate::common::go::{toolchains, GoProgram};
-use crate::common::{require_program, start_mapscope, wait_bounded, MapscopeProcess};
+use crate::common::process::{start_mapscope, MapscopeProcess};
+use crate::common::programs::require_program;
+use crate::common::wait::wait_bounded;
 use crate::dashboards::{
     check_panels, check_variables, load_dashboards, resolve_variables, PanelQuery,
 };

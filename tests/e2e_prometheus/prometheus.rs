@@ -10,7 +10,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use crate::common::{closed_port, wait_bounded};
+use crate::common::ports::closed_port;
+use crate::common::wait::wait_bounded;
 use crate::STARTUP;
 
 /// A directory under the system temp dir, removed on drop.
