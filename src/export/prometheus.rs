@@ -97,10 +97,10 @@ impl MapscopeCollector {
         }
     }
 
-    /// Renders the text exposition format straight from a snapshot (the
-    /// same samples [`Collector::collect`] gives, without building protobuf
-    /// structures). Blocking work: in async code run it on a blocking
-    /// thread (the HTTP router does).
+    /// Renders the text exposition format straight from a snapshot: the
+    /// same samples the `prometheus` feature's `Collector::collect` gives,
+    /// without building protobuf structures. Blocking work: in async code
+    /// run it on a blocking thread (the HTTP router does).
     pub fn render(&self) -> String {
         let mut out = String::new();
         write_text(&self.registry.snapshot(), &mut out);
