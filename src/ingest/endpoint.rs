@@ -49,9 +49,10 @@ impl IngestState {
 
 /// The ingest router: `POST /v1/report`. Every answer is JSON, an
 /// [`ErrorBody`](super::protocol::ErrorBody) when it is an error (404 and
-/// 405 included), and is counted in `mapscope_ingest_requests_total`. Headers are checked before the
-/// body is read: a request without the token, with another content type,
-/// or announcing a body over the limit is answered without buffering it.
+/// 405 included), and is counted in `mapscope_ingest_requests_total`.
+/// Headers are checked before the body is read: a request without the
+/// token, with another content type, or announcing a body over the limit
+/// is answered without buffering it.
 pub fn router(state: IngestState) -> Router {
     Router::new()
         .route("/v1/report", post(report))
