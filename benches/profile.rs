@@ -17,102 +17,18 @@
 //! happens outside it. Under `cargo test --benches` (no arguments) it runs
 //! every operation once at a small size.
 
-use std::hash::Hash;
 use std::hint::black_box;
 
-use foldhash::fast::RandomState as FoldState;
+// The maps, their operations and the keys of the throughput benchmarks,
+// so a profile runs exactly what `benches/mapscope.rs` times.
+#[path = "mapscope/contenders.rs"]
+#[allow(dead_code)] // shared by the bench targets; each uses a part
+mod contenders;
 
-type Mapscope<K> = mapscope::InstrumentedMap<K, u64, FoldState>;
-type Hashbrown<K> = hashbrown::HashMap<K, u64, FoldState>;
-
-/// The little a profile needs from a map.
-trait Profiled<K>: Clone {
-    fn empty() -> Self;
-    fn presized(n: usize) -> Self;
-    fn put(&mut self, key: K, value: u64);
-    fn find(&self, key: &K) -> Option<&u64>;
-    fn take(&mut self, key: &K) -> Option<u64>;
-    fn sum(&self) -> u64;
-    fn settle(&mut self) {}
-}
-
-impl<K: Hash + Eq + Clone> Profiled<K> for Mapscope<K> {
-    fn empty() -> Self {
-        Self::with_hasher(FoldState::default())
-    }
-    fn presized(n: usize) -> Self {
-        Self::with_capacity_and_hasher(n, FoldState::default())
-    }
-    #[inline]
-    fn put(&mut self, key: K, value: u64) {
-        self.insert(key, value);
-    }
-    #[inline]
-    fn find(&self, key: &K) -> Option<&u64> {
-        self.get(key)
-    }
-    #[inline]
-    fn take(&mut self, key: &K) -> Option<u64> {
-        self.remove(key)
-    }
-    fn sum(&self) -> u64 {
-        self.values().sum()
-    }
-    fn settle(&mut self) {
-        self.complete_growth();
-    }
-}
-
-impl<K: Hash + Eq + Clone> Profiled<K> for Hashbrown<K> {
-    fn empty() -> Self {
-        Self::with_hasher(FoldState::default())
-    }
-    fn presized(n: usize) -> Self {
-        Self::with_capacity_and_hasher(n, FoldState::default())
-    }
-    #[inline]
-    fn put(&mut self, key: K, value: u64) {
-        self.insert(key, value);
-    }
-    #[inline]
-    fn find(&self, key: &K) -> Option<&u64> {
-        self.get(key)
-    }
-    #[inline]
-    fn take(&mut self, key: &K) -> Option<u64> {
-        self.remove(key)
-    }
-    fn sum(&self) -> u64 {
-        self.values().sum()
-    }
-}
-
-/// SplitMix64's finaliser, as in `benches/mapscope/contenders.rs`.
-fn mix(i: u64) -> u64 {
-    let mut z = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-trait MakeKey: Hash + Eq + Clone {
-    fn make(i: u64) -> Self;
-}
-
-impl MakeKey for u64 {
-    fn make(i: u64) -> Self {
-        mix(i)
-    }
-}
-
-impl MakeKey for String {
-    fn make(i: u64) -> Self {
-        format!("key-{i:016x}")
-    }
-}
+use contenders::{Contender, Hashbrown, KeyKind, Mapscope};
 
 #[inline(never)]
-fn measure_insert<K, M: Profiled<K>>(keys: Vec<K>) -> M {
+fn measure_insert<K, M: Contender<K>>(keys: Vec<K>) -> M {
     let mut map = M::empty();
     for (i, key) in keys.into_iter().enumerate() {
         map.put(key, i as u64);
@@ -121,7 +37,7 @@ fn measure_insert<K, M: Profiled<K>>(keys: Vec<K>) -> M {
 }
 
 #[inline(never)]
-fn measure_insert_presized<K, M: Profiled<K>>(keys: Vec<K>) -> M {
+fn measure_insert_presized<K, M: Contender<K>>(keys: Vec<K>) -> M {
     let mut map = M::presized(keys.len());
     for (i, key) in keys.into_iter().enumerate() {
         map.put(key, i as u64);
@@ -130,7 +46,7 @@ fn measure_insert_presized<K, M: Profiled<K>>(keys: Vec<K>) -> M {
 }
 
 #[inline(never)]
-fn measure_lookup<K, M: Profiled<K>>(map: &M, keys: &[K]) -> u64 {
+fn measure_lookup<K, M: Contender<K>>(map: &M, keys: &[K]) -> u64 {
     let mut sum = 0u64;
     for key in keys {
         sum = sum.wrapping_add(map.find(key).copied().unwrap_or(1));
@@ -139,7 +55,7 @@ fn measure_lookup<K, M: Profiled<K>>(map: &M, keys: &[K]) -> u64 {
 }
 
 #[inline(never)]
-fn measure_remove<K, M: Profiled<K>>(map: &mut M, keys: &[K]) -> u64 {
+fn measure_remove<K, M: Contender<K>>(map: &mut M, keys: &[K]) -> u64 {
     let mut sum = 0u64;
     for key in keys {
         sum = sum.wrapping_add(map.take(key).unwrap_or(1));
@@ -148,11 +64,11 @@ fn measure_remove<K, M: Profiled<K>>(map: &mut M, keys: &[K]) -> u64 {
 }
 
 #[inline(never)]
-fn measure_iterate<K, M: Profiled<K>>(map: &M) -> u64 {
-    map.sum()
+fn measure_iterate<K, M: Contender<K>>(map: &M) -> u64 {
+    map.sum_values()
 }
 
-fn run<K: MakeKey, M: Profiled<K>>(op: &str, n: usize) {
+fn run<K: KeyKind, M: Contender<K>>(op: &str, n: usize) {
     let hits: Vec<K> = (0..n as u64).map(K::make).collect();
     let build = || {
         let mut map = M::empty();
