@@ -86,11 +86,13 @@ use std::iter::Zip;
 use std::mem::MaybeUninit;
 use std::{array, mem, slice};
 
+mod matching;
+
 use super::grow::{LOAD_FACTOR_DEN, LOAD_FACTOR_NUM};
 use super::tophash::{
-    match_free, match_full, match_tophash, SlotMask, BUCKET_SLOTS, EMPTY_ONE, EMPTY_REST,
-    EVACUATED_EMPTY, EVACUATED_X, EVACUATED_Y, MIN_TOPHASH,
+    BUCKET_SLOTS, EMPTY_ONE, EMPTY_REST, EVACUATED_EMPTY, EVACUATED_X, EVACUATED_Y, MIN_TOPHASH,
 };
+use matching::{match_free, match_full, match_tophash, SlotMask};
 
 /// Target size of one materialised chunk, and the largest overflow block.
 /// Small enough that creating one costs a few microseconds, large enough
@@ -650,17 +652,33 @@ impl<K, V> Table<K, V> {
     ) -> Option<&(K, V)> {
         // Invariant 3: a full `top` matches only full bytes.
         let top = top.max(MIN_TOPHASH);
-        let (mut tophash, mut link, mut entries) = self.head(index);
+        let chunk = &self.chunks[index >> self.chunk_shift];
+        let i = index & self.chunk_mask();
+        let mut tophash = &chunk.tophash[i];
+        // SAFETY: a chunk's slices have the same length (invariant 6) and
+        // `i` is in bounds of `tophash`.
+        let mut entries = unsafe { chunk.entries.get_unchecked(i) };
+        // The head's link is read only when the chain goes on.
+        let mut link = None;
         loop {
-            for i in match_tophash(tophash, top) {
-                // SAFETY: byte `i` equals the full `top` (invariant 3).
-                let entry = unsafe { slot_ref(entries, i) };
+            for slot in match_tophash(tophash, top) {
+                // SAFETY: byte `slot` equals the full `top` (invariant 3).
+                let entry = unsafe { slot_ref(entries, slot) };
                 if eq(&entry.0) {
                     return Some(entry);
                 }
             }
-            let next = Self::next_link(tophash, link)?;
-            (tophash, link, entries) = self.overflow(next);
+            if tophash[BUCKET_SLOTS - 1] == EMPTY_REST {
+                return None;
+            }
+            // SAFETY: as for `entries`.
+            let next = *link.unwrap_or_else(|| unsafe { chunk.links.get_unchecked(i) });
+            if next == NO_LINK {
+                return None;
+            }
+            let bucket;
+            (tophash, bucket, entries) = self.overflow(next);
+            link = Some(bucket);
         }
     }
 
@@ -904,8 +922,25 @@ impl<K, V> Table<K, V> {
     /// entries follow the first's, as Go's `evacDst` appends.
     #[inline]
     fn appender(&self, index: usize) -> Appender {
-        // After the last full slot of the chain: every later position is
-        // free and `EMPTY_REST`, so filling them keeps the markers exact.
+        if self.head(index).0[0] == EMPTY_REST {
+            // The whole chain is empty: the usual case.
+            Appender {
+                index,
+                link: NO_LINK,
+                depth: 0,
+                slot: 0,
+            }
+        } else {
+            self.appender_after_entries(index)
+        }
+    }
+
+    /// [`Table::appender`] for a chain that holds entries: after the last
+    /// full slot, so every later position is free and `EMPTY_REST`, and
+    /// filling them keeps the markers exact.
+    #[cold]
+    #[inline(never)]
+    fn appender_after_entries(&self, index: usize) -> Appender {
         let mut at = Appender {
             index,
             link: NO_LINK,
@@ -913,10 +948,6 @@ impl<K, V> Table<K, V> {
             slot: 0,
         };
         let (mut tophash, mut next, _) = self.head(index);
-        if tophash[0] == EMPTY_REST {
-            // The whole chain is empty: the usual case.
-            return at;
-        }
         let (mut link, mut depth) = (NO_LINK, 0);
         loop {
             if let Some(i) = match_full(tophash).highest() {
@@ -936,28 +967,23 @@ impl<K, V> Table<K, V> {
         }
     }
 
-    /// Stores an entry at `to` and moves it on. The caller knows the key is
-    /// absent.
-    #[inline(always)]
-    fn append(&mut self, to: &mut Appender, top: u8, entry: (K, V)) {
-        if to.slot == BUCKET_SLOTS {
-            let next = *self.at(to.index, to.link).1;
-            let link = if next != NO_LINK {
-                next
-            } else {
-                let link = self.new_overflow();
-                self.chain_changed(to.depth, to.depth + 1);
-                *self.at_mut(to.index, to.link).1 = link;
-                link
-            };
-            to.link = link;
-            to.depth += 1;
-            to.slot = 0;
-        }
-        let (tophash, _, entries) = self.at_mut(to.index, to.link);
-        slot_write(entries, to.slot, entry);
-        tophash[to.slot] = top.max(MIN_TOPHASH);
-        to.slot += 1;
+    /// Makes `to` point at a free position, past a full bucket: the next
+    /// bucket of the chain, or a new overflow bucket appended to it.
+    #[cold]
+    #[inline(never)]
+    fn advance(&mut self, to: &mut Appender) {
+        let next = *self.at(to.index, to.link).1;
+        let link = if next != NO_LINK {
+            next
+        } else {
+            let link = self.new_overflow();
+            self.chain_changed(to.depth, to.depth + 1);
+            *self.at_mut(to.index, to.link).1 = link;
+            link
+        };
+        to.link = link;
+        to.depth += 1;
+        to.slot = 0;
     }
 
     /// Moves every entry of bucket `index`'s chain into `dest` (Go's
@@ -966,54 +992,91 @@ impl<K, V> Table<K, V> {
     /// stayed at `index & dest.mask()`, `EVACUATED_Y` for the others,
     /// `EVACUATED_EMPTY` for free slots. Runs no user code. The chain's
     /// overflow buckets are emptied and unlinked.
+    ///
+    /// A doubling moves in two passes over the chain, one per destination:
+    /// the first takes the entries whose hash has the new bit clear (to
+    /// `x`), the second everything left (to `y`). Each pass fills one
+    /// destination chain bucket by bucket, with no per-entry choice of
+    /// destination for the branch predictor to miss, the way hashbrown's
+    /// resize writes one slot after another.
     pub(crate) fn evacuate_into(&mut self, index: usize, hashes: &[u64], dest: &mut Table<K, V>) {
         let new_mask = dest.mask();
         let x = index & new_mask;
-        // Every destination is `x` or `y` (`y` only in a doubling).
-        let y = x | (new_mask & !self.mask());
-        let mut to_x = dest.appender(x);
-        let mut to_y = if y == x { None } else { Some(dest.appender(y)) };
+        // The hash bit that sends an entry to `y`: set only in a doubling.
+        let y_bit = new_mask & !self.mask();
         let mut hashes = hashes.iter();
-        let mut moves = |dest: &mut Table<K, V>, top: u8, entry: (K, V)| -> u8 {
-            let hash = *hashes
-                .next()
-                .expect("invariant: one recorded hash per evacuated entry");
-            match &mut to_y {
-                Some(to_y) if hash as usize & new_mask != x => {
-                    dest.append(to_y, top, entry);
-                    EVACUATED_Y
-                }
-                _ => {
-                    dest.append(&mut to_x, top, entry);
-                    EVACUATED_X
-                }
-            }
-        };
-        let (tophash, next, entries) = self.head_mut(index);
-        let mut markers = [EVACUATED_EMPTY; BUCKET_SLOTS];
-        for i in match_full(tophash) {
-            let top = tophash[i];
-            tophash[i] = EVACUATED_EMPTY;
-            // SAFETY: byte `i` was full (`match_full`) and is now free.
-            markers[i] = moves(dest, top, unsafe { slot_take(entries, i) });
+        if y_bit == 0 {
+            self.move_chain(index, dest, x, EVACUATED_X, || true);
+        } else {
+            self.move_chain(index, dest, x, EVACUATED_X, || {
+                let hash = hashes
+                    .next()
+                    .expect("invariant: one recorded hash per evacuated entry");
+                *hash as usize & y_bit == 0
+            });
+            self.move_chain(index, dest, x | y_bit, EVACUATED_Y, || true);
         }
-        *tophash = markers;
+        let (tophash, next, _) = self.head_mut(index);
+        for byte in tophash.iter_mut() {
+            if *byte <= EMPTY_ONE {
+                *byte = EVACUATED_EMPTY;
+            }
+        }
         let mut link = mem::replace(next, NO_LINK);
         let mut chain_len = 0;
         while link != NO_LINK {
             chain_len += 1;
-            let (tophash, next, entries) = self.overflow_mut(link);
-            for i in match_full(tophash) {
-                let top = tophash[i];
-                tophash[i] = EMPTY_REST;
-                // SAFETY: byte `i` was full (`match_full`) and is now free.
-                moves(dest, top, unsafe { slot_take(entries, i) });
-            }
+            let (tophash, next, _) = self.overflow_mut(link);
+            // Every entry was moved out: every byte is already free.
             *tophash = [EMPTY_REST; BUCKET_SLOTS];
             link = mem::replace(next, NO_LINK);
         }
         self.overflow_buckets -= chain_len;
         self.chain_changed(chain_len, 0);
+    }
+
+    /// One pass of [`Table::evacuate_into`]: moves the entries of bucket
+    /// `index`'s chain that `pick` accepts, asked for each full slot in
+    /// chain order, to the end of `dest`'s chain at `to`. A moved entry's
+    /// byte becomes `head_marker` in the head bucket and `EMPTY_REST` in an
+    /// overflow bucket; both are free, so a later pass skips it.
+    #[inline]
+    fn move_chain(
+        &mut self,
+        index: usize,
+        dest: &mut Table<K, V>,
+        to: usize,
+        head_marker: u8,
+        mut pick: impl FnMut() -> bool,
+    ) {
+        let mut at = dest.appender(to);
+        let (mut dest_tophash, _, mut dest_entries) = dest.at_mut(at.index, at.link);
+        let (mut tophash, mut next, mut entries) = self.head_mut(index);
+        let mut marker = head_marker;
+        loop {
+            for i in match_full(tophash) {
+                if !pick() {
+                    continue;
+                }
+                let top = tophash[i];
+                tophash[i] = marker;
+                // SAFETY: byte `i` was full (`match_full`) and is now free.
+                let entry = unsafe { slot_take(entries, i) };
+                if at.slot >= BUCKET_SLOTS {
+                    dest.advance(&mut at);
+                    (dest_tophash, _, dest_entries) = dest.at_mut(at.index, at.link);
+                }
+                slot_write(dest_entries, at.slot, entry);
+                dest_tophash[at.slot] = top;
+                at.slot += 1;
+            }
+            let link = *next;
+            if link == NO_LINK {
+                return;
+            }
+            marker = EMPTY_REST;
+            (tophash, next, entries) = self.overflow_mut(link);
+        }
     }
 
     /// Keeps the entries `keep` accepts; every removal decrements `len` and
@@ -1157,7 +1220,7 @@ impl<K, V> Table<K, V> {
     }
 }
 
-/// Where [`Table::append`] stores next: slot `slot` of bucket `link` of
+/// Where [`Table::move_chain`] stores next: slot `slot` of bucket `link` of
 /// head `index`'s chain, `depth` overflow buckets down.
 struct Appender {
     index: usize,
