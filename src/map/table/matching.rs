@@ -89,7 +89,11 @@ mod sse2 {
     #[inline]
     #[target_feature(enable = "sse2")]
     pub(super) fn match_byte(tophash: &[u8; BUCKET_SLOTS], byte: u8) -> SlotMask {
-        bits(_mm_cmpeq_epi8(load(tophash), _mm_set1_epi8(byte as i8)))
+        // The byte in each of the low eight lanes (a multiply and a move,
+        // cheaper than a full-width broadcast); the high lanes are zero on
+        // both sides and dropped by `bits`.
+        let splat = _mm_cvtsi64_si128((0x0101_0101_0101_0101u64 * u64::from(byte)) as i64);
+        bits(_mm_cmpeq_epi8(load(tophash), splat))
     }
 
     /// `min(b, 1) == b` exactly when `b <= 1`.

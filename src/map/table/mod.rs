@@ -836,57 +836,69 @@ impl<K, V> Table<K, V> {
 
     /// Takes the entry out of `slot`, keeping the `EMPTY_REST` markers exact
     /// the way Go's `mapdelete` does.
+    #[inline]
     pub(crate) fn take(&mut self, slot: Slot) -> (K, V) {
-        let (tophash, _, entries) = self.at_mut(slot.bucket, slot.link);
+        let (tophash, &mut next, entries) = self.at_mut(slot.bucket, slot.link);
+        let i = slot.index;
         assert!(
-            tophash[slot.index] >= MIN_TOPHASH,
+            tophash[i] >= MIN_TOPHASH,
             "invariant: a found Slot holds an entry"
         );
-        tophash[slot.index] = EMPTY_ONE;
+        // Whether a later position of the chain may hold an entry (Go's
+        // `mapdelete` check before it walks back).
+        let later = if i == BUCKET_SLOTS - 1 {
+            next != NO_LINK
+        } else {
+            tophash[i + 1] != EMPTY_REST
+        };
+        tophash[i] = EMPTY_ONE;
         // SAFETY: the byte was full (checked above) and is now free.
-        let entry = unsafe { slot_take(entries, slot.index) };
-        self.mark_rest(slot);
+        let entry = unsafe { slot_take(entries, i) };
+        if !later || (i == BUCKET_SLOTS - 1 && self.overflow(next).0[0] == EMPTY_REST) {
+            self.mark_rest(slot);
+        }
         entry
     }
 
-    /// After `slot` was freed: when nothing later in its chain holds an
-    /// entry, turns the run of free slots that now ends the chain into
+    /// After `slot` was freed with nothing later in its chain holding an
+    /// entry: turns the run of free slots that now ends the chain into
     /// `EMPTY_REST` (the end of Go's `mapdelete`), walking back across
     /// buckets without allocating.
+    #[cold]
+    #[inline(never)]
     fn mark_rest(&mut self, slot: Slot) {
         let Slot {
             bucket,
             mut link,
             index: mut i,
         } = slot;
-        let (tophash, &next, _) = self.at(bucket, link);
-        if i == BUCKET_SLOTS - 1 {
-            if next != NO_LINK && self.overflow(next).0[0] != EMPTY_REST {
-                return;
-            }
-        } else if tophash[i + 1] != EMPTY_REST {
-            return;
-        }
         loop {
-            self.at_mut(bucket, link).0[i] = EMPTY_REST;
-            if i == 0 {
-                if link == NO_LINK {
+            // Within one bucket: slot `i` and the `EMPTY_ONE` run before it.
+            let tophash = self.at_mut(bucket, link).0;
+            loop {
+                tophash[i] = EMPTY_REST;
+                if i == 0 {
+                    break;
+                }
+                i -= 1;
+                if tophash[i] != EMPTY_ONE {
                     return;
                 }
-                // Step back to the bucket whose link is `link`.
-                let mut prev = NO_LINK;
-                loop {
-                    let next = *self.at(bucket, prev).1;
-                    if next == link {
-                        break;
-                    }
-                    prev = next;
-                }
-                link = prev;
-                i = BUCKET_SLOTS - 1;
-            } else {
-                i -= 1;
             }
+            if link == NO_LINK {
+                return;
+            }
+            // Step back to the bucket whose link is `link`.
+            let mut prev = NO_LINK;
+            loop {
+                let next = *self.at(bucket, prev).1;
+                if next == link {
+                    break;
+                }
+                prev = next;
+            }
+            link = prev;
+            i = BUCKET_SLOTS - 1;
             if self.at(bucket, link).0[i] != EMPTY_ONE {
                 return;
             }
