@@ -14,7 +14,7 @@
 //!   panicked, changed nothing.
 //!
 //! Run under AddressSanitizer and valgrind by `.ci/run`, it is what shows
-//! that the unsafe storage layer (`src/map/table.rs`) never reads
+//! that the unsafe storage layer (`src/map/table/mod.rs`) never reads
 //! uninitialised or freed memory. `PROPTEST_CASES` sets the case count
 //! (default 96).
 

@@ -33,7 +33,7 @@
 //! 3. **Matching.** Slots are read only at positions yielded by
 //!    `match_full` (full bytes, by definition) or by
 //!    `match_tophash(bytes, top)` with `top` first raised to at least
-//!    `MIN_TOPHASH` (exact matches only: `tophash::zero_bytes` has no false
+//!    `MIN_TOPHASH` (exact matches only: `matching::zero_bytes` has no false
 //!    positives), so only at full bytes, of the same bucket the slots
 //!    belong to.
 //! 4. **Slots from outside.** A [`Slot`] is only a position. Its byte is
