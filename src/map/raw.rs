@@ -265,13 +265,14 @@ impl<K, V> RawMap<K, V> {
         if self.len == 0 {
             return None;
         }
-        match self.probe_for_write(hash, eq, hasher) {
-            Probe::Found(slot) => Some(self.take(slot)),
-            Probe::Vacant(_) => {
-                self.written();
-                None
-            }
-        }
+        self.prepare_write(hash, hasher);
+        let index = hash as usize & self.table.mask();
+        let Some(entry) = self.table.remove(index, tophash(hash), eq) else {
+            self.written();
+            return None;
+        };
+        self.removed();
+        Some(entry)
     }
 
     #[cold]
@@ -287,6 +288,13 @@ impl<K, V> RawMap<K, V> {
     /// Removes the entry at a slot of the current array.
     pub(crate) fn take(&mut self, slot: Slot) -> (K, V) {
         let entry = self.table.take(slot);
+        self.removed();
+        entry
+    }
+
+    /// The bookkeeping of a removal from the current array.
+    #[inline]
+    fn removed(&mut self) {
         self.len -= 1;
         if self.over_limit && self.len <= self.max_entries {
             self.over_limit = false;
@@ -294,7 +302,6 @@ impl<K, V> RawMap<K, V> {
         self.counters.removes += 1;
         self.maybe_auto_shrink();
         self.written();
-        entry
     }
 
     /// Removes every entry; keeps the current array's size, drops the old one.

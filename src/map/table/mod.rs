@@ -838,18 +838,19 @@ impl<K, V> Table<K, V> {
     /// the way Go's `mapdelete` does.
     #[inline]
     pub(crate) fn take(&mut self, slot: Slot) -> (K, V) {
-        let (tophash, &mut next, entries) = self.at_mut(slot.bucket, slot.link);
+        let (tophash, next, entries) = self.at_mut(slot.bucket, slot.link);
         let i = slot.index;
         assert!(
             tophash[i] >= MIN_TOPHASH,
             "invariant: a found Slot holds an entry"
         );
         // Whether a later position of the chain may hold an entry (Go's
-        // `mapdelete` check before it walks back).
-        let later = if i == BUCKET_SLOTS - 1 {
-            next != NO_LINK
+        // `mapdelete` check before it walks back). The link is read only
+        // for the last slot: it is another cache line.
+        let (later, next) = if i == BUCKET_SLOTS - 1 {
+            (*next != NO_LINK, *next)
         } else {
-            tophash[i + 1] != EMPTY_REST
+            (tophash[i + 1] != EMPTY_REST, NO_LINK)
         };
         tophash[i] = EMPTY_ONE;
         // SAFETY: the byte was full (checked above) and is now free.
@@ -858,6 +859,54 @@ impl<K, V> Table<K, V> {
             self.mark_rest(slot);
         }
         entry
+    }
+
+    /// Finds the key `eq` accepts in bucket `index`'s chain and takes its
+    /// entry out, like [`Table::find`] then [`Table::take`] but in one pass
+    /// that holds each bucket it scans (a remove needs no free slot, and
+    /// takes the entry from the bucket it found it in). A panic in `eq`
+    /// changes nothing.
+    #[inline]
+    pub(crate) fn remove(
+        &mut self,
+        index: usize,
+        top: u8,
+        mut eq: impl FnMut(&K) -> bool,
+    ) -> Option<(K, V)> {
+        // Invariant 3: a full `top` matches only full bytes.
+        let top = top.max(MIN_TOPHASH);
+        let mut link = NO_LINK;
+        loop {
+            // The link is read only when needed: it is another cache line.
+            let (tophash, next, entries) = self.at_mut(index, link);
+            for i in match_tophash(tophash, top) {
+                // SAFETY: byte `i` equals the full `top` (invariant 3).
+                if !eq(&unsafe { slot_ref(entries, i) }.0) {
+                    continue;
+                }
+                // As in `take`: whether a later position may hold an entry.
+                let (later, next) = if i == BUCKET_SLOTS - 1 {
+                    (*next != NO_LINK, *next)
+                } else {
+                    (tophash[i + 1] != EMPTY_REST, NO_LINK)
+                };
+                tophash[i] = EMPTY_ONE;
+                // SAFETY: byte `i` was full and is now free.
+                let entry = unsafe { slot_take(entries, i) };
+                if !later || (i == BUCKET_SLOTS - 1 && self.overflow(next).0[0] == EMPTY_REST) {
+                    self.mark_rest(Slot {
+                        bucket: index,
+                        link,
+                        index: i,
+                    });
+                }
+                return Some(entry);
+            }
+            if tophash[BUCKET_SLOTS - 1] == EMPTY_REST || *next == NO_LINK {
+                return None;
+            }
+            link = *next;
+        }
     }
 
     /// After `slot` was freed with nothing later in its chain holding an
