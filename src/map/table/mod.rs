@@ -305,6 +305,10 @@ pub(crate) fn max_load(log2: u8) -> usize {
 pub(crate) struct Table<K, V> {
     pub(crate) log2: u8,
     chunk_shift: u8,
+    /// `2^log2 - 1` and `2^chunk_shift - 1`, kept rather than computed
+    /// from the shifts on every access.
+    bucket_mask: usize,
+    chunk_mask: usize,
     block_shift: u8,
     chunks: Vec<Chunk<K, V>>,
     materialized: usize,
@@ -329,6 +333,8 @@ impl<K: Clone, V: Clone> Clone for Table<K, V> {
         let mut copy = Table {
             log2: self.log2,
             chunk_shift: self.chunk_shift,
+            bucket_mask: self.bucket_mask,
+            chunk_mask: self.chunk_mask,
             block_shift: self.block_shift,
             chunks: self
                 .chunks
@@ -415,6 +421,8 @@ impl<K, V> Table<K, V> {
         Table {
             log2: 0,
             chunk_shift: 0,
+            bucket_mask: 0,
+            chunk_mask: 0,
             block_shift: 0,
             chunks: Vec::new(),
             materialized: 0,
@@ -451,6 +459,8 @@ impl<K, V> Table<K, V> {
         Table {
             log2,
             chunk_shift,
+            bucket_mask: (1 << log2) - 1,
+            chunk_mask: chunk_len - 1,
             block_shift,
             chunks,
             materialized: if materialize { chunk_count } else { 0 },
@@ -474,12 +484,12 @@ impl<K, V> Table<K, V> {
 
     #[inline]
     pub(crate) fn mask(&self) -> usize {
-        self.buckets() - 1
+        self.bucket_mask
     }
 
     #[inline]
     fn chunk_mask(&self) -> usize {
-        (1 << self.chunk_shift) - 1
+        self.chunk_mask
     }
 
     #[inline(always)]
