@@ -201,10 +201,29 @@ impl<K, V> RawMap<K, V> {
     where
         K: Eq,
     {
-        match self.probe_for_write(hash, |k| *k == key, hasher) {
-            Probe::Found(slot) => Some(self.overwrite(slot, value)),
-            Probe::Vacant(free) => {
-                self.insert_absent(hash, free, key, value, hasher);
+        self.prepare_write(hash, hasher);
+        if self.growth_needed().is_some() && !self.helped {
+            // A new key starts a growth: find out whether it is new first.
+            let index = hash as usize & self.table.mask();
+            return match self.table.probe(index, tophash(hash), |k| *k == key) {
+                Probe::Found(slot) => Some(self.overwrite(slot, value)),
+                Probe::Vacant(free) => {
+                    self.insert_absent(hash, free, key, value, hasher);
+                    None
+                }
+            };
+        }
+        // No growth can start: one pass finds the key or stores it.
+        let index = hash as usize & self.table.mask();
+        match self.table.upsert(index, tophash(hash), key, value) {
+            Some(old) => {
+                self.counters.updates += 1;
+                self.written();
+                Some(old)
+            }
+            None => {
+                self.inserted();
+                self.written();
                 None
             }
         }
@@ -240,15 +259,7 @@ impl<K, V> RawMap<K, V> {
             // find the first free slot of the new one.
             free = None;
         }
-        self.len += 1;
-        self.counters.inserts += 1;
-        if self.len > self.counters.peak {
-            self.counters.peak = self.len;
-        }
-        // The one compare the limit costs per insert.
-        if self.len > self.max_entries {
-            self.limit_exceeded();
-        }
+        self.inserted();
         let index = hash as usize & self.table.mask();
         let slot = self.table.place(index, free, tophash(hash), key, value);
         self.written();
@@ -273,6 +284,20 @@ impl<K, V> RawMap<K, V> {
         };
         self.removed();
         Some(entry)
+    }
+
+    /// The bookkeeping of a new key.
+    #[inline]
+    fn inserted(&mut self) {
+        self.len += 1;
+        self.counters.inserts += 1;
+        if self.len > self.counters.peak {
+            self.counters.peak = self.len;
+        }
+        // The one compare the limit costs per insert.
+        if self.len > self.max_entries {
+            self.limit_exceeded();
+        }
     }
 
     #[cold]

@@ -768,6 +768,57 @@ impl<K, V> Table<K, V> {
         unsafe { slot_mut(entries, slot.index) }
     }
 
+    /// Inserts or overwrites in bucket `index`'s chain in one pass, like
+    /// [`Table::probe`] then [`Table::place`] or an overwrite, but storing
+    /// a new entry into the bucket the scan holds when that bucket has the
+    /// chain's first free slot and ends it (the usual case). Returns the
+    /// previous value of a present key (whose stored key is kept, as
+    /// std's `insert` does). For a write that cannot start a growth: the
+    /// caller has checked. A panic in `Eq` changes nothing.
+    #[inline]
+    pub(crate) fn upsert(&mut self, index: usize, top: u8, key: K, value: V) -> Option<V>
+    where
+        K: Eq,
+    {
+        // Invariant 3: a full `top` matches only full bytes.
+        let top = top.max(MIN_TOPHASH);
+        let mut link = NO_LINK;
+        let mut free = None;
+        loop {
+            let (tophash, next, entries) = self.at_mut(index, link);
+            for i in match_tophash(tophash, top) {
+                // SAFETY: byte `i` equals the full `top` (invariant 3).
+                let entry = unsafe { slot_mut(entries, i) };
+                if entry.0 == key {
+                    return Some(mem::replace(&mut entry.1, value));
+                }
+            }
+            let first_free = match free {
+                Some(_) => None,
+                None => match_free(tophash).lowest(),
+            };
+            let end = tophash[BUCKET_SLOTS - 1] == EMPTY_REST || *next == NO_LINK;
+            if end {
+                if let Some(i) = first_free {
+                    // Here, with the bucket in hand.
+                    slot_write(entries, i, (key, value));
+                    tophash[i] = top;
+                    return None;
+                }
+                self.place(index, free, top, key, value);
+                return None;
+            }
+            if let Some(i) = first_free {
+                free = Some(Slot {
+                    bucket: index,
+                    link,
+                    index: i,
+                });
+            }
+            link = *next;
+        }
+    }
+
     /// Stores an entry in `free`, or in a new overflow bucket when the chain
     /// is full, and says where. The caller has checked that the key is absent.
     #[inline]
