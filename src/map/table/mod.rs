@@ -233,6 +233,48 @@ unsafe fn slot_drop<K, V>(entries: &mut Entries<K, V>, i: usize) {
     unsafe { entries[i].assume_init_drop() }
 }
 
+/// What follows a slot just freed, for Go's `mapdelete` decision whether
+/// the chain's trailing free run must become `EMPTY_REST`.
+enum After {
+    /// The next slot of the bucket is not `EMPTY_REST`: no walk.
+    Occupied,
+    /// Nothing follows: walk.
+    Free,
+    /// The slot was its bucket's last, and this overflow bucket follows:
+    /// walk if its first byte is `EMPTY_REST`.
+    NextBucket(Link),
+}
+
+/// Moves the entry out of slot `i` of a bucket and marks the slot free
+/// (`EMPTY_ONE`), and says what follows it. The link is read only for the
+/// last slot: it is another cache line.
+///
+/// # Safety
+/// Byte `i` is full.
+#[inline]
+unsafe fn take_from<K, V>(
+    tophash: &mut Tophash,
+    next: &Link,
+    entries: &mut Entries<K, V>,
+    i: usize,
+) -> ((K, V), After) {
+    let after = if i < BUCKET_SLOTS - 1 {
+        if tophash[i + 1] == EMPTY_REST {
+            After::Free
+        } else {
+            After::Occupied
+        }
+    } else if *next == NO_LINK {
+        After::Free
+    } else {
+        After::NextBucket(*next)
+    };
+    tophash[i] = EMPTY_ONE;
+    // SAFETY: the byte was full (the caller's contract) and is now free, so
+    // this read is the entry's one move (invariant 1).
+    (unsafe { slot_take(entries, i) }, after)
+}
+
 /// Gives an empty bucket of a table's copy the structure of `bucket` and a
 /// clone of each of its entries. Every byte is copied free first and set
 /// full only once its clone is written, so a panicking `Clone` leaves the
@@ -905,21 +947,24 @@ impl<K, V> Table<K, V> {
             tophash[i] >= MIN_TOPHASH,
             "invariant: a found Slot holds an entry"
         );
-        // Whether a later position of the chain may hold an entry (Go's
-        // `mapdelete` check before it walks back). The link is read only
-        // for the last slot: it is another cache line.
-        let (later, next) = if i == BUCKET_SLOTS - 1 {
-            (*next != NO_LINK, *next)
-        } else {
-            (tophash[i + 1] != EMPTY_REST, NO_LINK)
+        // SAFETY: the byte was just checked full.
+        let (entry, after) = unsafe { take_from(tophash, next, entries, i) };
+        self.after_take(slot, after);
+        entry
+    }
+
+    /// Runs Go's `emptyRest` walk after a slot was freed, when nothing
+    /// later in its chain holds an entry.
+    #[inline]
+    fn after_take(&mut self, slot: Slot, after: After) {
+        let walk = match after {
+            After::Occupied => false,
+            After::Free => true,
+            After::NextBucket(link) => self.overflow(link).0[0] == EMPTY_REST,
         };
-        tophash[i] = EMPTY_ONE;
-        // SAFETY: the byte was full (checked above) and is now free.
-        let entry = unsafe { slot_take(entries, i) };
-        if !later || (i == BUCKET_SLOTS - 1 && self.overflow(next).0[0] == EMPTY_REST) {
+        if walk {
             self.mark_rest(slot);
         }
-        entry
     }
 
     /// Finds the key `eq` accepts in bucket `index`'s chain and takes its
@@ -945,22 +990,14 @@ impl<K, V> Table<K, V> {
                 if !eq(&unsafe { slot_ref(entries, i) }.0) {
                     continue;
                 }
-                // As in `take`: whether a later position may hold an entry.
-                let (later, next) = if i == BUCKET_SLOTS - 1 {
-                    (*next != NO_LINK, *next)
-                } else {
-                    (tophash[i + 1] != EMPTY_REST, NO_LINK)
+                // SAFETY: byte `i` equals the full `top` (invariant 3).
+                let (entry, after) = unsafe { take_from(tophash, next, entries, i) };
+                let slot = Slot {
+                    bucket: index,
+                    link,
+                    index: i,
                 };
-                tophash[i] = EMPTY_ONE;
-                // SAFETY: byte `i` was full and is now free.
-                let entry = unsafe { slot_take(entries, i) };
-                if !later || (i == BUCKET_SLOTS - 1 && self.overflow(next).0[0] == EMPTY_REST) {
-                    self.mark_rest(Slot {
-                        bucket: index,
-                        link,
-                        index: i,
-                    });
-                }
+                self.after_take(slot, after);
                 return Some(entry);
             }
             if tophash[BUCKET_SLOTS - 1] == EMPTY_REST || *next == NO_LINK {
